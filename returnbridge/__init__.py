@@ -1,0 +1,1 @@
+"""returnbridge: keeps returns consistent between Centra and Reveni."""

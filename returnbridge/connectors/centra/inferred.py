@@ -1,0 +1,73 @@
+"""Every detail of Centra's APIs that is *inferred*, not confirmed, in one configurable place.
+
+reference/centra.md tags each fact [C] (confirmed), [C-ex] (seen in an official example),
+[3P] (third-party code) or [INF] (inferred). Confirmed facts are hard-coded where they are used;
+everything below is a guess that must be checked against a real Centra QA instance, and can be
+overridden without touching code (environment variables `RETURNBRIDGE_CENTRA_INFERRED__<FIELD>`,
+or a `CentraInferred(...)` passed to the client / simulator).
+
+Both the client and the simulator read these values, so the two can never silently disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CentraInferred(BaseModel):
+    """Inferred Centra behaviour. Each field's description says where the guess comes from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    return_status_pending: str = Field(
+        "PENDING", description="[INF] Return.status enum value of a new return (§3.2)."
+    )
+    return_status_completed: str = Field(
+        "COMPLETED", description="[INF] Return.status enum value after completion (§3.2)."
+    )
+    order_status_archived: str = Field(
+        "ARCHIVED", description="[INF] GraphQL OrderStatus name for Archived (code 5) (§2.3)."
+    )
+    payment_entry_type_refund: str = Field(
+        "REFUND", description="[INF] PaymentHistoryEntryType value of a PSP refund (§2.6)."
+    )
+    returns_allowed_on_archived_orders: bool = Field(
+        True,
+        description="[INF] Undocumented; the reference suggests allowing it behind a switch (§3.4).",
+    )
+    retry_after_format: Literal["unix_timestamp", "seconds", "http_date"] = Field(
+        "unix_timestamp",
+        description=(
+            "[C] says Retry-After is 'a timestamp at which to resume'; its encoding is [INF]. "
+            "The client accepts all three; the simulator emits this one."
+        ),
+    )
+    orders_limit_max: int = Field(
+        200, description="[INF] max `limit` of the `orders` list (documented for Warehouse.stock)."
+    )
+    orders_limit_default: int = Field(20, description="[INF] default `limit` of list queries.")
+    returns_limit_max: int = Field(200, description="[INF] max `limit` of `returns`.")
+    order_api_base_path: str = Field(
+        "/api/order",
+        description=(
+            "[INF] path of the REST Order API plugin on the Centra host; the real base is "
+            "configured per plugin instance."
+        ),
+    )
+    stock_change_description_readable: bool = Field(
+        True,
+        description=(
+            "[INF] StockChange.description readable back from the Integration API "
+            "(the 3P client reads `stockChange{ comment }`); the restock read-back relies on it."
+        ),
+    )
+    size_changes_is_list: bool = Field(
+        True,
+        description="[INF] changeStock `sizeChanges` accepts a list (GraphQL list coercion) (§4.2).",
+    )
+    app_version: str = Field("v0.34.6", description="[C-ex] sample `extensions.appVersion`.")
+
+
+DEFAULT_INFERRED = CentraInferred()

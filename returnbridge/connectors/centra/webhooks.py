@@ -1,0 +1,105 @@
+"""Centra Webhook plugin signatures (reference/centra.md §6.1, [C] [WH]).
+
+Header: `X-Centra-Signature: t=<unix seconds>,v1=<hex>`, where
+`v1 = HMAC-SHA256(key=endpoint secret, msg="<t>.<raw request body>")`, lowercase hex. The raw body is
+the url-encoded form string (`payload=<urlencoded JSON>`), not the decoded JSON. The receiver picks
+the timestamp tolerance; a request outside it is treated as a replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+SIGNATURE_HEADER = "X-Centra-Signature"
+
+
+class WebhookSignatureError(ValueError):
+    """The request is not a valid, fresh, signed Centra webhook; the message says why."""
+
+
+def compute_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of `"<timestamp>.<body>"` keyed with `secret`."""
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: str, timestamp: int, body: bytes) -> str:
+    """The `X-Centra-Signature` header value for `body` sent at `timestamp`."""
+    return f"t={timestamp},v1={compute_signature(secret, timestamp, body)}"
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """The form body Centra sends: a single field `payload` holding url-encoded JSON."""
+    return urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode()
+
+
+def _parse_header(header: str) -> tuple[int, list[str]]:
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            raise WebhookSignatureError(f"malformed {SIGNATURE_HEADER} element {part.strip()!r}")
+        if key == "t":
+            if not value.isdigit():
+                raise WebhookSignatureError(f"{SIGNATURE_HEADER} timestamp {value!r} is not an integer")
+            timestamp = int(value)
+        elif key == "v1":
+            signatures.append(value)
+    if timestamp is None:
+        raise WebhookSignatureError(f"{SIGNATURE_HEADER} has no t= timestamp")
+    if not signatures:
+        raise WebhookSignatureError(f"{SIGNATURE_HEADER} has no v1= signature")
+    return timestamp, signatures
+
+
+def verify_signature(
+    secret: str,
+    header: str | None,
+    body: bytes,
+    *,
+    tolerance_seconds: int = 300,
+    now: float | None = None,
+) -> int:
+    """Check a webhook's signature and freshness; return its timestamp.
+
+    Raises WebhookSignatureError when the header is missing or malformed, the timestamp is outside
+    `tolerance_seconds` of `now` (a replay or a badly skewed clock), or no signature matches.
+    Signatures are compared in constant time.
+    """
+    if not header:
+        raise WebhookSignatureError(f"missing {SIGNATURE_HEADER} header")
+    timestamp, signatures = _parse_header(header)
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_seconds:
+        raise WebhookSignatureError(
+            f"timestamp {timestamp} is {abs(current - timestamp):.0f}s away from now; "
+            f"tolerance is {tolerance_seconds}s (replayed or clock skew)"
+        )
+    expected = compute_signature(secret, timestamp, body)
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+        raise WebhookSignatureError("signature does not match the body")
+    return timestamp
+
+
+def decode_payload(body: bytes) -> dict[str, Any]:
+    """The JSON object in a form body `payload=<urlencoded JSON>`; WebhookSignatureError if not."""
+    try:
+        fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WebhookSignatureError(f"body is not a url-encoded form: {exc}") from None
+    values = fields.get("payload")
+    if not values or len(values) != 1:
+        raise WebhookSignatureError("form body must carry exactly one `payload` field")
+    try:
+        payload = json.loads(values[0])
+    except json.JSONDecodeError as exc:
+        raise WebhookSignatureError(f"`payload` is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise WebhookSignatureError("`payload` must be a JSON object")
+    return payload
