@@ -112,7 +112,10 @@ class Order(_Strict):
         return [
             Shipment(
                 shipped=True,
-                lines=[ShipmentLine(line=i + 1, quantity=ln.quantity) for i, ln in enumerate(self.lines)],
+                lines=[
+                    ShipmentLine(line=i + 1, quantity=ln.quantity)
+                    for i, ln in enumerate(self.lines)
+                ],
             )
         ]
 
@@ -311,5 +314,7 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ScenarioError(str(path), "", f"not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+        raise ScenarioError(
+            str(path), "", f"not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}"
+        ) from None
     return parse_scenario(data, str(path))

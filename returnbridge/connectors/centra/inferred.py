@@ -35,7 +35,7 @@ class CentraInferred(BaseModel):
     )
     returns_allowed_on_archived_orders: bool = Field(
         True,
-        description="[INF] Undocumented; the reference suggests allowing it behind a switch (§3.4).",
+        description="[INF] Undocumented; the reference says allow it behind a switch (§3.4).",
     )
     retry_after_format: Literal["unix_timestamp", "seconds", "http_date"] = Field(
         "unix_timestamp",
@@ -65,7 +65,7 @@ class CentraInferred(BaseModel):
     )
     size_changes_is_list: bool = Field(
         True,
-        description="[INF] changeStock `sizeChanges` accepts a list (GraphQL list coercion) (§4.2).",
+        description="[INF] changeStock `sizeChanges` accepts a list (list coercion) (§4.2).",
     )
     app_version: str = Field("v0.34.6", description="[C-ex] sample `extensions.appVersion`.")
 

@@ -1,9 +1,9 @@
 """Centra Webhook plugin signatures (reference/centra.md §6.1, [C] [WH]).
 
 Header: `X-Centra-Signature: t=<unix seconds>,v1=<hex>`, where
-`v1 = HMAC-SHA256(key=endpoint secret, msg="<t>.<raw request body>")`, lowercase hex. The raw body is
-the url-encoded form string (`payload=<urlencoded JSON>`), not the decoded JSON. The receiver picks
-the timestamp tolerance; a request outside it is treated as a replay.
+`v1 = HMAC-SHA256(key=endpoint secret, msg="<t>.<raw request body>")`, lowercase hex. The raw
+body is the url-encoded form string (`payload=<urlencoded JSON>`), not the decoded JSON. The
+receiver picks the timestamp tolerance; a request outside it is treated as a replay.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
             raise WebhookSignatureError(f"malformed {SIGNATURE_HEADER} element {part.strip()!r}")
         if key == "t":
             if not value.isdigit():
-                raise WebhookSignatureError(f"{SIGNATURE_HEADER} timestamp {value!r} is not an integer")
+                raise WebhookSignatureError(
+                    f"{SIGNATURE_HEADER} timestamp {value!r} is not an integer"
+                )
             timestamp = int(value)
         elif key == "v1":
             signatures.append(value)

@@ -1,0 +1,3 @@
+from returnbridge.cli import app
+
+app()

@@ -1,0 +1,130 @@
+"""The few errors the Centra client raises, one per decision its caller has to make.
+
+The executor must tell apart "try again later" (transient, rate-limited), "Centra said no"
+(rejected), "fix the credentials" (auth), "fix our code" (query error) and "we do not know whether
+it happened" (in doubt): the last one is resolved by reading Centra back, never by resending,
+because Centra has no idempotency keys (reference/centra.md §1.7, design.md §3).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+# Retry-After values at or above this are unix timestamps, below it delta seconds: no sane delay
+# is 31 years long, and no Centra timestamp is from before 2001.
+_EPOCH_THRESHOLD = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class UserError:
+    """One `userErrors[]` entry of a mutation payload, or one REST Order API error. [C] [ERR]"""
+
+    message: str
+    path: tuple[str, ...] = ()
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> UserError:
+        path = raw.get("path") or ()
+        return cls(message=str(raw.get("message", "")), path=tuple(str(p) for p in path))
+
+    def __str__(self) -> str:
+        return f"{'.'.join(self.path)}: {self.message}" if self.path else self.message
+
+
+class CentraError(Exception):
+    """Base of every error the Centra client raises."""
+
+
+class CentraTransient(CentraError):
+    """A failure that did not change anything in Centra and may pass: 5xx on a read, a refused
+    connection, a read timeout on a read. Safe to retry later."""
+
+
+class CentraRateLimited(CentraError):
+    """HTTP 429: Centra refused the request (nothing was executed); resume after `retry_after`
+    seconds. The client has already paused its governor, so every caller waits together."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CentraRejected(CentraError):
+    """Centra refused the request and changed nothing: a mutation's non-empty `userErrors`
+    ([C] [ERR]: "nothing was modified"), or a REST Order API error with its `error_code`
+    (for example -2 out of stock, -5 duplicate order number)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        user_errors: Sequence[UserError] = (),
+        error_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.user_errors = list(user_errors)
+        self.error_code = error_code
+
+
+class CentraAuthError(CentraError):
+    """The credentials were refused (GraphQL 403, REST 401) or the token lacks a permission
+    (GraphQL error with `extensions.category: "authorization"`). Retrying will not help."""
+
+
+class CentraQueryError(CentraError):
+    """Centra could not execute what we sent (HTTP 400, GraphQL `errors[]`, an unexpected
+    response shape). That is a bug on our side or a schema drift: not retried."""
+
+    def __init__(self, message: str, *, errors: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.errors = [dict(e) for e in errors]
+
+
+class CentraInDoubt(CentraError):
+    """A mutation may have reached Centra and its outcome is unknown (timeout after sending, the
+    connection dropped before the response, 5xx after sending). Resolve it by reading back."""
+
+    def __init__(
+        self, operation: str, request_summary: Mapping[str, Any] | None = None, cause: str = ""
+    ) -> None:
+        super().__init__(
+            f"{operation}: outcome unknown ({cause}); read Centra back before resending"
+        )
+        self.operation = operation
+        self.request_summary = dict(request_summary or {})
+        self.cause = cause
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait according to a `Retry-After` header, or None when absent or unreadable.
+
+    Centra documents the value as "a timestamp at which to resume" [C] [RL-old] without giving its
+    encoding [INF], so all three forms are accepted: a unix timestamp, delta seconds, an HTTP-date.
+    A moment in the past means "now" (0).
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    current = time.time() if now is None else now
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:  # RFC 9110 dates are GMT
+            moment = moment.replace(tzinfo=UTC)
+        return max(0.0, moment.timestamp() - current)
+    if number != number or number in (float("inf"), float("-inf")):  # NaN / inf
+        return None
+    if number >= _EPOCH_THRESHOLD:
+        return max(0.0, number - current)
+    return max(0.0, number)
