@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+from centra_sim_support import CentraSimHandle, centra_sim_scenario_data, running_centra_sim
+
+from returnbridge.scenario import Scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+# --------------------------------------------------------------------------- Centra simulator
+
+
+@pytest.fixture
+def centra_scenario() -> Scenario:
+    return parse_scenario(centra_sim_scenario_data(), "CENTRA_SIM_SCENARIO")
+
+
+@pytest.fixture
+def centra_sim(centra_scenario: Scenario) -> Iterator[CentraSimHandle]:
+    """The Centra simulator with the small scenario, rate limits off (`unlimited` plan)."""
+    with running_centra_sim(centra_scenario) as handle:
+        yield handle

@@ -12,7 +12,10 @@ and it implies the bucket never runs dry: whether Centra meters with token bucke
 sliding windows (the algorithm is [INF]), a share of 1.0 never earns a 429 from our own traffic.
 The sustained rate is the same as the bucket's; only the burst is smaller.
 
-The complexity bucket is not governed: our documents are small and fixed, far below it.
+Query complexity is budgeted the same way, weighted by each request's estimated cost
+(complexity.py; the transport corrects it with the cost Centra reports). A single request costing
+more than the whole window is admitted once the window is empty: it can never fit otherwise, and
+the client sizes its batches to avoid that.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from returnbridge.connectors.centra.plans import Plan, RateLimitInterval, get_plan
+from returnbridge.connectors.centra.plans import Plan, RateLimitInterval, RateLimitType, get_plan
 
 
 class Clock(Protocol):
@@ -48,24 +51,42 @@ class SystemClock:
 
 
 class SlidingWindow:
-    """At most `capacity` grants in any `length`-second window (timestamps of recent grants)."""
+    """At most `capacity` units granted in any `length`-second window (a log of recent grants)."""
 
     def __init__(self, capacity: int, length: float) -> None:
         self.capacity = capacity
         self.length = length
-        self._grants: deque[float] = deque()
+        self._grants: deque[tuple[float, int]] = deque()
+        self._total = 0
 
-    def wait_time(self, now: float) -> float:
-        """Seconds until one more grant fits; 0 if it fits now."""
-        while self._grants and self._grants[0] <= now - self.length:
-            self._grants.popleft()
-        if len(self._grants) < self.capacity:
-            return 0.0
-        # The oldest grant inside the window leaves it `length` seconds after it was made.
-        return self._grants[-self.capacity] + self.length - now
+    def _evict(self, now: float) -> None:
+        # The epsilon keeps float rounding from leaving a grant a hair inside the window after
+        # sleeping exactly until it should have left (which would spin on ever-tinier sleeps).
+        while self._grants and self._grants[0][0] + self.length <= now + 1e-9:
+            self._total -= self._grants.popleft()[1]
 
-    def take(self, now: float) -> None:
-        self._grants.append(now)
+    def wait_time(self, now: float, amount: int = 1) -> float:
+        """Seconds until `amount` more units fit; 0 if they fit now."""
+        self._evict(now)
+        if self._total + amount <= self.capacity or self._total == 0:
+            return 0.0  # fits, or can never fit and the window is as empty as it gets
+        # Units that must leave the window first; all of them if `amount` can never fit.
+        must_leave = self._total if amount > self.capacity else self._total + amount - self.capacity
+        left = 0
+        for granted_at, units in self._grants:
+            left += units
+            if left >= must_leave:
+                return granted_at + self.length - now
+        return self.length  # unreachable: the whole log adds up to `_total`
+
+    def take(self, now: float, amount: int = 1) -> None:
+        if amount > 0:
+            self._grants.append((now, amount))
+            self._total += amount
+
+    @property
+    def used(self) -> int:
+        return self._total
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,8 @@ class Budget:
     requests_1h: int | None
     mutations_10s: int | None
     mutations_1h: int | None
+    complexity_10s: int | None
+    complexity_1h: int | None
 
 
 def _capacity(quota: int, share: float) -> int:
@@ -85,11 +108,11 @@ def _capacity(quota: int, share: float) -> int:
 class Governor:
     """Waits until a Centra call fits the budget; pauses everyone after a 429.
 
-    `acquire(mutation)` takes one request token, plus one mutation token for a mutation (a mutation
-    is also a request, [C] [RL-old]). Check-and-take is synchronous and guarded by a thread lock,
-    so one governor is safe across tasks, event loops and threads. The `unlimited` plan never
-    waits for quota; a `Retry-After` from Centra is honoured on every plan, since it is Centra
-    saying no, not our estimate.
+    `acquire(mutation, complexity)` takes one request token, one mutation token for a mutation
+    (a mutation is also a request, [C] [RL-old]) and `complexity` complexity tokens.
+    Check-and-take is synchronous and guarded by a thread lock, so one governor is safe across
+    tasks, event loops and threads. The `unlimited` plan never waits for quota; a `Retry-After`
+    from Centra is honoured on every plan, since it is Centra saying no, not our estimate.
     """
 
     _registry: ClassVar[dict[tuple[str, str, float], Governor]] = {}
@@ -103,17 +126,21 @@ class Governor:
         self.clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._paused_until = -math.inf
-        self._requests: list[SlidingWindow] = []
-        self._mutations: list[SlidingWindow] = []
-        for interval in RateLimitInterval:
-            if self.plan.requests is not None:
-                quota = self.plan.requests.for_interval(interval)
-                self._requests.append(SlidingWindow(_capacity(quota, share), interval.seconds))
-            if self.plan.mutations is not None:
-                quota = self.plan.mutations.for_interval(interval)
-                self._mutations.append(SlidingWindow(_capacity(quota, share), interval.seconds))
+        self._requests = self._windows(RateLimitType.REQUEST_COUNT)
+        self._mutations = self._windows(RateLimitType.MUTATION_COUNT)
+        self._complexity = self._windows(RateLimitType.QUERY_COMPLEXITY)
         self.granted_requests = 0
         self.granted_mutations = 0
+        self.granted_complexity = 0
+
+    def _windows(self, kind: RateLimitType) -> list[SlidingWindow]:
+        quota = self.plan.quota(kind)
+        if quota is None:
+            return []
+        return [
+            SlidingWindow(_capacity(quota.for_interval(interval), self.share), interval.seconds)
+            for interval in RateLimitInterval
+        ]
 
     @classmethod
     def shared(cls, base_url: str, plan: str, share: float) -> Governor:
@@ -130,37 +157,49 @@ class Governor:
         def caps(windows: list[SlidingWindow]) -> tuple[int | None, int | None]:
             return (windows[0].capacity, windows[1].capacity) if windows else (None, None)
 
-        r10, r1h = caps(self._requests)
-        m10, m1h = caps(self._mutations)
-        return Budget(r10, r1h, m10, m1h)
+        return Budget(*caps(self._requests), *caps(self._mutations), *caps(self._complexity))
 
-    async def acquire(self, mutation: bool = False) -> None:
-        """Return once one request (and one mutation, if `mutation`) may be sent now."""
+    async def acquire(self, mutation: bool = False, complexity: int = 0) -> None:
+        """Return once one request (a mutation, if `mutation`) costing `complexity` may be sent."""
         while True:
-            wait = self._try_take(mutation)
+            wait = self._try_take(mutation, max(0, complexity))
             if wait <= 0:
                 return
             await self.clock.sleep(wait)
+
+    def charge(self, complexity: int) -> None:
+        """Record complexity spent beyond what was acquired (Centra reported a higher cost)."""
+        if complexity <= 0:
+            return
+        with self._lock:
+            now = self.clock.monotonic()
+            for window in self._complexity:
+                window.take(now, complexity)
+            self.granted_complexity += complexity
 
     def pause(self, seconds: float) -> None:
         """Hold every caller for `seconds` (Centra answered 429 with this Retry-After)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock.monotonic() + max(0.0, seconds))
 
-    def _try_take(self, mutation: bool) -> float:
+    def _try_take(self, mutation: bool, complexity: int) -> float:
         with self._lock:
             now = self.clock.monotonic()
             if now < self._paused_until:
                 return self._paused_until - now
-            windows = self._requests + (self._mutations if mutation else [])
-            wait = max((w.wait_time(now) for w in windows), default=0.0)
+            costs = [(w, 1) for w in self._requests]
+            costs += [(w, 1) for w in self._mutations] if mutation else []
+            costs += [(w, complexity) for w in self._complexity] if complexity else []
+            wait = max((w.wait_time(now, amount) for w, amount in costs), default=0.0)
             if wait > 0:
                 return wait
-            for window in windows:
-                window.take(now)
+            for window, amount in costs:
+                window.take(now, amount)
             self.granted_requests += 1
             self.granted_mutations += int(mutation)
+            self.granted_complexity += complexity
             return 0.0
 
-
-JitterSource = Callable[[], float]
+    def complexity_capacity(self) -> int | None:
+        """The complexity we may spend per 10 seconds (None: not limited)."""
+        return self._complexity[0].capacity if self._complexity else None

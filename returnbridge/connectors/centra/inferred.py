@@ -67,7 +67,44 @@ class CentraInferred(BaseModel):
         True,
         description="[INF] changeStock `sizeChanges` accepts a list (list coercion) (§4.2).",
     )
+    order_api_manual_refund: bool = Field(
+        True,
+        description=(
+            "[INF] Centra documents no way to record a refund paid outside its PSP (Reveni's "
+            "instant bank transfer, store credit). returnbridge assumes the Order API's "
+            "`PUT /returns/{id}` accepts `manualRefund: {amount, reference}`, writing a non-PSP "
+            "refund entry on the order. Turn off where the plugin rejects it."
+        ),
+    )
     app_version: str = Field("v0.34.6", description="[C-ex] sample `extensions.appVersion`.")
+    merchant_timezone: str = Field(
+        "Europe/Stockholm",
+        description=(
+            "[INF] zone of the offsets Centra prints (`2023-01-16T10:31:34+01:00` [C-ex]) and of "
+            "naive input dates; really the merchant's configured zone."
+        ),
+    )
+    order_api_error_http_status: int = Field(
+        400,
+        description=(
+            '[INF] HTTP status of an Order API business error (`{status: "no", errorCode, msg}`); '
+            "the codes -1..-7 are [C], the HTTP status is not documented."
+        ),
+    )
+    complexity_default_page_size: int = Field(
+        20,
+        ge=1,
+        description=(
+            "[INF] QUERY_COMPLEXITY formula (Centra's is unpublished): every field costs 1 and a "
+            "list multiplies its selection by its page size; this is the size of a paginated "
+            "list given no limit/first/last."
+        ),
+    )
+    complexity_nested_list_size: int = Field(
+        10,
+        ge=1,
+        description="[INF] complexity multiplier of an unpaginated nested list such as `lines`.",
+    )
 
 
 DEFAULT_INFERRED = CentraInferred()

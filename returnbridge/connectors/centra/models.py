@@ -1,0 +1,333 @@
+"""What the client reads from Centra, as typed values (pydantic v2).
+
+Wire names are camelCase; the models use snake_case aliases of them. Unknown fields are ignored
+(Centra adds fields between versions) but the fields we select are required and typed, so a schema
+drift fails loudly at the boundary. Money is `Decimal` (the client decodes JSON numbers straight to
+Decimal, never through float) and every datetime must carry an offset (design.md §5).
+
+Enum-valued fields stay `str`: several of their values are [INF] and configurable
+(`CentraInferred`), so callers compare them with those settings rather than with a hard-coded enum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from returnbridge.connectors.centra.errors import UserError
+
+T = TypeVar("T")
+
+
+class CentraModel(BaseModel):
+    """Base of the wire models: camelCase aliases, unknown fields ignored, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+
+def _flatten_id(data: Any, key: str, target: str) -> Any:
+    """Turn `{key: {id: X}}` into `{target: X}` so references read as plain ids."""
+    if isinstance(data, dict) and isinstance(data.get(key), dict) and target not in data:
+        data = {**data, target: data[key].get("id")}
+    return data
+
+
+class Money(CentraModel):
+    """`MonetaryValue { value currency{code} conversionRate }` ([C-ex] §1.8)."""
+
+    value: Decimal
+    currency: str
+    conversion_rate: Decimal = Decimal(1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _currency_code(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("currency"), dict):
+            data = {**data, "currency": data["currency"].get("code")}
+        return data
+
+
+class Store(CentraModel):
+    id: int
+    type: str
+
+
+class Market(CentraModel):
+    id: int
+    name: str
+
+
+class Customer(CentraModel):
+    id: int
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+
+
+class SizeRef(CentraModel):
+    """The product size an order line or a stock change line is for."""
+
+    id: int | None = None
+    sku: str = Field(alias="SKU")
+    ean: str | None = Field(None, alias="EAN")
+    description: str | None = None
+
+
+class OrderLine(CentraModel):
+    id: int
+    quantity: int
+    cancelled_quantity: int
+    shipped_quantity: int
+    returned_quantity: int
+    unit_price: Money
+    unit_original_price: Money
+    discount_percent: Decimal
+    tax_percent: Decimal
+    line_value: Money
+    product_name: str
+    product_variant_name: str
+    product_variant_id: int
+    size: SizeRef = Field(alias="productSize")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_id(cls, data: Any) -> Any:
+        return _flatten_id(data, "productVariant", "productVariantId")
+
+    @property
+    def sku(self) -> str:
+        return self.size.sku
+
+
+class ShipmentLine(CentraModel):
+    """A shipped line; its `id` is what `createReturn` references ([C] §2.5)."""
+
+    id: int
+    quantity: int
+    order_line_id: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _order_line_id(cls, data: Any) -> Any:
+        return _flatten_id(data, "orderLine", "orderLineId")
+
+
+class Shipment(CentraModel):
+    id: int
+    number: str
+    created_at: AwareDatetime
+    shipped_at: AwareDatetime | None = None
+    is_good_to_go: bool
+    is_paid: bool
+    is_shipped: bool
+    is_captured: bool
+    lines: list[ShipmentLine]
+
+
+class PaymentEntry(CentraModel):
+    """One `paymentHistory` entry: AUTH, CAPTURE, REFUND ([INF]) ... with its status."""
+
+    id: int
+    created_at: AwareDatetime
+    status: str
+    entry_type: str
+    value: Money
+    external_reference: str | None = None
+    payment_method: str | None = None
+
+
+class PaymentMethod(CentraModel):
+    uri: str | None = None
+    plugin: str | None = None
+
+
+class OrderTotals(CentraModel):
+    shipping: Money
+    handling: Money
+    tax_included: Money
+    tax_deducted: Money
+    tax_added: Money
+    quantity: int
+
+
+class Order(CentraModel):
+    """A Centra order with what a return needs: lines, shipments, payments ([INF] §7 list)."""
+
+    id: str
+    number: int
+    status: str
+    is_on_hold: bool
+    is_internal: bool
+    created_at: AwareDatetime
+    order_date: AwareDatetime
+    store: Store
+    market: Market | None = None
+    grand_total: Money
+    totals: OrderTotals
+    payment_method: PaymentMethod | None = None
+    customer: Customer | None = None
+    lines: list[OrderLine]
+    shipments: list[Shipment]
+    payment_history: list[PaymentEntry]
+
+    @property
+    def currency(self) -> str:
+        return self.grand_total.currency
+
+    def line(self, line_id: int) -> OrderLine | None:
+        return next((line for line in self.lines if line.id == line_id), None)
+
+
+class ReturnLine(CentraModel):
+    id: int
+    quantity: int
+    shipment_line_id: int
+    order_line_id: int
+    sku: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _references(cls, data: Any) -> Any:
+        data = _flatten_id(data, "shipmentLine", "shipmentLineId")
+        if isinstance(data, dict) and isinstance(data.get("orderLine"), dict):
+            order_line = data["orderLine"]
+            data = {
+                **data,
+                "orderLineId": order_line.get("id"),
+                "sku": (order_line.get("productSize") or {}).get("SKU"),
+            }
+        return data
+
+
+class ReturnTotals(CentraModel):
+    shipping: Money
+    handling: Money
+    voucher_value: Money
+    return_cost: Money
+
+
+class Return(CentraModel):
+    """A Centra return. `status` values are [INF] (`CentraInferred.return_status_*`)."""
+
+    id: int
+    status: str
+    created_at: AwareDatetime
+    comment: str | None = None
+    external_id: str | None = None
+    returned_to_stock: bool
+    shipment_id: int
+    order_id: str
+    order_number: int
+    lines: list[ReturnLine]
+    totals: ReturnTotals
+    grand_total: Money
+    refund_payment_history: list[PaymentEntry]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _references(cls, data: Any) -> Any:
+        data = _flatten_id(data, "shipment", "shipmentId")
+        if isinstance(data, dict) and isinstance(data.get("order"), dict):
+            data = {
+                **data,
+                "orderId": data["order"].get("id"),
+                "orderNumber": data["order"].get("number"),
+            }
+        return data
+
+
+class StockTotals(CentraModel):
+    physical_quantity: int
+    available_quantity: int
+    allocated_quantity: int
+    demand_quantity: int
+    free_to_allocate_quantity: int
+
+
+class ProductSize(CentraModel):
+    """A sellable size with the ids stock mutations need and its stock totals."""
+
+    id: int
+    sku: str = Field(alias="SKU")
+    ean: str | None = Field(None, alias="EAN")
+    description: str | None = None
+    variant_id: int
+    stock_totals: StockTotals
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_id(cls, data: Any) -> Any:
+        return _flatten_id(data, "productVariant", "variantId")
+
+
+class Warehouse(CentraModel):
+    id: int
+    name: str
+    status: str
+
+
+class StockChangeLine(CentraModel):
+    id: int
+    delivered_quantity: int
+    size: SizeRef = Field(alias="productSize")
+
+
+class StockChange(CentraModel):
+    id: int
+    created_at: AwareDatetime
+    description: str | None = None
+    warehouse_id: int
+    lines: list[StockChangeLine]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warehouse_id(cls, data: Any) -> Any:
+        return _flatten_id(data, "warehouse", "warehouseId")
+
+
+class RateLimit(CentraModel):
+    """One row of `rateLimits` (3 types x 2 intervals; quota = used + remaining) [C]."""
+
+    type: str
+    interval: str = Field(alias="intervalSeconds")
+    quota: int
+    used_quota: int
+    remaining_quota: int
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a Relay connection."""
+
+    items: list[T]
+    total_count: int
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Applied(Generic[T]):
+    """The result of a mutation that succeeded, with Centra's non-fatal `userWarnings`."""
+
+    value: T
+    warnings: tuple[UserError, ...] = ()
+
+
+class RestReturn(CentraModel):
+    """A return as the REST Order API lists it (`GET /returns`) [C] [OA-*]."""
+
+    model_config = ConfigDict(
+        alias_generator=None, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+    return_id: int = Field(alias="returnId")
+    completed: bool
+    shipment_id: int | None = Field(None, alias="shipmentId")
+    order_id: str | int | None = Field(None, alias="orderId")
+    products: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,154 @@
+"""The `/_sim` control plane: load data, move the clock, set faults, read counters and effects.
+
+No auth, never faulted or rate-limited, never called by returnbridge itself (design.md §8): it is
+how tests, the demo and benchmarks drive the simulator and read its ground truth.
+
+- `POST /_sim/load` scenario JSON (the whole file, or just its `centra` section under `centra`)
+- `GET /_sim/clock`, `POST /_sim/clock` `{"set": iso}` or `{"advance_seconds": n}`
+- `GET /_sim/faults`, `POST /_sim/faults` `{seed?, error_rate?, rate_limit_rate?,
+  timeout_after_commit_rate?, latency_ms?, stall_seconds?}` (restarts the seeded generator)
+- `GET /_sim/counters`, `POST /_sim/counters/reset`
+- `GET /_sim/webhooks`, `POST /_sim/webhooks` `{url, secret, retries?, max_batch?, ...}`
+- `POST /_sim/tokens` `{token, permissions: [..] | null}` adds an Integration API token
+- `GET /_sim/effects`: the run summary's `centra` section (contract.md §4)
+- `GET /_sim/state/stock`: physical / allocated / FTA per SKU and warehouse
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, Router
+
+from returnbridge.scenario import ScenarioError, parse_scenario
+from returnbridge.simulators.centra.simulator import CentraSimulator
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ControlError(Exception):
+    """A bad control request: 400 with the message."""
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ControlError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ControlError("body must be a JSON object")
+    return body
+
+
+def control_api(sim: CentraSimulator) -> Router:
+    def handled(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (ControlError, ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+
+        return endpoint
+
+    async def load(request: Request) -> Response:
+        body = await _body(request)
+        try:
+            scenario = parse_scenario(body, "/_sim/load")
+        except ScenarioError as exc:
+            raise ControlError(str(exc)) from None
+        sim.load(scenario)
+        return JSONResponse({"loaded": True, "now": sim.clock.now().isoformat()})
+
+    async def clock(request: Request) -> Response:
+        if request.method == "POST":
+            body = await _body(request)
+            if "set" in body:
+                sim.clock.set(datetime.fromisoformat(str(body["set"]).replace("Z", "+00:00")))
+            elif "advance_seconds" in body:
+                seconds = body["advance_seconds"]
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                    raise ControlError("advance_seconds must be a number")
+                sim.clock.advance(float(seconds))
+            else:
+                raise ControlError("give `set` (ISO time) or `advance_seconds`")
+        return JSONResponse({"now": sim.clock.now().isoformat()})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "POST":
+            sim.faults.update(**await _body(request))
+        return JSONResponse(asdict(sim.faults.settings))
+
+    async def counters(request: Request) -> Response:
+        with sim.lock:
+            return JSONResponse(sim.counters.as_dict())
+
+    async def reset_counters(request: Request) -> Response:
+        sim.reset_counters()
+        return JSONResponse(sim.counters.as_dict())
+
+    async def webhooks(request: Request) -> Response:
+        if request.method == "POST":
+            body = await _body(request)
+            known = {"url", "secret", "retries", "max_batch", "backoff_seconds", "timeout"}
+            if set(body) - known:
+                raise ControlError(f"unknown key(s): {sorted(set(body) - known)}")
+            sim.webhooks.configure(
+                body.get("url"),
+                body.get("secret"),
+                retries=body.get("retries"),
+                max_batch=body.get("max_batch"),
+                backoff_seconds=body.get("backoff_seconds"),
+                timeout=body.get("timeout"),
+            )
+        return JSONResponse(sim.webhooks.snapshot())
+
+    async def tokens(request: Request) -> Response:
+        body = await _body(request)
+        token, permissions = body.get("token"), body.get("permissions")
+        if not isinstance(token, str) or not token:
+            raise ControlError("token must be a non-empty string")
+        if permissions is not None and not (
+            isinstance(permissions, list) and all(isinstance(p, str) for p in permissions)
+        ):
+            raise ControlError("permissions must be a list of strings or null")
+        with sim.lock:
+            sim.tokens[token] = None if permissions is None else frozenset(permissions)
+        return JSONResponse({"token": token, "permissions": permissions})
+
+    async def effects(request: Request) -> Response:
+        return JSONResponse(sim.effects())
+
+    async def stock(request: Request) -> Response:
+        with sim.lock:
+            state = sim.state
+            rows = [
+                {
+                    "sku": state.sizes[size_id].sku,
+                    "warehouse_id": wid,
+                    "physical": level.physical,
+                    "allocated": level.allocated,
+                    "free_to_allocate": level.free_to_allocate,
+                }
+                for (size_id, wid), level in sorted(state.stock.items())
+            ]
+        return JSONResponse({"stock": rows})
+
+    return Router(
+        routes=[
+            Route("/load", handled(load), methods=["POST"]),
+            Route("/clock", handled(clock), methods=["GET", "POST"]),
+            Route("/faults", handled(faults), methods=["GET", "POST"]),
+            Route("/counters", handled(counters), methods=["GET"]),
+            Route("/counters/reset", handled(reset_counters), methods=["POST"]),
+            Route("/webhooks", handled(webhooks), methods=["GET", "POST"]),
+            Route("/tokens", handled(tokens), methods=["POST"]),
+            Route("/effects", handled(effects), methods=["GET"]),
+            Route("/state/stock", handled(stock), methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,71 @@
+"""The ground truth of what happened in the simulated Centra (`GET /_sim/effects`).
+
+Shape: contract.md §4, the run summary's `centra` section. The scenario's initial data is not an
+effect, except its `manual_refunds` (refunds made in Centra by someone else, `return_id: null`),
+which reconciliation must see next to returnbridge's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from returnbridge.simulators.centra.records import ReturnRec
+from returnbridge.simulators.centra.state import CentraState
+
+
+def effects(state: CentraState) -> dict[str, list[dict[str, Any]]]:
+    """Returns, stock changes, refunds and orders created, in order. Hold the simulator's lock."""
+    return {
+        "returns": [_return(state, r) for r in state.returns.values()],
+        "stock_changes": [
+            {
+                "sku": state.sizes[line.size_id].sku,
+                "warehouse_id": line.warehouse_id,
+                "delta": line.delta,
+                "description": change.description,
+            }
+            for change in state.stock_changes.values()
+            for line in change.lines
+        ],
+        "refunds": [
+            {
+                "order_number": entry.order_number,
+                "return_id": entry.return_id,
+                "amount": f"{entry.value:.2f}",
+                "currency": state.orders[entry.order_number].currency,
+                "via_psp": entry.via_psp,
+                "status": entry.status,
+            }
+            for entry in sorted(state.all_payments(), key=lambda p: p.id)
+            if entry.entry_type == state.inferred.payment_entry_type_refund
+        ],
+        "orders_created": [
+            {
+                "order_number": order.number,
+                "origin_return_id": order.origin_id if order.origin_type == "return" else None,
+                "total": f"{order.grand_total():.2f}",
+                "lines": [
+                    {"sku": state.sizes[line.size_id].sku, "quantity": line.quantity}
+                    for line in order.lines
+                ],
+            }
+            for order in state.orders.values()
+            if order.created_via_api
+        ],
+    }
+
+
+def _return(state: CentraState, ret: ReturnRec) -> dict[str, Any]:
+    return {
+        "id": ret.id,
+        "external_id": ret.external_id,
+        "order_number": ret.order_number,
+        "lines": [
+            {
+                "sku": state.sizes[state.order_lines[line.order_line_id].size_id].sku,
+                "quantity": line.quantity,
+            }
+            for line in ret.lines
+        ],
+        "completed": ret.completed,
+    }
