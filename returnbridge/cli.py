@@ -94,5 +94,41 @@ def sim_centra(
     uvicorn.run(asgi, host=host, port=port, log_level="info")
 
 
+@app.command("demo")
+def demo(
+    scenario: ScenarioOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print exactly one JSON document: the run summary.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the run summary to DIR/summary.json.")
+    ] = None,
+) -> None:
+    """Start the simulators on free loopback ports, run the cycle, print a summary."""
+    import json
+    import logging
+
+    from returnbridge.demo import render_table, run_demo
+
+    loaded = _scenario_or_exit(scenario)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    summary, reads = run_demo(loaded)
+    document = json.dumps(summary, indent=2, default=str)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(document + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(document)
+        return
+    typer.echo("Orders behind the scenario's Reveni returns, read from Centra (batched):\n")
+    typer.echo(render_table(reads))
+    calls = summary["api_calls"]
+    typer.echo(
+        f"\nCentra API: {calls['centra_requests']} request(s), "
+        f"{calls['centra_mutations']} mutation(s); Centra effects: "
+        + ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in summary["centra"].items())
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m returnbridge`
     sys.exit(app())
