@@ -84,9 +84,7 @@ def render_table(reads: list[OrderRead]) -> str:
             rows.append((read.return_id, str(read.order_number), "no", "-", "-", "-"))
             continue
         lines = ", ".join(f"{ln.sku} {ln.shipped_quantity}/{ln.quantity}" for ln in order.lines)
-        rows.append(
-            (read.return_id, str(order.number), "yes", order.status, order.currency, lines)
-        )
+        rows.append((read.return_id, str(order.number), "yes", order.status, order.currency, lines))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

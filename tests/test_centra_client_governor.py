@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import random
 
+import pytest
 from centra_fakes import FakeClock
 
 from returnbridge.connectors.centra.governor import Governor
@@ -22,6 +23,7 @@ def max_in_any_window(times: list[float], length: float) -> int:
 
 TINY = Plan("tiny", requests=Quota(10, 30), mutations=Quota(4, 8), complexity=None)
 HEAVY = Plan("heavy", requests=Quota(100, 1000), mutations=None, complexity=Quota(1000, 5000))
+WIDE = Plan("wide", requests=Quota(100, 10**6), mutations=None, complexity=Quota(1000, 10**6))
 
 
 def max_weighted_in_any_window(grants: list[tuple[float, int]], length: float) -> int:
@@ -162,3 +164,57 @@ async def test_charging_reported_complexity_delays_later_callers() -> None:
     await governor.acquire(complexity=100)
     assert clock.now >= 10
     assert governor.granted_complexity == 1050
+
+
+async def test_a_large_request_is_not_starved_by_a_stream_of_small_ones() -> None:
+    clock = FakeClock()
+    governor = Governor(WIDE, 1.0, clock=clock)  # 1,000 complexity per 10 s
+    big_granted: list[float] = []
+
+    async def small_stream() -> None:
+        for _ in range(40):
+            await governor.acquire(complexity=150)
+
+    async def big() -> None:
+        await asyncio.sleep(0)  # arrives after the stream has started
+        await governor.acquire(complexity=900)
+        big_granted.append(clock.now)
+
+    await asyncio.gather(*(small_stream() for _ in range(6)), big())
+    # The stream alone needs 240 s; first come, first served admits the big one within two
+    # windows instead of after the stream has dried up.
+    assert clock.now >= 200
+    assert big_granted and big_granted[0] <= 40
+
+
+async def test_a_cancelled_waiter_takes_nothing_and_leaves_the_queue() -> None:
+    clock = FakeClock()
+    governor = Governor(TINY, 1.0, clock=clock)  # 10 requests per 10 s
+    for _ in range(10):
+        await governor.acquire()
+    waiter = asyncio.create_task(governor.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert governor.granted_requests == 10
+    await governor.acquire()  # not stuck behind the cancelled caller
+    assert governor.granted_requests == 11
+    assert 10 <= clock.now < 11
+
+
+async def test_reads_do_not_queue_behind_a_mutation_waiting_for_the_hourly_quota() -> None:
+    clock = FakeClock()
+    governor = Governor(
+        Plan("m", requests=Quota(10, 1000), mutations=Quota(4, 4), complexity=None),
+        1.0,
+        clock=clock,
+    )
+    for _ in range(4):
+        await governor.acquire(mutation=True)
+    mutation = asyncio.create_task(governor.acquire(mutation=True))  # needs the next hour
+    await asyncio.sleep(0)
+    await governor.acquire()
+    assert clock.now < 10 and not mutation.done()
+    await mutation
+    assert clock.now >= 3600

@@ -26,6 +26,7 @@ from returnbridge.connectors.centra import (
     Governor,
     OrderProduct,
     ReturnLineInput,
+    StockDelta,
 )
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -351,3 +352,144 @@ def test_explicit_arguments_override_settings_and_secrets_stay_secret() -> None:
     assert centra.settings.orders_per_query == 20
     assert centra.governor is Governor.shared("http://x.test", "growth", 0.2)
     assert "t0ken" not in repr(centra.settings)
+
+
+async def test_retry_after_far_in_the_future_is_capped_at_the_longest_window() -> None:
+    clock = FakeClock()
+    # A millisecond timestamp read as seconds would pause every caller for millennia.
+    handler, _ = scripted(httpx.Response(429, headers={"Retry-After": "1800000012000"}))
+    async with client_for(handler, clock) as centra:
+        with pytest.raises(CentraRateLimited) as info:
+            await centra.complete_return(3)
+        assert info.value.retry_after == 3600
+        await centra.governor.acquire()
+    assert 3600 <= clock.now <= 3601
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        gql(
+            {"createReturn": {"return": None, "userErrors": [], "userWarnings": []}},
+            [{"message": "Internal error", "path": ["createReturn", "return", "lines"]}],
+        ),
+        gql(None, [{"message": "Internal server error", "path": ["createReturn"]}]),
+    ],
+    ids=["partial-payload", "resolver-failed"],
+)
+async def test_mutation_graphql_error_during_execution_is_in_doubt(answer: httpx.Response) -> None:
+    handler, seen = scripted(answer)
+    async with client_for(handler) as centra:
+        with pytest.raises(CentraInDoubt, match="Internal"):
+            await centra.create_return(
+                shipment_id=7, lines=[ReturnLineInput(70, 1)], external_id="ret_1"
+            )
+    assert len(seen) == 1
+
+
+async def test_mutation_graphql_request_error_is_a_query_error() -> None:
+    handler, _ = scripted(gql(None, [{"message": 'Unknown argument "x"', "locations": []}]))
+    async with client_for(handler) as centra:
+        with pytest.raises(CentraQueryError, match="Unknown argument"):
+            await centra.complete_return(3)
+
+
+async def test_model_mismatch_message_names_fields_but_not_customer_data() -> None:
+    order = {"number": 1001, "customer": {"id": 3, "email": "anna@example.com"}}
+    handler, _ = scripted(gql({"orders": [order]}))
+    async with client_for(handler) as centra:
+        with pytest.raises(CentraQueryError, match="does not match Order") as info:
+            await centra.orders_by_number([1001])
+    assert "lines" in str(info.value) and "anna@example.com" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def stock_change(change_id: int, description: str) -> dict[str, Any]:
+    return {
+        "id": change_id,
+        "createdAt": "2026-10-05T09:00:00+02:00",
+        "description": description,
+        "warehouse": {"id": 1},
+        "lines": [],
+    }
+
+
+async def test_restock_read_back_matches_the_description_exactly() -> None:
+    rows = [
+        stock_change(1, "returnbridge restock ret_1"),
+        stock_change(2, "returnbridge restock ret_10"),
+    ]
+    handler, _ = scripted(gql({"stockChanges": rows}))
+    async with client_for(handler) as centra:
+        found = await centra.stock_changes_by_description("returnbridge restock ret_1")
+    assert [c.id for c in found] == [1]
+
+
+def return_wire(return_id: int, external_id: str, order_number: int) -> dict[str, Any]:
+    zero = {"value": 0, "currency": {"code": "SEK"}, "conversionRate": 1}
+    return {
+        "id": return_id,
+        "status": "PENDING",
+        "createdAt": "2026-10-05T09:00:00+02:00",
+        "externalId": external_id,
+        "returnedToStock": False,
+        "shipment": {"id": 7},
+        "order": {"id": "a" * 32, "number": order_number},
+        "lines": [],
+        "totals": {k: zero for k in ("shipping", "handling", "voucherValue", "returnCost")},
+        "grandTotal": zero,
+        "refundPaymentHistory": [],
+    }
+
+
+async def test_return_read_backs_keep_only_what_was_asked() -> None:
+    rows = [return_wire(1, "ret_1", 1001), return_wire(2, "ret_10", 1002)]
+    handler, _ = scripted(gql({"returns": rows}))
+    async with client_for(handler) as centra:
+        by_external = await centra.returns_by_external_id(["ret_1"])
+        by_order = await centra.returns_for_orders([1001])
+    assert {k: [r.id for r in v] for k, v in by_external.items()} == {"ret_1": [1]}
+    assert {k: [r.id for r in v] for k, v in by_order.items()} == {1001: [1]}
+
+
+async def test_return_pages_respect_the_configured_returns_limit() -> None:
+    from returnbridge.connectors.centra.inferred import CentraInferred
+    from returnbridge.settings import CentraSettings
+
+    handler, seen = scripted(gql({"returns": []}))
+    settings = CentraSettings(inferred=CentraInferred(returns_limit_max=100))
+    async with CentraClient(
+        settings,
+        base_url="http://centra.test",
+        governor=Governor("unlimited", 1.0, clock=FakeClock()),
+        http_transport=httpx.MockTransport(handler),
+    ) as centra:
+        await centra.returns_for_orders([1001])
+        await centra.returns_by_external_id(["ret_1"])
+        _ = [r async for r in centra.iter_returns(page_size=500)]
+    assert [request_json(r)["variables"]["limit"] for r in seen] == [100, 100, 100]
+
+
+async def test_accepted_mutation_with_an_unreadable_payload_is_in_doubt_not_a_failure() -> None:
+    # No userErrors: Centra applied the change. A payload our model cannot read (schema drift)
+    # must send the caller to read back, not let it conclude the write failed and resend it.
+    drifted = {"changeStock": {"stockChange": {"id": 1}, "userErrors": [], "userWarnings": []}}
+    handler, seen = scripted(gql(drifted))
+    async with client_for(handler) as centra:
+        with pytest.raises(CentraInDoubt, match="ChangeStock") as info:
+            await centra.change_stock(
+                description="returnbridge restock ret_1",
+                deltas=[StockDelta(5, 50, 1)],
+                into_warehouse_id=1,
+            )
+    assert len(seen) == 1
+    assert info.value.request_summary["variables"]["input"]["description"].endswith("ret_1")
+
+
+async def test_created_order_with_an_unexpected_body_is_in_doubt() -> None:
+    handler, _ = scripted(httpx.Response(200, json={"status": "ok", "orders": [{"n": 1}]}))
+    async with client_for(handler) as centra:
+        with pytest.raises(CentraInDoubt, match="createOrder"):
+            await centra.create_order(
+                order_number=900001, products=[OrderProduct("A", 1, Decimal("0"))]
+            )

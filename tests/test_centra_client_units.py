@@ -382,3 +382,24 @@ async def test_connection_follows_cursors_and_refuses_to_loop() -> None:
 
     with pytest.raises(CentraQueryError, match="did not advance"):
         _ = [x async for x in iter_connection(stuck, 1)]
+
+
+async def test_limit_pages_refuse_a_server_that_ignores_page() -> None:
+    async def same_page(limit: int, page: int) -> list[int]:
+        return list(range(limit))
+
+    seen: list[int] = []
+    with pytest.raises(CentraQueryError, match="repeated"):
+        async for x in iter_limit_pages(same_page, 3):
+            seen.append(x)
+    assert seen == [0, 1, 2]
+
+
+async def test_connection_refuses_a_cursor_that_comes_round_again() -> None:
+    cursors = {None: "a", "a": "b", "b": "a"}
+
+    async def cycling(first: int, after: str | None) -> Page[int]:
+        return Page([1], 9, True, cursors[after])
+
+    with pytest.raises(CentraQueryError, match="did not advance"):
+        _ = [x async for x in iter_connection(cycling, 1)]

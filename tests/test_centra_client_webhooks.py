@@ -115,3 +115,17 @@ def test_signatures_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatc
 def test_bad_bodies_are_rejected(body: bytes, message: str) -> None:
     with pytest.raises(WebhookSignatureError, match=message):
         decode_payload(body)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"t={TIMESTAMP},v1=\u00e9{DOCS_SIGNATURE[1:]}",
+        "t=\u0661\u0662,v1=00",
+        f"t={'9' * 5000},v1=00",
+    ],
+    ids=["non-ascii-signature", "non-ascii-digits", "huge-timestamp"],
+)
+def test_hostile_headers_are_signature_errors_not_crashes(header: str) -> None:
+    with pytest.raises(WebhookSignatureError):
+        verify_signature(SECRET, header, BODY, now=TIMESTAMP)

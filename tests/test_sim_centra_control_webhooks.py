@@ -72,8 +72,9 @@ def test_webhook_emitter_posts_signed_form_bodies(
     assert headers["content-type"] == "application/x-www-form-urlencoded"
     verify_signature(SECRET, headers["x-centra-signature"], body)
     events = decode_payload(body)["events"]
+    # 12:00 UTC is 14:00 in the merchant's zone (Europe/Stockholm, summer time). [INF]
     assert events == [
-        {"type": "return", "action": "insert", "date": "2026-10-15 12:00:00.000000", "id": 1}
+        {"type": "return", "action": "insert", "date": "2026-10-15 14:00:00.000000", "id": 1}
     ]
 
 

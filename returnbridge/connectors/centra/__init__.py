@@ -52,9 +52,17 @@ from returnbridge.connectors.centra.models import (
     StockTotals,
     Warehouse,
 )
+from returnbridge.connectors.centra.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookSignatureError,
+    decode_payload,
+    signature_header,
+    verify_signature,
+)
 
 __all__ = [
     "FROM_SHIPMENT",
+    "SIGNATURE_HEADER",
     "Applied",
     "Budget",
     "CentraAuthError",
@@ -100,5 +108,9 @@ __all__ = [
     "SystemClock",
     "UserError",
     "Warehouse",
+    "WebhookSignatureError",
+    "decode_payload",
     "parse_retry_after",
+    "signature_header",
+    "verify_signature",
 ]

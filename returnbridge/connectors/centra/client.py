@@ -15,7 +15,8 @@ write has a read that proves it happened (design.md §3), exposed here next to i
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -25,7 +26,7 @@ from pydantic import SecretStr, ValidationError
 
 from returnbridge.connectors.centra.complexity import estimate_complexity
 from returnbridge.connectors.centra.documents import operation
-from returnbridge.connectors.centra.errors import CentraQueryError, UserError
+from returnbridge.connectors.centra.errors import CentraInDoubt, CentraQueryError, UserError
 from returnbridge.connectors.centra.governor import Governor
 from returnbridge.connectors.centra.inputs import (
     CreatedFromOrigin,
@@ -69,13 +70,31 @@ def _parse(model: type[Any], raw: Any, what: str) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise CentraQueryError(f"{what}: response does not match the model: {exc}") from exc
+        # Where and what, never the input: it holds customer data that must not reach a log.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or model.__name__}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise CentraQueryError(
+            f"{what}: response does not match {model.__name__}: {problems}"
+        ) from None
 
 
 def _parse_list(model: type[Any], raw: Any, what: str) -> list[Any]:
     if not isinstance(raw, list):
         raise CentraQueryError(f"{what}: expected a list, got {type(raw).__name__}")
     return [_parse(model, item, what) for item in raw]
+
+
+@contextmanager
+def _applied(operation: str, variables: Mapping[str, Any]) -> Iterator[None]:
+    """Read the answer of a write Centra accepted. If it cannot be read, the write still happened
+    (or may have): that is CentraInDoubt, resolved by reading back, never a failure to resend."""
+    try:
+        yield
+    except (CentraQueryError, TypeError, ValueError, AttributeError) as exc:
+        summary = {"operation": operation, "variables": dict(variables)}
+        raise CentraInDoubt(operation, summary, f"accepted, answer unreadable: {exc}") from None
 
 
 def _warnings(payload: Mapping[str, Any]) -> tuple[UserError, ...]:
@@ -240,7 +259,7 @@ class CentraClient:
         async def fetch(limit: int, page: int) -> list[Order]:
             return await self.orders_page(where=where, sort=sort, limit=limit, page=page)
 
-        async for order in iter_limit_pages(fetch, page_size):
+        async for order in iter_limit_pages(fetch, min(page_size, self.inferred.orders_limit_max)):
             yield order
 
     async def order_connection_page(
@@ -284,7 +303,7 @@ class CentraClient:
                 first=first, after=after, where=where, sort=sort
             )
 
-        async for order in iter_connection(fetch, page_size):
+        async for order in iter_connection(fetch, min(page_size, self.inferred.orders_limit_max)):
             yield order
 
     async def order_by_id(self, order_id: str) -> Order | None:
@@ -321,7 +340,7 @@ class CentraClient:
         async def fetch(limit: int, page: int) -> list[Return]:
             return await self.returns(where, limit=limit, page=page, sort=sort)
 
-        async for item in iter_limit_pages(fetch, page_size):
+        async for item in iter_limit_pages(fetch, min(page_size, self.inferred.returns_limit_max)):
             yield item
 
     async def returns_for_orders(self, numbers: Iterable[int]) -> dict[int, list[Return]]:
@@ -331,7 +350,8 @@ class CentraClient:
         result: dict[int, list[Return]] = {n: [] for n in wanted}
         for batch in chunked(wanted, self.orders_per_query):
             async for item in self.iter_returns({"orderNumber": batch}, page_size=_LIST_LIMIT):
-                result.setdefault(item.order_number, []).append(item)
+                if item.order_number in result:  # only what was asked, whatever the filter did
+                    result[item.order_number].append(item)
         return result
 
     async def returns_for_order(self, number: int) -> list[Return]:
@@ -345,8 +365,10 @@ class CentraClient:
         result: dict[str, list[Return]] = {e: [] for e in wanted}
         for batch in chunked(wanted, _LIST_LIMIT):
             async for item in self.iter_returns({"externalId": batch}, page_size=_LIST_LIMIT):
-                if item.external_id is not None:
-                    result.setdefault(item.external_id, []).append(item)
+                # Exact match only: the filter's semantics are [INF], and a return of another id
+                # must never pass for the read-back of this one.
+                if item.external_id in result:
+                    result[item.external_id].append(item)
         return result
 
     # -- products and stock -------------------------------------------------------------------
@@ -390,7 +412,11 @@ class CentraClient:
             )
             return result
 
-        return [c async for c in iter_limit_pages(fetch, _LIST_LIMIT)]
+        # Exact match only: the filter's semantics are [INF] (a prefix or substring match would let
+        # "... restock ret_10" pass for the read-back of "... restock ret_1").
+        return [
+            c async for c in iter_limit_pages(fetch, _LIST_LIMIT) if c.description == description
+        ]
 
     async def rate_limits(self) -> list[RateLimit]:
         """Centra's current view of the environment's rate-limit buckets (6 rows)."""
@@ -429,12 +455,19 @@ class CentraClient:
             currency=currency,
         )
         payload = await self._query("CreateReturn", input=variables)
-        return Applied(_parse(Return, payload.get("return"), "createReturn"), _warnings(payload))
+        with _applied("CreateReturn", {"input": variables}):
+            return Applied(
+                _parse(Return, payload.get("return"), "createReturn"), _warnings(payload)
+            )
 
     async def complete_return(self, return_id: int, *, send_email: bool = False) -> Applied[Return]:
         """Complete a pending return (no refund; refunds go through `update_return`)."""
-        payload = await self._query("CompleteReturn", id=return_id, input={"sendEmail": send_email})
-        return Applied(_parse(Return, payload.get("return"), "completeReturn"), _warnings(payload))
+        variables = {"id": return_id, "input": {"sendEmail": send_email}}
+        payload = await self._query("CompleteReturn", **variables)
+        with _applied("CompleteReturn", variables):
+            return Applied(
+                _parse(Return, payload.get("return"), "completeReturn"), _warnings(payload)
+            )
 
     async def change_stock(
         self,
@@ -453,8 +486,9 @@ class CentraClient:
             out_from_warehouse_id=out_from_warehouse_id,
         )
         payload = await self._query("ChangeStock", input=variables)
-        change = _parse(StockChange, payload.get("stockChange"), "changeStock")
-        return Applied(change, _warnings(payload))
+        with _applied("ChangeStock", {"input": variables}):
+            change = _parse(StockChange, payload.get("stockChange"), "changeStock")
+            return Applied(change, _warnings(payload))
 
     async def set_stock(
         self,
@@ -472,8 +506,9 @@ class CentraClient:
             quantity_type=quantity_type,
         )
         payload = await self._query("SetStock", input=variables)
-        changes = _parse_list(StockChange, payload.get("stockChanges"), "setStock")
-        return Applied(changes, _warnings(payload))
+        with _applied("SetStock", {"input": variables}):
+            changes = _parse_list(StockChange, payload.get("stockChanges"), "setStock")
+            return Applied(changes, _warnings(payload))
 
     # -- REST Order API -----------------------------------------------------------------------
 
@@ -525,12 +560,13 @@ class CentraClient:
             extra=extra,
         )
         response = await self._transport.rest("POST", "order", name="createOrder", json_body=body)
-        numbers = response.get("orders")
-        if numbers is None and "order" in response:
-            numbers = [response["order"]]
-        if not isinstance(numbers, list):
-            raise CentraQueryError(f"createOrder: no order numbers in the response: {response}")
-        return [int(n) for n in numbers]
+        with _applied("createOrder", body):
+            numbers = response.get("orders")
+            if numbers is None and "order" in response:
+                numbers = [response["order"]]
+            if not isinstance(numbers, list):
+                raise CentraQueryError(f"no order numbers in the response: {sorted(response)}")
+            return [int(n) for n in numbers]
 
     async def list_returns_rest(
         self,

@@ -29,6 +29,7 @@ class UserError:
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> UserError:
+        """Read one `{message, path}` entry."""
         path = raw.get("path") or ()
         return cls(message=str(raw.get("message", "")), path=tuple(str(p) for p in path))
 
@@ -89,7 +90,8 @@ class CentraQueryError(CentraError):
 
 class CentraInDoubt(CentraError):
     """A mutation may have reached Centra and its outcome is unknown (timeout after sending, the
-    connection dropped before the response, 5xx after sending). Resolve it by reading back."""
+    connection dropped before the response, 5xx after sending, a GraphQL error raised while the
+    mutation executed). Resolve it by reading back."""
 
     def __init__(
         self, operation: str, request_summary: Mapping[str, Any] | None = None, cause: str = ""

@@ -16,6 +16,12 @@ Query complexity is budgeted the same way, weighted by each request's estimated 
 (complexity.py; the transport corrects it with the cost Centra reports). A single request costing
 more than the whole window is admitted once the window is empty: it can never fit otherwise, and
 the client sizes its batches to avoid that.
+
+Callers are served first come, first served per window: while a caller waits for a window to drain,
+a later caller takes no units from that window even if its smaller request would fit, or a stream
+of small reads would keep a large batched read (which needs most of the complexity window) waiting
+forever. A later caller that needs none of the windows an earlier one waits for goes ahead: reads
+do not queue behind a mutation that waits for the hourly mutation quota.
 """
 
 from __future__ import annotations
@@ -35,18 +41,24 @@ from returnbridge.connectors.centra.plans import Plan, RateLimitInterval, RateLi
 class Clock(Protocol):
     """Time source of a governor; tests inject a fake one so nothing really sleeps."""
 
-    def monotonic(self) -> float: ...
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards."""
+        ...
 
-    def sleep(self, seconds: float) -> Awaitable[None]: ...
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait `seconds`."""
+        ...
 
 
 class SystemClock:
     """Real time: `time.monotonic` and `asyncio.sleep`."""
 
     def monotonic(self) -> float:
+        """`time.monotonic()`."""
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep(seconds)`."""
         await asyncio.sleep(seconds)
 
 
@@ -80,12 +92,14 @@ class SlidingWindow:
         return self.length  # unreachable: the whole log adds up to `_total`
 
     def take(self, now: float, amount: int = 1) -> None:
+        """Record `amount` units granted at `now` (not before the latest grant)."""
         if amount > 0:
             self._grants.append((now, amount))
             self._total += amount
 
     @property
     def used(self) -> int:
+        """Units granted in the window as of the last eviction."""
         return self._total
 
 
@@ -99,6 +113,18 @@ class Budget:
     mutations_1h: int | None
     complexity_10s: int | None
     complexity_1h: int | None
+
+
+# How soon a caller queued behind an earlier one looks again when the earlier one is due now.
+_QUEUE_POLL_SECONDS = 0.001
+
+
+@dataclass
+class _Waiter:
+    """A caller waiting in `acquire`: the windows it waits for and when it expects to fit."""
+
+    windows: frozenset[SlidingWindow] = frozenset()
+    ready_at: float = -math.inf
 
 
 def _capacity(quota: int, share: float) -> int:
@@ -126,6 +152,8 @@ class Governor:
         self.clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._paused_until = -math.inf
+        # Callers waiting in `acquire`, oldest first, with the windows each one waits for.
+        self._waiting: dict[object, _Waiter] = {}
         self._requests = self._windows(RateLimitType.REQUEST_COUNT)
         self._mutations = self._windows(RateLimitType.MUTATION_COUNT)
         self._complexity = self._windows(RateLimitType.QUERY_COMPLEXITY)
@@ -154,18 +182,31 @@ class Governor:
 
     @property
     def budget(self) -> Budget:
+        """The capacities this governor grants, per kind and window."""
+
         def caps(windows: list[SlidingWindow]) -> tuple[int | None, int | None]:
             return (windows[0].capacity, windows[1].capacity) if windows else (None, None)
 
         return Budget(*caps(self._requests), *caps(self._mutations), *caps(self._complexity))
 
     async def acquire(self, mutation: bool = False, complexity: int = 0) -> None:
-        """Return once one request (a mutation, if `mutation`) costing `complexity` may be sent."""
-        while True:
-            wait = self._try_take(mutation, max(0, complexity))
-            if wait <= 0:
-                return
-            await self.clock.sleep(wait)
+        """Return once one request (a mutation, if `mutation`) costing `complexity` may be sent.
+
+        Callers waiting for the same window are served in arrival order. Units are taken only at
+        the moment this returns, so a caller cancelled while waiting takes nothing.
+        """
+        ticket = object()
+        with self._lock:
+            self._waiting[ticket] = _Waiter()
+        try:
+            while True:
+                wait = self._try_take(ticket, mutation, max(0, complexity))
+                if wait <= 0:
+                    return
+                await self.clock.sleep(wait)
+        finally:
+            with self._lock:
+                self._waiting.pop(ticket, None)  # still there if cancelled while waiting
 
     def charge(self, complexity: int) -> None:
         """Record complexity spent beyond what was acquired (Centra reported a higher cost)."""
@@ -182,17 +223,29 @@ class Governor:
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock.monotonic() + max(0.0, seconds))
 
-    def _try_take(self, mutation: bool, complexity: int) -> float:
+    def _try_take(self, ticket: object, mutation: bool, complexity: int) -> float:
+        """Take the units and return 0, or return how long to sleep before asking again."""
         with self._lock:
             now = self.clock.monotonic()
-            if now < self._paused_until:
-                return self._paused_until - now
             costs = [(w, 1) for w in self._requests]
             costs += [(w, 1) for w in self._mutations] if mutation else []
             costs += [(w, complexity) for w in self._complexity] if complexity else []
-            wait = max((w.wait_time(now, amount) for w, amount in costs), default=0.0)
+            if now < self._paused_until:
+                return self._paused_until - now
+            waits = {w: w.wait_time(now, amount) for w, amount in costs}
+            wait = max(waits.values(), default=0.0)
+            mine = self._waiting[ticket]
+            for other, earlier in self._waiting.items():
+                if other is ticket:
+                    break
+                if not earlier.windows.isdisjoint(waits):
+                    # Someone asked first for a window this needs: they go first, then look again.
+                    return max(wait, earlier.ready_at - now, _QUEUE_POLL_SECONDS)
             if wait > 0:
+                mine.windows = frozenset(w for w, seconds in waits.items() if seconds > 0)
+                mine.ready_at = now + wait
                 return wait
+            del self._waiting[ticket]
             for window, amount in costs:
                 window.take(now, amount)
             self.granted_requests += 1

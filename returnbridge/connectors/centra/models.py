@@ -102,6 +102,7 @@ class OrderLine(CentraModel):
 
     @property
     def sku(self) -> str:
+        """The SKU of the line's product size."""
         return self.size.sku
 
 
@@ -178,9 +179,11 @@ class Order(CentraModel):
 
     @property
     def currency(self) -> str:
+        """The order's currency code (that of its grand total)."""
         return self.grand_total.currency
 
     def line(self, line_id: int) -> OrderLine | None:
+        """The order line with this id, or None."""
         return next((line for line in self.lines if line.id == line_id), None)
 
 

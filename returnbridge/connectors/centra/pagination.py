@@ -24,12 +24,17 @@ async def iter_limit_pages(
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, got {page_size}")
     page = 1
+    previous: list[T] | None = None
     while True:
         items = await fetch_page(page_size, page)
+        if items == previous:
+            # A server that ignores `page` would otherwise repeat one full page forever.
+            raise CentraQueryError(f"page {page} repeated page {page - 1}: `page` is ignored")
         for item in items:
             yield item
         if len(items) < page_size:
             return
+        previous = items
         page += 1
 
 
@@ -40,15 +45,17 @@ async def iter_connection(
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, got {page_size}")
     after: str | None = None
+    seen: set[str] = set()
     while True:
         page = await fetch_page(page_size, after)
         for item in page.items:
             yield item
         if not page.has_next_page:
             return
-        if page.end_cursor is None or page.end_cursor == after:
-            # A server bug would otherwise make this loop forever.
+        if page.end_cursor is None or page.end_cursor in seen or page.end_cursor == after:
+            # A server bug (a cursor that stays put or comes round again) would loop forever.
             raise CentraQueryError(f"connection did not advance past cursor {after!r}")
+        seen.add(page.end_cursor)
         after = page.end_cursor
 
 

@@ -8,8 +8,8 @@ The classification is the point of this module. Centra has no idempotency keys (
 - a read that failed transiently is retried with exponential backoff and jitter;
 - a write is sent once. If it failed before any byte could reach Centra (connection refused,
   connect timeout, no pooled connection) it is `CentraTransient`, safe to send again. If it may
-  have reached Centra (timeout or disconnect after sending, a 5xx, an unreadable 200) it is
-  `CentraInDoubt`, resolved by reading back (design.md §3);
+  have reached Centra (timeout or disconnect after sending, a 5xx, an unreadable 200, a GraphQL
+  error raised while executing it) it is `CentraInDoubt`, resolved by reading back (design.md §3);
 - a 429 (nothing executed) pauses the shared governor for Retry-After, so every caller waits.
 """
 
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "returnbridge/0.1 (+centra-client)"
 DEFAULT_RETRY_AFTER_SECONDS = 1.0
+# Centra's longest rate-limit window is one hour ([C] §1.6): every bucket has refilled by then. A
+# Retry-After further out is a skewed clock or a unit mix-up (a millisecond timestamp reads as
+# millennia) and must not freeze every caller of the shared governor.
+MAX_RETRY_AFTER_SECONDS = 3600.0
 
 # Failures that happen before the request could have left this process.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -106,6 +110,7 @@ class CentraTransport:
         self._observed_cost: dict[tuple[str, tuple[Any, ...]], int] = {}
 
     async def aclose(self) -> None:
+        """Close the HTTP connections."""
         await self._http.aclose()
 
     # -- GraphQL ------------------------------------------------------------------------------
@@ -149,7 +154,14 @@ class CentraTransport:
             raise self._unreadable(operation.name, variables, write, str(exc)) from exc
         self._learn_cost(cost_key, reserved, envelope.get("extensions"))
         if errors:
-            raise _graphql_errors(operation.name, errors)
+            failure = _graphql_errors(operation.name, errors)
+            if write and _executed(envelope, errors) and not isinstance(failure, CentraAuthError):
+                # Centra began executing the mutation and then failed (a field error): it may
+                # have changed something, and nothing in the answer says what.
+                raise CentraInDoubt(
+                    operation.name, _summary(operation.name, variables), f"GraphQL error: {failure}"
+                ) from failure
+            raise failure
         if not isinstance(data, dict):
             raise self._unreadable(operation.name, variables, write, "no `data` in the response")
         if not write:
@@ -275,6 +287,11 @@ class CentraTransport:
         if status == 429:
             wait = parse_retry_after(response.headers.get("Retry-After"))
             wait = DEFAULT_RETRY_AFTER_SECONDS if wait is None else wait
+            if wait > MAX_RETRY_AFTER_SECONDS:
+                log.warning(
+                    "%s: Retry-After of %.0fs capped at %.0fs", name, wait, MAX_RETRY_AFTER_SECONDS
+                )
+                wait = MAX_RETRY_AFTER_SECONDS
             self.governor.pause(wait)
             self.rate_limited += 1
             raise CentraRateLimited(f"{name}: rate limited, retry after {wait:.2f}s", wait)
@@ -327,6 +344,20 @@ def _int_or_none(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _executed(envelope: Mapping[str, Any], errors: Any) -> bool:
+    """Whether a GraphQL answer with `errors` comes from execution, not from a request error.
+
+    The GraphQL spec: a request error (syntax, validation, variables) has no `data` entry and its
+    errors no `path`; a field error during execution has a `path`, and `data` holds whatever was
+    resolved, possibly the mutation's payload.
+    """
+    data = envelope.get("data")
+    if isinstance(data, dict) and any(value is not None for value in data.values()):
+        return True
+    items = errors if isinstance(errors, list) else []
+    return any(isinstance(e, dict) and e.get("path") for e in items)
 
 
 def _graphql_errors(name: str, errors: Any) -> CentraError:

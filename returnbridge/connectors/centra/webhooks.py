@@ -46,7 +46,9 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             raise WebhookSignatureError(f"malformed {SIGNATURE_HEADER} element {part.strip()!r}")
         if key == "t":
-            if not value.isdigit():
+            # ASCII digits only (str.isdigit also takes other scripts' digits), and few enough
+            # that int() cannot refuse them with a plain ValueError.
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
                 raise WebhookSignatureError(
                     f"{SIGNATURE_HEADER} timestamp {value!r} is not an integer"
                 )
@@ -84,7 +86,8 @@ def verify_signature(
             f"tolerance is {tolerance_seconds}s (replayed or clock skew)"
         )
     expected = compute_signature(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+    # compare_digest raises TypeError on non-ASCII text; such a candidate cannot match a hex digest.
+    if not any(c.isascii() and hmac.compare_digest(expected, c) for c in signatures):
         raise WebhookSignatureError("signature does not match the body")
     return timestamp
 

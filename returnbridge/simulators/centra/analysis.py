@@ -57,6 +57,8 @@ FIELD_PERMISSIONS = {
     ("Counters", "products"): "Product:read",
     ("Mutation", "createReturn"): "Return:write",
     ("Mutation", "completeReturn"): "Return:write",
+    ("Mutation", "uncompleteReturn"): "Return:write",
+    ("Mutation", "deleteReturn"): "Return:write",
     ("Mutation", "changeStock"): "StockChange:write",
     ("Mutation", "setStock"): "StockChange:write",
 }

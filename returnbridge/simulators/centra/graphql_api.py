@@ -45,6 +45,8 @@ class BadRequest(Exception):
         self.errors = errors
 
 
+# Only `extensions.category: "authorization"` is [C] (§1.2); the categories of the other errors
+# ("graphql", "authentication", "rate-limit") and all messages are [INF].
 def _error(message: str, category: str = "graphql") -> dict[str, Any]:
     return {"message": message, "extensions": {"category": category}}
 
@@ -176,7 +178,7 @@ def _execute(
     granted = sim.tokens[token]
     if granted is not None:
         missing = [(p, top) for p, top in analysis.permissions.items() if p not in granted]
-        if missing:
+        if missing:  # [INF] the whole request fails (`data: null`), not just the fields
             errors = [
                 {
                     "message": f"You need {perm} permission to access {top}.",

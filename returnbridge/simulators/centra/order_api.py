@@ -160,10 +160,13 @@ def _parse_order(body: dict[str, Any]) -> OrderRequest:
         market = _opt(body, "marketId", (str, int))
     currency = _opt(body, "currency", str)
     adjust = _opt(body, "adjustStock", bool)
+    order_number = _integer(body, "orderNumber")
+    if order_number is not None and order_number < 1:
+        raise BadField("orderNumber: must be a positive integer")  # [INF] status and wording
     return OrderRequest(
         products=products,
         email=address[1]["email"],
-        order_number=_integer(body, "orderNumber"),
+        order_number=order_number,
         currency=currency.upper() if currency else None,
         market=str(market) if market is not None else None,
         adjust_stock=True if adjust is None else adjust,
@@ -244,6 +247,8 @@ def order_api(sim: CentraSimulator) -> Router:
                 sim.counters.rest_requests += 1
             if request.headers.get("api-authorization") != sim.order_api_secret:
                 return _no("Invalid or missing API-Authorization.", 401)
+            # [INF] the Order API plugin's own limits are undocumented; the simulator meters it
+            # against the Integration API's REQUEST_COUNT buckets of the same environment.
             wait = sim.limiter.try_acquire({RateLimitType.REQUEST_COUNT: 1})
             if wait is not None:
                 with sim.lock:
@@ -278,7 +283,7 @@ def order_api(sim: CentraSimulator) -> Router:
         return_id = request.path_params["return_id"]
         with sim.lock:
             ret = sim.state.returns.get(return_id)
-            if ret is None:
+            if ret is None:  # [INF] HTTP status and body of an unknown return
                 return _no(f"Return {return_id} not found.", 404)
             sim.counters.mutations += 1
             mark_write(request)
@@ -299,7 +304,7 @@ def order_api(sim: CentraSimulator) -> Router:
     async def get_returns(request: Request) -> Response:
         params = request.query_params
         try:
-            limit = int(params.get("limit", "20"))
+            limit = int(params.get("limit", "20"))  # [INF] default 20, range 1..200 as in GraphQL
             page = int(params.get("page", "1"))
             filters = {
                 key: int(params[key])

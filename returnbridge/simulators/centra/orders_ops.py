@@ -87,7 +87,7 @@ def create_order(state: CentraState, req: OrderRequest) -> OrderRec:
     plans = _plan_allocations(state, size_ids, req) if req.adjust_stock else None
 
     number = req.order_number or max(state.orders, default=0) + 1
-    market = req.market or "SE"
+    market = req.market or "SE"  # [INF] simulator default market (currency follows it below)
     order = OrderRec(
         number=number,
         id=order_hash_id(number),
@@ -144,7 +144,7 @@ def _market_currency(state: CentraState, market: str) -> str:
     for order in state.orders.values():
         if order.market == market:
             return order.currency
-    return "SEK"
+    return "SEK"  # [INF] simulator default currency of a market without orders
 
 
 def _plan_allocations(

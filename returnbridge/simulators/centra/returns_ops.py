@@ -1,4 +1,4 @@
-"""Return writes of the Integration API: `createReturn` and `completeReturn` ([C] §3.2).
+"""Return writes of the Integration API: create, complete, uncomplete, delete ([C] §3.2).
 
 createReturn rules ([C] unless marked): the shipment must be shipped; every line must be a line of
 that shipment; a line's quantity may not exceed shipped minus already returned; exactly one stock
@@ -106,6 +106,78 @@ def complete_return(state: CentraState, return_id: int) -> ReturnRec:
     return ret
 
 
+def uncomplete_return(state: CentraState, return_id: int) -> ReturnRec:
+    """Reopen a completed return ([C] §3.2). A refunded one cannot be reopened ([INF]: a refund
+    "cannot be undone" [C], and the Order API refuses the same for `completed: false`)."""
+    errors = ErrorCollector()
+    ret = state.returns.get(return_id)
+    if ret is None:
+        errors.add(f"Return {return_id} not found.", "id")
+    elif not ret.completed:
+        errors.add(f"Return {return_id} is not completed.", "id")
+    elif state.refunded(ret):
+        errors.add(f"Return {return_id} is refunded and cannot be uncompleted.", "id")
+    errors.raise_if_any()
+    assert ret is not None
+    ret.completed_at = None
+    state.emit("return", "update", ret.id)
+    return ret
+
+
+def delete_return(state: CentraState, return_id: int) -> None:
+    """Delete a pending return and reverse its stock effect ([C] §3.2).
+
+    [C]: release / different warehouse re-allocate the items from that warehouse; remove gives
+    the quantities back to the shipment lines (here by itself: returnable quantities are derived
+    from the existing returns). [INF]: since shipped goods hold no allocation in the simulator,
+    "re-allocate" is modelled as taking the restocked items out of that warehouse again, which
+    needs them free to allocate; a completed or refunded return cannot be deleted; the webhook
+    action is `delete`.
+    """
+    errors = ErrorCollector()
+    ret = state.returns.get(return_id)
+    if ret is None:
+        errors.add(f"Return {return_id} not found.", "id")
+    elif ret.completed:
+        errors.add(f"Return {return_id} is completed; uncomplete it before deleting it.", "id")
+    elif state.refund_entries(ret):
+        errors.add(f"Return {return_id} has refund entries and cannot be deleted.", "id")
+    restocked = _restocked_lines(state, ret) if ret is not None else []
+    net: dict[tuple[int, int], int] = defaultdict(int)
+    for size_id, wid, qty in restocked:
+        net[(size_id, wid)] += qty
+    for (size_id, wid), qty in net.items():
+        free = state.level(size_id, wid).free_to_allocate
+        if qty > free:
+            errors.add(
+                f"Cannot take back {qty} of {state.sizes[size_id].sku} from warehouse {wid}: "
+                f"only {free} free to allocate.",
+                "id",
+            )
+    errors.raise_if_any()
+    assert ret is not None
+    if restocked:
+        _record_stock(state, restocked, -1, f"Return {ret.id} deleted")  # [INF] label
+    del state.returns[ret.id]
+    state.emit("return", "delete", ret.id)
+
+
+def _restocked_lines(state: CentraState, ret: ReturnRec) -> list[tuple[int, int, int]]:
+    """(size id, warehouse id, quantity) that the return's stock policy put back in stock."""
+    if ret.policy is StockPolicy.REMOVE:
+        return []
+    out = []
+    for rl in ret.lines:
+        oline = state.order_lines[rl.order_line_id]
+        if ret.policy is StockPolicy.DIFFERENT_WAREHOUSE:
+            assert ret.policy_warehouse_id is not None
+            wid = ret.policy_warehouse_id
+        else:
+            wid = oline.allocations[0].warehouse_id
+        out.append((oline.size_id, wid, rl.quantity))
+    return out
+
+
 def _validate_lines(
     state: CentraState, ship: ShipmentRec, lines: list[Mapping[str, Any]], errors: ErrorCollector
 ) -> list[tuple[int, int]]:
@@ -209,24 +281,26 @@ def _validate_cost(
 
 def _restock(state: CentraState, ret: ReturnRec) -> None:
     """Apply the return's stock policy to warehouse stock, recorded as a stock change."""
-    if ret.policy is StockPolicy.REMOVE:
-        return
+    restocked = _restocked_lines(state, ret)
+    if restocked:
+        # [INF] how Centra labels a return's restock
+        _record_stock(state, restocked, 1, f"Return {ret.id}")
+
+
+def _record_stock(
+    state: CentraState, moves: list[tuple[int, int, int]], sign: int, description: str
+) -> None:
+    """Change physical stock by `sign` x each (size, warehouse, quantity), as one stock change."""
     lines: list[StockChangeLineRec] = []
-    for rl in ret.lines:
-        oline = state.order_lines[rl.order_line_id]
-        if ret.policy is StockPolicy.DIFFERENT_WAREHOUSE:
-            assert ret.policy_warehouse_id is not None
-            wid = ret.policy_warehouse_id
-        else:
-            wid = oline.allocations[0].warehouse_id
-        state.level(oline.size_id, wid).physical += rl.quantity
+    for size_id, wid, qty in moves:
+        state.level(size_id, wid).physical += sign * qty
         lines.append(
-            StockChangeLineRec(state.ids.next("stock_change_line"), oline.size_id, wid, rl.quantity)
+            StockChangeLineRec(state.ids.next("stock_change_line"), size_id, wid, sign * qty)
         )
     change = StockChangeRec(
         id=state.ids.next("stock_change"),
         created_at=state.clock.now(),
-        description=f"Return {ret.id}",  # [INF] how Centra labels a return's restock
+        description=description,
         warehouse_id=lines[0].warehouse_id,
         lines=lines,
         source="return",

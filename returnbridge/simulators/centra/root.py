@@ -16,7 +16,12 @@ from graphql import GraphQLResolveInfo
 from returnbridge.simulators.centra.outcomes import MutationRejected
 from returnbridge.simulators.centra.paging import connection, page_of
 from returnbridge.simulators.centra.records import OrderRec, ReturnRec, StockChangeRec
-from returnbridge.simulators.centra.returns_ops import complete_return, create_return
+from returnbridge.simulators.centra.returns_ops import (
+    complete_return,
+    create_return,
+    delete_return,
+    uncomplete_return,
+)
 from returnbridge.simulators.centra.stock_ops import change_stock, set_stock
 from returnbridge.simulators.centra.views import (
     OrderView,
@@ -307,6 +312,20 @@ class Root:
         except MutationRejected as exc:
             return _rejected(exc, **{"return": None})
         return _payload(**{"return": ReturnView(self.ctx, ret)})
+
+    def uncompleteReturn(self, info: GraphQLResolveInfo, id: int) -> dict[str, Any]:
+        try:
+            ret = uncomplete_return(self.ctx.state, id)
+        except MutationRejected as exc:
+            return _rejected(exc, **{"return": None})
+        return _payload(**{"return": ReturnView(self.ctx, ret)})
+
+    def deleteReturn(self, info: GraphQLResolveInfo, id: int) -> dict[str, Any]:
+        try:
+            delete_return(self.ctx.state, id)
+        except MutationRejected as exc:
+            return _rejected(exc)
+        return _payload()
 
     def changeStock(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -77,7 +77,9 @@ class CentraSimulator:
         self.plan_override = plan
         self.stall_seconds = stall_seconds
         self.counters = RequestCounters()
-        self.webhooks = WebhookEmitter(self.clock, url=webhook_url, secret=webhook_secret)
+        self.webhooks = WebhookEmitter(
+            self.clock, tz=self.tz, url=webhook_url, secret=webhook_secret
+        )
         scenario = scenario or Scenario()
         self.limiter = RateLimiter(get_plan(plan or scenario.centra.plan))
         self.faults = FaultInjector(

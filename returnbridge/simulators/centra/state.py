@@ -52,7 +52,7 @@ EventSink = Callable[[str, str, int], None]
 """Receives (type, action, id) for every change, e.g. ("return", "insert", 3)."""
 
 PAYMENT_METHOD = "dummy-psp"  # [INF] name of the simulated payment plugin
-CURRENCY_IDS = {"SEK": 1, "EUR": 2, "USD": 3, "GBP": 4, "NOK": 5, "DKK": 6}
+CURRENCY_IDS = {"SEK": 1, "EUR": 2, "USD": 3, "GBP": 4, "NOK": 5, "DKK": 6}  # [INF] Currency.id
 NO_SHIPMENTS_BY_DEFAULT = {"PENDING", "CONFIRMED", "CANCELLED"}
 
 

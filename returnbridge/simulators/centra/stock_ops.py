@@ -29,18 +29,27 @@ def change_stock(state: CentraState, inp: Mapping[str, Any]) -> StockChangeRec:
     out = _warehouse(state, inp.get("outFromWarehouse"), errors, "outFromWarehouse")
     if inp.get("intoWarehouse") is None and inp.get("outFromWarehouse") is None:
         errors.add("Give intoWarehouse, outFromWarehouse or both.", "input")
+    if into is not None and into == out:
+        # [INF] a move needs two different warehouses
+        errors.add("intoWarehouse and outFromWarehouse are the same warehouse.", "input")
+    # Without a usable warehouse reference there is nothing to check the lines against.
+    warehouses_ok = not errors.errors
     deltas: list[tuple[int, int, int]] = []  # (size id, warehouse id, delta)
     net: dict[tuple[int, int], int] = defaultdict(int)
     where: dict[tuple[int, int], list[str | int]] = {}
     for i, pv in enumerate(_variants_input(inp, errors)):
         variant = _variant(state, pv, errors, i)
+        if not pv["sizeChanges"]:
+            errors.add(
+                "sizeChanges may not be empty.", "input", "productVariants", i, "sizeChanges"
+            )
         for j, change in enumerate(pv["sizeChanges"]):
             path: list[str | int] = ["input", "productVariants", i, "sizeChanges", j]
             size_id = _size(state, variant, change["size"], errors, path)
             qty = change["deliveredQuantity"]
             if qty == 0:
                 errors.add("deliveredQuantity may not be 0.", *path, "deliveredQuantity")
-            if size_id is None or qty == 0 or (into is None and out is None):
+            if size_id is None or qty == 0 or not warehouses_ok:
                 continue
             if into is not None and out is not None:
                 if qty < 0:
@@ -80,6 +89,11 @@ def set_stock(state: CentraState, inp: Mapping[str, Any]) -> list[StockChangeRec
     targets: dict[int, int] = {}
     for i, pv in enumerate(_variants_input(inp, errors)):
         variant = _variant(state, pv, errors, i)
+        if not pv["sizeStockLevels"]:
+            errors.add(
+                "sizeStockLevels may not be empty.",
+                "input", "productVariants", i, "sizeStockLevels",
+            )  # fmt: skip
         for j, level in enumerate(pv["sizeStockLevels"]):
             path: list[str | int] = ["input", "productVariants", i, "sizeStockLevels", j]
             size_id = _size(state, variant, level["size"], errors, path)

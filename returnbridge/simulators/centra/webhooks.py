@@ -9,7 +9,9 @@ Centra would not have sent them either.
 
 Event names: `order` + `insert` / `update` (id = order number) and `return` + `insert` / `update`
 are [C]/[C-ex] shapes; a stock change is sent as `product` + `update` with the product id ([INF]:
-the published type list does not mention stock).
+the published type list does not mention stock). The event `date` has the [C-ex] shape
+`2021-01-29 14:40:58.628033` without a zone; the simulator prints it in the merchant's zone
+(`CentraInferred.merchant_timezone`), like Centra's other local times ([INF]).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -50,6 +53,7 @@ class WebhookEmitter:
         self,
         clock: SimClock,
         *,
+        tz: ZoneInfo | None = None,
         url: str | None = None,
         secret: str | None = None,
         max_batch: int = 100,
@@ -58,6 +62,7 @@ class WebhookEmitter:
         backoff_seconds: float = 1.0,
     ) -> None:
         self.clock = clock
+        self.tz = tz or ZoneInfo("UTC")
         self.url, self.secret = url, secret
         self.max_batch, self.timeout = max_batch, timeout
         self.retries, self.backoff_seconds = retries, backoff_seconds
@@ -103,7 +108,7 @@ class WebhookEmitter:
         event = {
             "type": object_type,
             "action": action,
-            "date": self.clock.now().strftime("%Y-%m-%d %H:%M:%S.%f"),
+            "date": self.clock.now().astimezone(self.tz).strftime("%Y-%m-%d %H:%M:%S.%f"),
             "id": object_id,
         }
         with self._lock:
