@@ -198,3 +198,12 @@ def test_get_returns_lists_and_filters(centra_sim: CentraSimHandle) -> None:
         == 1
     )
     assert centra_sim.rest("GET", "/returns", params={"limit": "x"}).status_code == 400
+
+
+def test_new_orders_start_confirmed_when_autoconfirm_is_on(centra_scenario: Scenario) -> None:
+    with running_centra_sim(
+        centra_scenario, inferred=CentraInferred(order_api_autoconfirm=True)
+    ) as sim:
+        assert sim.rest("POST", "/order", json=exchange_order()).status_code == 200
+        order = sim.data("{ orders(where: {number: 900001}) { status } }")["orders"][0]
+        assert order == {"status": "CONFIRMED"}

@@ -76,6 +76,13 @@ class CentraInferred(BaseModel):
             "refund entry on the order. Turn off where the plugin rejects it."
         ),
     )
+    order_api_autoconfirm: bool = Field(
+        False,
+        description=(
+            "[INF] Orders created through `POST /order` start PENDING, or CONFIRMED when the "
+            "store's 'Autoconfirm orders' setting is on ([C] that the setting exists, §2.3)."
+        ),
+    )
     app_version: str = Field("v0.34.6", description="[C-ex] sample `extensions.appVersion`.")
     merchant_timezone: str = Field(
         "Europe/Stockholm",

@@ -91,7 +91,7 @@ def create_order(state: CentraState, req: OrderRequest) -> OrderRec:
     order = OrderRec(
         number=number,
         id=order_hash_id(number),
-        status="PENDING",  # [INF] no auto-confirm
+        status="CONFIRMED" if state.inferred.order_api_autoconfirm else "PENDING",
         currency=req.currency or _market_currency(state, market),
         market=market,
         customer_email=req.email,
