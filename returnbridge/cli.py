@@ -73,25 +73,24 @@ def sim_centra(
 ) -> None:
     """Serve the Centra simulator: GraphQL at /graphql, the REST Order API, webhooks, /_sim."""
     loaded = _scenario_or_exit(scenario)
-    import uvicorn
-
     from returnbridge.connectors.centra.plans import PLANS
-    from returnbridge.simulators.centra.app import create_app
+    from returnbridge.simulators.centra.app import run
 
     if plan is not None and plan not in PLANS:
         _fail_input(f"--plan: unknown plan {plan!r}; expected one of {sorted(PLANS)}")
     if (webhook_url is None) != (webhook_secret is None):
         _fail_input("--webhook-url and --webhook-secret go together")
-    asgi = create_app(
+    typer.echo(f"Centra simulator on http://{host}:{port} (GraphQL at /graphql)", err=True)
+    run(
         loaded,
+        host,
+        port,
         token=token,
         order_api_secret=order_api_secret,
         plan=plan,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
     )
-    typer.echo(f"Centra simulator on http://{host}:{port} (GraphQL at /graphql)", err=True)
-    uvicorn.run(asgi, host=host, port=port, log_level="info")
 
 
 @app.command("demo")

@@ -52,7 +52,7 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 # Failures that happen before the request could have left this process.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Failures caused by what we built (bad URL, invalid header): our bug, retrying cannot help.
-_OUR_BUG = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL)
+_OUR_BUG = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
 def _decode(response: httpx.Response) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from returnbridge.connectors.centra.inferred import DEFAULT_INFERRED, CentraInferred
-from returnbridge.scenario import Scenario, load_scenario
+from returnbridge.scenario import Scenario
 from returnbridge.simulators.centra.control import control_api
 from returnbridge.simulators.centra.graphql_api import graphql_endpoint
 from returnbridge.simulators.centra.middleware import CONTROL_PREFIX, FaultMiddleware
@@ -69,26 +69,9 @@ def create_app(
 
 
 def run(
-    host: str = "127.0.0.1",
-    port: int = 8081,
-    scenario_path: str | Path | None = None,
-    token: str = "centra-sim-token",
-    order_api_secret: str = "centra-sim-secret",
-    *,
-    plan: str | None = None,
-    webhook_url: str | None = None,
-    webhook_secret: str | None = None,
-    stall_seconds: float = 30.0,
+    scenario: Scenario | None, host: str = "127.0.0.1", port: int = 8081, **options: Any
 ) -> None:
-    """Serve the simulator in the foreground until interrupted."""
-    scenario = load_scenario(scenario_path) if scenario_path is not None else None
-    app = create_app(
-        scenario,
-        token=token,
-        order_api_secret=order_api_secret,
-        plan=plan,
-        stall_seconds=stall_seconds,
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-    )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    """Serve the simulator in the foreground until interrupted (`returnbridge sim centra`).
+
+    `options` are `create_app`'s keyword arguments."""
+    uvicorn.run(create_app(scenario, **options), host=host, port=port, log_level="info")
