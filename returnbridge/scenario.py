@@ -25,6 +25,13 @@ from pydantic import (
 )
 
 from returnbridge.connectors.centra.plans import PLANS
+from returnbridge.connectors.reveni.statuses import (
+    DECISIONS,
+    ReturnStatus,
+    StatusMoveError,
+    check_history,
+)
+from returnbridge.simulators.clock import DEFAULT_START
 
 
 def _aware(value: datetime) -> datetime:
@@ -180,24 +187,21 @@ class CentraSection(_Strict):
         return next((o for o in self.orders if o.number == number), None)
 
 
-ReturnStatus = Literal[
-    "in_progress", "shipped", "received", "accepted", "partially_accepted", "rejected",
-    "cancelled", "expired",
-]  # fmt: skip
-
-
 class ReturnItem(_Strict):
     sku: str = Field(min_length=1)
     quantity: int = Field(ge=1)
     reason: str = "other"
     restock: bool = True
     exchange_sku: str | None = None
-    accepted: bool = True
+    accepted: bool = Field(True, description="Inspection outcome when the history decides.")
 
 
 class Refund(_Strict):
     method: Literal["original_payment_method", "bank_transfer", "store_credit"]
     amount: Money
+    currency: Currency | None = Field(
+        None, description="Default: the Centra order's currency, else the store's."
+    )
 
 
 class ReveniReturn(_Strict):
@@ -206,14 +210,38 @@ class ReveniReturn(_Strict):
     type: Literal["refund", "exchange", "mixed"] = "refund"
     instant: bool = False
     created_at: AwareDatetime | None = None
+    customer_email: str | None = Field(None, description="Default: the Centra order's e-mail.")
     items: list[ReturnItem] = Field(min_length=1)
     refund: Refund | None = None
     history: list[ReturnStatus] = Field(default_factory=lambda: ["in_progress"])  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _consistent(self) -> ReveniReturn:
-        if self.history and self.history[0] != "in_progress":
-            raise ValueError("history: must start with in_progress")
+        try:
+            check_history(list(self.history))
+        except StatusMoveError as exc:
+            raise ValueError(str(exc)) from None
+        decision = next((s for s in self.history if s in DECISIONS), None)
+        accepted = [item.accepted for item in self.items]
+        if decision == "accepted" and not all(accepted):
+            raise ValueError(
+                "history: `accepted` means every item was accepted; an item has accepted: false "
+                "(use partially_accepted)"
+            )
+        if decision == "partially_accepted" and (all(accepted) or not any(accepted)):
+            raise ValueError(
+                "history: `partially_accepted` needs at least one item with accepted: true and "
+                "one with accepted: false"
+            )
+        if self.instant and self.refund and self.refund.method == "original_payment_method":
+            raise ValueError(
+                "refund.method: an instant refund is paid by Reveni (bank_transfer or "
+                "store_credit), never to the original payment method"
+            )
+        if self.type == "mixed" and not (
+            any(i.exchange_sku for i in self.items) and any(not i.exchange_sku for i in self.items)
+        ):
+            raise ValueError("items: a mixed return needs exchanged and refunded items")
         for i, item in enumerate(self.items):
             if self.type == "refund" and item.exchange_sku is not None:
                 raise ValueError(f"items[{i}].exchange_sku: a refund return has no exchange SKU")
@@ -226,6 +254,8 @@ class ReveniReturn(_Strict):
 
 class ReveniSection(_Strict):
     store_id: str = Field("store_1", min_length=1)
+    store_name: str = "Demo Store"
+    currency: Currency = Field("EUR", description="The store's currency (Get Merchant Info).")
     returns: list[ReveniReturn] = Field(default_factory=list)
 
 
@@ -255,11 +285,21 @@ class Scenario(_Strict):
     reveni: ReveniSection = Field(default_factory=ReveniSection)
     faults: Faults = Field(default_factory=Faults)
 
+    def start_time(self) -> datetime:
+        """The simulated clock's start: `now`, or the simulators' default."""
+        return self.now or DEFAULT_START
+
     @model_validator(mode="after")
     def _returns_name_known_skus(self) -> Scenario:
         skus = {p.sku for p in self.centra.products}
         ids: set[str] = set()
+        start = self.start_time()
         for r_idx, ret in enumerate(self.reveni.returns):
+            if ret.created_at is not None and ret.created_at > start:
+                raise ValueError(
+                    f"reveni.returns[{r_idx}].created_at: {ret.created_at.isoformat()} is after "
+                    f"the scenario's now ({start.isoformat()}); returns cannot come from the future"
+                )
             if ret.id is not None:
                 if ret.id in ids:
                     raise ValueError(f"reveni.returns[{r_idx}].id: duplicate return id {ret.id!r}")

@@ -15,6 +15,16 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from returnbridge.connectors.errors import (
+    ApiError,
+    AuthError,
+    InDoubtError,
+    QueryError,
+    RateLimitedError,
+    RejectedError,
+    TransientError,
+)
+
 # Retry-After values at or above this are unix timestamps, below it delta seconds: no sane delay
 # is 31 years long, and no Centra timestamp is from before 2001.
 _EPOCH_THRESHOLD = 1_000_000_000
@@ -37,25 +47,21 @@ class UserError:
         return f"{'.'.join(self.path)}: {self.message}" if self.path else self.message
 
 
-class CentraError(Exception):
+class CentraError(ApiError):
     """Base of every error the Centra client raises."""
 
 
-class CentraTransient(CentraError):
+class CentraTransient(CentraError, TransientError):
     """A failure that did not change anything in Centra and may pass: 5xx on a read, a refused
     connection, a read timeout on a read. Safe to retry later."""
 
 
-class CentraRateLimited(CentraError):
+class CentraRateLimited(CentraError, RateLimitedError):
     """HTTP 429: Centra refused the request (nothing was executed); resume after `retry_after`
     seconds. The client has already paused its governor, so every caller waits together."""
 
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
-
-class CentraRejected(CentraError):
+class CentraRejected(CentraError, RejectedError):
     """Centra refused the request and changed nothing: a mutation's non-empty `userErrors`
     ([C] [ERR]: "nothing was modified"), or a REST Order API error with its `error_code`
     (for example -2 out of stock, -5 duplicate order number)."""
@@ -74,12 +80,12 @@ class CentraRejected(CentraError):
         self.error_code = error_code
 
 
-class CentraAuthError(CentraError):
+class CentraAuthError(CentraError, AuthError):
     """The credentials were refused (GraphQL 403, REST 401) or the token lacks a permission
     (GraphQL error with `extensions.category: "authorization"`). Retrying will not help."""
 
 
-class CentraQueryError(CentraError):
+class CentraQueryError(CentraError, QueryError):
     """Centra could not execute what we sent (HTTP 400, GraphQL `errors[]`, an unexpected
     response shape). That is a bug on our side or a schema drift: not retried."""
 
@@ -88,7 +94,7 @@ class CentraQueryError(CentraError):
         self.errors = [dict(e) for e in errors]
 
 
-class CentraInDoubt(CentraError):
+class CentraInDoubt(CentraError, InDoubtError):
     """A mutation may have reached Centra and its outcome is unknown (timeout after sending, the
     connection dropped before the response, 5xx after sending, a GraphQL error raised while the
     mutation executed). Resolve it by reading back."""

@@ -27,7 +27,6 @@ from returnbridge.connectors.centra.inferred import CentraInferred
 from returnbridge.scenario import CentraSection, Scenario
 from returnbridge.scenario import Order as ScenarioOrder
 from returnbridge.scenario import Shipment as ScenarioShipment
-from returnbridge.simulators.centra.clock import SimClock
 from returnbridge.simulators.centra.records import (
     ZERO,
     AllocationRec,
@@ -47,6 +46,7 @@ from returnbridge.simulators.centra.records import (
     money,
     order_hash_id,
 )
+from returnbridge.simulators.clock import SimClock
 
 EventSink = Callable[[str, str, int], None]
 """Receives (type, action, id) for every change, e.g. ("return", "insert", 3)."""

@@ -32,7 +32,7 @@ from returnbridge.connectors.centra.webhooks import (
     encode_payload,
     signature_header,
 )
-from returnbridge.simulators.centra.clock import SimClock
+from returnbridge.simulators.clock import SimClock
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The simulator's clock: scenario time that only moves when told to.
 
-Centra timestamps (createdAt, shippedAt, payment entries, webhook event dates) come from this
-clock, so a scenario replays to the same data every time. Rate limits and faults deliberately do
-*not* use it: they meter real traffic in real time.
+Simulated timestamps (Centra createdAt and payment entries, Reveni created_at / updated_at,
+webhook dates) come from this clock, so a scenario replays to the same data every time. Rate
+limits and faults deliberately do *not* use it: they meter real traffic in real time.
 """
 
 from __future__ import annotations
