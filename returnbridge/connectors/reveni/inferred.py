@@ -90,6 +90,14 @@ class ReveniInferred(BaseModel):
         description="[INFER] Lists are sorted by updated_at ascending, then id (reference §9.1).",
     )
 
+    wrong_store_status: Literal[403, 404] = Field(
+        403, description="[INFER] A valid key used on another store's path (reference §9.1)."
+    )
+    error_detail_key: str = Field(
+        "detail", description="[INFER] Error bodies look like {'detail': '...'} (DRF style)."
+    )
+    connector_type: str = Field("centra", description="[INFER] Merchant info's connector_type.")
+
     # ---------------------------------------------------------------- list envelope
     # [INFER] Django-REST-Framework style page: {count, next, previous, results}.
     envelope_items_key: str = "results"

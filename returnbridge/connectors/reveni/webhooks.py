@@ -1,0 +1,69 @@
+"""Reveni webhooks: the thin envelope and the optional signature.
+
+The envelope `{id, event, created, data{resource_id, status}}` is [R-OBS S4]. It is a
+notification, not data: the receiver rule is to fetch `data.resource_id` back with the API key
+and trust nothing else in the payload (that also neutralises a spoofed, unsigned request).
+
+No Reveni source mentions signing (reference §3). Signing is therefore off by default; when a
+secret is configured, the header name, digest and encoding come from `ReveniInferred` ([INFER],
+modelled on peers: HMAC of the raw body). Both the simulator (to sign) and the receiver (to
+verify) use this module, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from returnbridge.connectors.reveni.inferred import DEFAULT_REVENI_INFERRED, ReveniInferred
+from returnbridge.connectors.reveni.models import WebhookEvent
+
+
+class WebhookError(ValueError):
+    """A webhook request that must be refused (4xx); the message says what is wrong."""
+
+
+def sign_body(secret: str, body: bytes, inferred: ReveniInferred = DEFAULT_REVENI_INFERRED) -> str:
+    """The signature header value for `body` under `secret`."""
+    digest = hmac.new(
+        secret.encode(), body, getattr(hashlib, inferred.webhook_signature_algorithm)
+    ).digest()
+    if inferred.webhook_signature_encoding == "base64":
+        return base64.b64encode(digest).decode()
+    return digest.hex()
+
+
+def verify_signature(
+    secret: str,
+    body: bytes,
+    header_value: str | None,
+    inferred: ReveniInferred = DEFAULT_REVENI_INFERRED,
+) -> None:
+    """Raise WebhookError unless `header_value` is the signature of `body` (constant time)."""
+    if not header_value:
+        raise WebhookError(f"missing {inferred.webhook_signature_header} header")
+    expected = sign_body(secret, body, inferred)
+    if not hmac.compare_digest(expected.encode(), header_value.strip().encode()):
+        raise WebhookError(f"{inferred.webhook_signature_header} does not match the body")
+
+
+def parse_envelope(body: bytes | str | dict[str, Any]) -> WebhookEvent:
+    """Read one webhook envelope; raise WebhookError naming the problem."""
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise WebhookError(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise WebhookError("body must be a JSON object")
+    try:
+        return WebhookEvent.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        raise WebhookError(f"{where}: {err['msg']}") from None
