@@ -146,3 +146,87 @@ def test_cli_exits_2_naming_file_and_key_for_a_bad_scenario(tmp_path: Path) -> N
     result = CliRunner().invoke(app, ["sim", "centra", "--scenario", str(path)])
     assert result.exit_code == 2
     assert "broken.yaml: centra.orders[0].number" in result.output
+
+
+def _with_return(**fields: Any) -> dict[str, Any]:
+    data = minimal()
+    data["reveni"]["returns"][0].update(fields)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"history": ["shipped"]}, "history[0]: a return starts pending or in_progress"),
+        (
+            {"history": ["in_progress", "accepted", "shipped"]},
+            "history[2]: a return in 'accepted' cannot move to 'shipped'",
+        ),
+        ({"history": ["in_progress", "cancelled", "accepted"]}, "'cancelled' is final"),
+        (
+            {"history": ["in_progress", "on_hold", "received"]},
+            "history[2]: a return in 'on_hold' cannot move to 'received'",
+        ),
+        (
+            {
+                "history": ["in_progress", "accepted"],
+                "items": [{"sku": "TEE-M", "quantity": 1, "accepted": False}],
+            },
+            "use partially_accepted",
+        ),
+        (
+            {"history": ["in_progress", "partially_accepted"]},
+            "`partially_accepted` needs at least one item with accepted: true and one with",
+        ),
+        (
+            {"instant": True, "refund": {"method": "original_payment_method", "amount": "1.00"}},
+            "an instant refund is paid by Reveni",
+        ),
+        ({"type": "mixed"}, "a mixed return needs exchanged and refunded items"),
+        ({"refund": {"method": "bank_transfer", "amount": "1", "currency": "sek"}}, "pattern"),
+    ],
+)
+def test_impossible_returns_are_refused_naming_the_return(
+    fields: dict[str, Any], fragment: str
+) -> None:
+    err = error_of(_with_return(**fields))
+    assert err.key.startswith("reveni.returns[0]"), err
+    assert fragment in str(err), str(err)
+
+
+def test_allowed_histories_include_skips_and_holds() -> None:
+    for history in (
+        ["in_progress", "received", "accepted", "completed"],
+        ["pending", "in_progress", "shipped", "on_hold", "shipped", "received", "rejected"],
+        ["in_progress", "expired"],
+    ):
+        parse_scenario(_with_return(history=history))
+
+
+def test_a_return_created_after_now_is_refused() -> None:
+    data = _with_return(created_at="2026-11-01T00:00:00Z")
+    data["now"] = "2026-10-15T12:00:00Z"
+    err = error_of(data)
+    assert err.key == "reveni.returns[0].created_at" or "reveni.returns[0].created_at" in str(err)
+    assert "after the scenario's now" in str(err)
+
+
+def test_the_showcase_names_every_case_it_promises() -> None:
+    scenario = builtin_scenario("showcase")
+    returns = {r.id: r for r in scenario.reveni.returns}
+    orders = {o.number: o for o in scenario.centra.orders}
+    assert {o.currency for o in orders.values()} == {"SEK", "EUR"}
+    assert any(
+        r.instant and r.refund and r.refund.method == "bank_transfer" for r in returns.values()
+    )
+    assert any(not r.instant and r.refund for r in returns.values())
+    assert {r.type for r in returns.values()} == {"refund", "exchange", "mixed"}
+    lines_1004 = [ln.sku for ln in orders[1004].lines]
+    assert len(lines_1004) == 2 and len(set(lines_1004)) == 1  # same SKU, two prices
+    assert any(not s.shipped for s in orders[1003].effective_shipments())  # partly shipped
+    by_order: dict[int, int] = {}
+    for r in returns.values():
+        by_order[r.order_number] = by_order.get(r.order_number, 0) + 1
+    assert max(by_order.values()) >= 2  # an order with two (or more) returns
+    assert "partially_accepted" in returns["ret_pacc_1014"].history
+    assert scenario.centra.manual_refunds  # a refund made directly in Centra
