@@ -33,6 +33,14 @@ ScenarioOption = Annotated[
         help="Scenario file (YAML or JSON, contract.md §3); default: the built-in basic one.",
     ),
 ]
+DemoScenarioOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--scenario",
+        help="Scenario file (YAML or JSON, contract.md §3); default: the built-in showcase, "
+        "which shows every exception code the data can show.",
+    ),
+]
 
 
 def _fail_input(message: str) -> NoReturn:
@@ -40,10 +48,10 @@ def _fail_input(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _scenario_or_exit(path: Path | None) -> Scenario:
-    """The scenario at `path`, or the built-in `basic` one; exits 2 on a bad file."""
+def _scenario_or_exit(path: Path | None, default: str = "basic") -> Scenario:
+    """The scenario at `path`, or the built-in `default` one; exits 2 on a bad file."""
     if path is None:
-        return builtin_scenario("basic")
+        return builtin_scenario(default)
     try:
         return load_scenario(path)
     except ScenarioError as exc:
@@ -93,9 +101,33 @@ def sim_centra(
     )
 
 
+@sim_app.command("reveni")
+def sim_reveni(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8082,
+    scenario: ScenarioOption = None,
+    api_key: Annotated[
+        str, typer.Option(help="API key accepted as Bearer, for the scenario's store only.")
+    ] = "reveni-sim-key",
+    webhook_secret: Annotated[
+        str | None, typer.Option(help="Sign webhook deliveries with this secret (HMAC).")
+    ] = None,
+) -> None:
+    """Serve the Reveni simulator: /merchants/v0/stores/{store_id}/..., webhooks, /_sim."""
+    loaded = _scenario_or_exit(scenario)
+    from returnbridge.simulators.reveni.app import run
+
+    typer.echo(
+        f"Reveni simulator on http://{host}:{port} "
+        f"(store {loaded.reveni.store_id}: /merchants/v0/stores/{loaded.reveni.store_id}/)",
+        err=True,
+    )
+    run(loaded, host, port, api_key=api_key, webhook_secret=webhook_secret)
+
+
 @app.command("demo")
 def demo(
-    scenario: ScenarioOption = None,
+    scenario: DemoScenarioOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print exactly one JSON document: the run summary.")
     ] = False,
@@ -107,26 +139,21 @@ def demo(
     import json
     import logging
 
-    from returnbridge.demo import render_table, run_demo
+    from returnbridge import demo as demo_module
 
-    loaded = _scenario_or_exit(scenario)
+    loaded = _scenario_or_exit(scenario, default="showcase")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    summary, reads = run_demo(loaded)
-    document = json.dumps(summary, indent=2, default=str)
+    try:
+        run = demo_module.run_demo(loaded)
+    except Exception as exc:  # exit 1, one line on stderr, nothing on stdout
+        logging.getLogger("returnbridge.demo").debug("demo failed", exc_info=True)
+        typer.echo(f"returnbridge: demo failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    document = json.dumps(run.summary, indent=2, default=str)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(document + "\n", encoding="utf-8")
-    if as_json:
-        typer.echo(document)
-        return
-    typer.echo("Orders behind the scenario's Reveni returns, read from Centra (batched):\n")
-    typer.echo(render_table(reads))
-    calls = summary["api_calls"]
-    typer.echo(
-        f"\nCentra API: {calls['centra_requests']} request(s), "
-        f"{calls['centra_mutations']} mutation(s); Centra effects: "
-        + ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in summary["centra"].items())
-    )
+    typer.echo(document if as_json else demo_module.render_report(run))
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m returnbridge`

@@ -14,6 +14,14 @@ the executor and the flows decide on these kinds only:
 
 from __future__ import annotations
 
+import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
+# Retry-After values at or above this are unix timestamps, below it delta seconds: no sane delay
+# is 31 years long, and no API timestamp is from before 2001.
+_EPOCH_THRESHOLD = 1_000_000_000
+
 
 class ApiError(Exception):
     """Base of every error a connector raises."""
@@ -45,3 +53,32 @@ class QueryError(ApiError):
 
 class InDoubtError(ApiError):
     """A write may have reached the other system and its outcome is unknown."""
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait according to a `Retry-After` header, or None when absent or unreadable.
+
+    RFC 9110 allows delta seconds or an HTTP-date; Centra documents the value as "a timestamp at
+    which to resume" without giving its encoding, and Reveni documents nothing, so all three forms
+    are accepted: a unix timestamp, delta seconds, an HTTP-date. A moment in the past means "now"
+    (0).
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    current = time.time() if now is None else now
+    try:
+        number = float(text)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:  # RFC 9110 dates are GMT
+            moment = moment.replace(tzinfo=UTC)
+        return max(0.0, moment.timestamp() - current)
+    if number != number or number in (float("inf"), float("-inf")):  # NaN / inf
+        return None
+    if number >= _EPOCH_THRESHOLD:
+        return max(0.0, number - current)
+    return max(0.0, number)

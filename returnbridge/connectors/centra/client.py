@@ -60,8 +60,8 @@ from returnbridge.connectors.centra.pagination import (
     iter_limit_pages,
     unique,
 )
+from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.centra.transport import CentraTransport
-from returnbridge.settings import CentraSettings
 
 _LIST_LIMIT = 200  # [C] max `limit` of list fields (documented on Warehouse.stock)
 

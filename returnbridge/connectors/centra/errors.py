@@ -8,11 +8,8 @@ because Centra has no idempotency keys (reference/centra.md §1.7, design.md §3
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from returnbridge.connectors.errors import (
@@ -23,11 +20,20 @@ from returnbridge.connectors.errors import (
     RateLimitedError,
     RejectedError,
     TransientError,
+    parse_retry_after,
 )
 
-# Retry-After values at or above this are unix timestamps, below it delta seconds: no sane delay
-# is 31 years long, and no Centra timestamp is from before 2001.
-_EPOCH_THRESHOLD = 1_000_000_000
+__all__ = [
+    "CentraAuthError",
+    "CentraError",
+    "CentraInDoubt",
+    "CentraQueryError",
+    "CentraRateLimited",
+    "CentraRejected",
+    "CentraTransient",
+    "UserError",
+    "parse_retry_after",  # shared by every connector; re-exported for Centra's callers
+]
 
 
 @dataclass(frozen=True)
@@ -108,31 +114,3 @@ class CentraInDoubt(CentraError, InDoubtError):
         self.operation = operation
         self.request_summary = dict(request_summary or {})
         self.cause = cause
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait according to a `Retry-After` header, or None when absent or unreadable.
-
-    Centra documents the value as "a timestamp at which to resume" [C] [RL-old] without giving its
-    encoding [INF], so all three forms are accepted: a unix timestamp, delta seconds, an HTTP-date.
-    A moment in the past means "now" (0).
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    current = time.time() if now is None else now
-    try:
-        number = float(text)
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if moment.tzinfo is None:  # RFC 9110 dates are GMT
-            moment = moment.replace(tzinfo=UTC)
-        return max(0.0, moment.timestamp() - current)
-    if number != number or number in (float("inf"), float("-inf")):  # NaN / inf
-        return None
-    if number >= _EPOCH_THRESHOLD:
-        return max(0.0, number - current)
-    return max(0.0, number)

@@ -72,6 +72,9 @@ class ReveniInferred(BaseModel):
     param_search: str = "search"
     param_page: str = "page"
     param_page_size: str = "page_size"
+    param_invoice_period: str = Field(
+        "period", description="[INFER] `GET invoices?period=YYYY-MM`; no invoice API is documented."
+    )
     transaction_type_case: Literal["upper", "lower"] = Field(
         "upper", description="[R-DOC S5] shows REFUND / EXCHANGE on the MCP tools; REST [INFER]."
     )

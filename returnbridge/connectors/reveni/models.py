@@ -194,12 +194,35 @@ class Delivery(_Wire):
 
 
 class Summary(_Wire):
-    """Financial summary [R-DOC S5: fees, bonuses, exchange rates]; field names [INFER]."""
+    """Financial summary [R-DOC S5: fees, bonuses, exchange rates]; field names [INFER].
 
+    `refund_total` and `bonuses` are in the return's `currency`, `fees` in `fees_currency`
+    (Reveni bills in its invoice currency)."""
+
+    currency: Currency | None = None
     refund_total: Money | None = None
-    fees: Money | None = None
     bonuses: Money | None = None
+    fees: Money | None = None
+    fees_currency: Currency | None = None
     exchange_rate: StrictStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_minor_units(cls, data: Any, info: ValidationInfo) -> Any:
+        if _money_format(info) != "minor_units" or not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, currency_key in (
+            ("refund_total", "currency"),
+            ("bonuses", "currency"),
+            ("fees", "fees_currency"),
+        ):
+            currency = out.get(currency_key)
+            if out.get(name) is not None:
+                if not isinstance(currency, str):
+                    raise ValueError(f"{name}: minor units need `{currency_key}`")
+                out[name] = _from_minor(name, out[name], currency)
+        return out
 
 
 class Return(_Wire):
