@@ -18,8 +18,7 @@ import random
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 from pydantic import SecretStr, ValidationError
@@ -62,6 +61,7 @@ from returnbridge.connectors.centra.pagination import (
 )
 from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.centra.transport import CentraTransport
+from returnbridge.connectors.lifecycle import AsyncClient
 
 _LIST_LIMIT = 200  # [C] max `limit` of list fields (documented on Warehouse.stock)
 
@@ -101,7 +101,7 @@ def _warnings(payload: Mapping[str, Any]) -> tuple[UserError, ...]:
     return tuple(UserError.from_wire(w) for w in payload.get("userWarnings") or [])
 
 
-class CentraClient:
+class CentraClient(AsyncClient[CentraTransport]):
     """Async client of one Centra environment (GraphQL Integration API + REST Order API).
 
     Use as `async with CentraClient(settings) as centra: ...`; one httpx client per instance.
@@ -176,21 +176,6 @@ class CentraClient:
                 break
             size = max(1, size * capacity // cost)
         return size
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        await self._transport.aclose()
 
     # -- counters (for the run summary and the benchmark) -------------------------------------
 

@@ -20,12 +20,12 @@ import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from returnbridge.connectors.lifecycle import AsyncClient
 from returnbridge.connectors.reveni.encoding import (
     format_filter_value,
     normalise_return,
@@ -88,7 +88,7 @@ class ItemDecision:
         return body
 
 
-class ReveniClient:
+class ReveniClient(AsyncClient[ReveniTransport]):
     """Async client of one Reveni store (`/merchants/v0/stores/{store_id}/...`).
 
     Use as `async with ReveniClient(base_url, api_key, store_id) as reveni: ...`; one httpx client
@@ -134,21 +134,6 @@ class ReveniClient:
             rng=rng,
             http_transport=transport,
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        await self._transport.aclose()
 
     # -- counters (for the run summary and the benchmark) -------------------------------------
 

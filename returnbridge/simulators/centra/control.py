@@ -16,11 +16,7 @@ how tests, the demo and benchmarks drive the simulator and read its ground truth
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import datetime
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,36 +24,19 @@ from starlette.routing import Route, Router
 
 from returnbridge.scenario import ScenarioError, parse_scenario
 from returnbridge.simulators.centra.simulator import CentraSimulator
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-class ControlError(Exception):
-    """A bad control request: 400 with the message."""
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ControlError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ControlError("body must be a JSON object")
-    return body
+from returnbridge.simulators.control import (
+    ControlError,
+    bad_requests_are_400,
+    clock_endpoint,
+    json_body,
+)
 
 
 def control_api(sim: CentraSimulator) -> Router:
-    def handled(handler: Handler) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except (ControlError, ValueError, TypeError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
-
-        return endpoint
+    handled = bad_requests_are_400
 
     async def load(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         try:
             scenario = parse_scenario(body, "/_sim/load")
         except ScenarioError as exc:
@@ -65,23 +44,9 @@ def control_api(sim: CentraSimulator) -> Router:
         sim.load(scenario)
         return JSONResponse({"loaded": True, "now": sim.clock.now().isoformat()})
 
-    async def clock(request: Request) -> Response:
-        if request.method == "POST":
-            body = await _body(request)
-            if "set" in body:
-                sim.clock.set(datetime.fromisoformat(str(body["set"]).replace("Z", "+00:00")))
-            elif "advance_seconds" in body:
-                seconds = body["advance_seconds"]
-                if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-                    raise ControlError("advance_seconds must be a number")
-                sim.clock.advance(float(seconds))
-            else:
-                raise ControlError("give `set` (ISO time) or `advance_seconds`")
-        return JSONResponse({"now": sim.clock.now().isoformat()})
-
     async def faults(request: Request) -> Response:
         if request.method == "POST":
-            sim.faults.update(**await _body(request))
+            sim.faults.update(**await json_body(request))
         return JSONResponse(asdict(sim.faults.settings))
 
     async def counters(request: Request) -> Response:
@@ -94,7 +59,7 @@ def control_api(sim: CentraSimulator) -> Router:
 
     async def webhooks(request: Request) -> Response:
         if request.method == "POST":
-            body = await _body(request)
+            body = await json_body(request)
             known = {"url", "secret", "retries", "max_batch", "backoff_seconds", "timeout"}
             if set(body) - known:
                 raise ControlError(f"unknown key(s): {sorted(set(body) - known)}")
@@ -109,7 +74,7 @@ def control_api(sim: CentraSimulator) -> Router:
         return JSONResponse(sim.webhooks.snapshot())
 
     async def tokens(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         token, permissions = body.get("token"), body.get("permissions")
         if not isinstance(token, str) or not token:
             raise ControlError("token must be a non-empty string")
@@ -142,7 +107,7 @@ def control_api(sim: CentraSimulator) -> Router:
     return Router(
         routes=[
             Route("/load", handled(load), methods=["POST"]),
-            Route("/clock", handled(clock), methods=["GET", "POST"]),
+            Route("/clock", handled(clock_endpoint(sim.clock)), methods=["GET", "POST"]),
             Route("/faults", handled(faults), methods=["GET", "POST"]),
             Route("/counters", handled(counters), methods=["GET"]),
             Route("/counters/reset", handled(reset_counters), methods=["POST"]),

@@ -14,9 +14,6 @@ the benchmarks drive the simulated store and read its ground truth here. A bad r
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -27,26 +24,17 @@ from starlette.routing import Route, Router
 
 from returnbridge.connectors.reveni import wire
 from returnbridge.scenario import ReveniReturn, ScenarioError, parse_scenario
+from returnbridge.simulators.control import (
+    ControlError,
+    Handler,
+    bad_requests_are_400,
+    clock_endpoint,
+    json_body,
+)
 from returnbridge.simulators.reveni.records import ReturnRec
 from returnbridge.simulators.reveni.simulator import ReveniSimulator
 from returnbridge.simulators.reveni.state import Decision, UnknownReturn
 from returnbridge.simulators.reveni.views import return_view
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-class ControlError(Exception):
-    """A bad control request: 400 with the message."""
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ControlError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ControlError("body must be a JSON object")
-    return body
 
 
 def _only(body: dict[str, Any], known: set[str]) -> None:
@@ -77,13 +65,13 @@ def _item_decisions(rec: ReturnRec, items: Any) -> dict[str, Decision]:
 
 def control_api(sim: ReveniSimulator) -> Router:
     def handled(handler: Handler) -> Handler:
+        checked = bad_requests_are_400(handler)
+
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(request)
+                return await checked(request)
             except UnknownReturn as exc:
                 return JSONResponse({"error": f"no return {exc.args[0]!r}"}, status_code=404)
-            except (ControlError, ValueError, TypeError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
 
         return endpoint
 
@@ -92,7 +80,7 @@ def control_api(sim: ReveniSimulator) -> Router:
 
     async def load(request: Request) -> Response:
         try:
-            scenario = parse_scenario(await _body(request), "/_sim/load")
+            scenario = parse_scenario(await json_body(request), "/_sim/load")
         except ScenarioError as exc:
             raise ControlError(str(exc)) from None
         sim.load(scenario)
@@ -100,23 +88,9 @@ def control_api(sim: ReveniSimulator) -> Router:
             count = len(sim.state.returns)
         return JSONResponse({"loaded": True, "returns": count, "now": sim.clock.now().isoformat()})
 
-    async def clock(request: Request) -> Response:
-        if request.method == "POST":
-            body = await _body(request)
-            if "set" in body:
-                sim.clock.set(datetime.fromisoformat(str(body["set"]).replace("Z", "+00:00")))
-            elif "advance_seconds" in body:
-                seconds = body["advance_seconds"]
-                if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-                    raise ControlError("advance_seconds must be a number")
-                sim.clock.advance(float(seconds))
-            else:
-                raise ControlError("give `set` (ISO time) or `advance_seconds`")
-        return JSONResponse({"now": sim.clock.now().isoformat()})
-
     async def faults(request: Request) -> Response:
         if request.method == "POST":
-            sim.faults.update(**await _body(request))
+            sim.faults.update(**await json_body(request))
         return JSONResponse(vars(sim.faults.settings))
 
     async def counters(request: Request) -> Response:
@@ -129,7 +103,7 @@ def control_api(sim: ReveniSimulator) -> Router:
 
     async def create_return(request: Request) -> Response:
         try:
-            ret = ReveniReturn.model_validate(await _body(request))
+            ret = ReveniReturn.model_validate(await json_body(request))
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in err["loc"]) or "body"
@@ -139,7 +113,7 @@ def control_api(sim: ReveniSimulator) -> Router:
             return JSONResponse(view(sim.state.create(ret)), status_code=201)
 
     async def set_status(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         _only(body, {"status", "items"})
         status = body.get("status")
         if not isinstance(status, str):
@@ -150,7 +124,7 @@ def control_api(sim: ReveniSimulator) -> Router:
             return JSONResponse(view(sim.state.set_status(rec.id, status, decisions)))
 
     async def add_refund(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         _only(body, {"method", "amount", "currency", "status", "paid_by"})
         method, amount = body.get("method"), body.get("amount")
         if method not in wire.REFUND_METHODS:
@@ -175,7 +149,7 @@ def control_api(sim: ReveniSimulator) -> Router:
             return JSONResponse(view(rec))
 
     async def walk(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         _only(body, {"steps"})
         steps = body.get("steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
@@ -188,7 +162,7 @@ def control_api(sim: ReveniSimulator) -> Router:
 
     async def webhooks(request: Request) -> Response:
         if request.method == "POST":
-            body = await _body(request)
+            body = await json_body(request)
             _only(body, {"secret"})
             secret = body.get("secret")
             if secret is not None and (not isinstance(secret, str) or not secret):
@@ -197,7 +171,7 @@ def control_api(sim: ReveniSimulator) -> Router:
         return JSONResponse(sim.webhooks.snapshot())
 
     async def emit(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         _only(body, {"return_id", "event"})
         event = body.get("event", wire.EVENT_RETURN_UPDATED)
         if event not in wire.EVENT_TYPES:
@@ -205,7 +179,7 @@ def control_api(sim: ReveniSimulator) -> Router:
         return JSONResponse(sim.emit(str(body.get("return_id")), event))
 
     async def replay(request: Request) -> Response:
-        body = await _body(request)
+        body = await json_body(request)
         _only(body, {"event_ids"})
         event_ids = body.get("event_ids")
         if event_ids is not None and not (
@@ -232,7 +206,7 @@ def control_api(sim: ReveniSimulator) -> Router:
     return Router(
         routes=[
             Route("/load", handled(load), methods=["POST"]),
-            Route("/clock", handled(clock), methods=["GET", "POST"]),
+            Route("/clock", handled(clock_endpoint(sim.clock)), methods=["GET", "POST"]),
             Route("/faults", handled(faults), methods=["GET", "POST"]),
             Route("/counters", handled(counters), methods=["GET"]),
             Route("/counters/reset", handled(reset_counters), methods=["POST"]),
