@@ -40,6 +40,7 @@ pytest: $(STAMP_TEST)
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.centra_reads
+	$(BIN)/python -m bench.reveni_listing
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache .mypy_cache .ruff_cache

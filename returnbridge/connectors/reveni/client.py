@@ -260,8 +260,9 @@ class ReveniClient(AsyncClient[ReveniTransport]):
     ) -> ChangedReturns:
         """Every return with `updated_at >= since`, each once in its latest-seen version, even
         while returns change during the walk (pagination.py explains how). Store the answer's
-        `high_water` as the cursor and pass it back next time. `ReveniError` when the list does
-        not stabilise within `max_passes` walks or `max_requests` list requests."""
+        `high_water` as the cursor and pass it back next time. If the list keeps changing through
+        `max_passes` walks the answer is partial (`complete` False) with a cursor that re-reads
+        what may have slid past; `ReveniError` only after `max_requests` list requests."""
         size = self._checked_page_size(page_size or self.page_size)
         before = self.requests
 

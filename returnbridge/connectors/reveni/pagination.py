@@ -37,15 +37,20 @@ sees it. The victim may itself be a return that changed a moment earlier: then i
    created after our last read (they sort last), so the next pass reads the tail from the highest
    `updated_at` seen.
 
-A pass is accepted when it saw no harmful shift and the count holds. Passes are bounded
-(`max_passes`); a list that never stabilises raises `ReveniError`. Re-passes are rare and cheap
-in a sync (a harmful shift needs more than a page of returns sharing one filter value, and one of
-them changing during the few milliseconds the walk takes); a long backfill under heavy change
-can need several.
+A pass is accepted when it saw no harmful shift and the count holds. Re-passes are rare in a
+sync (a harmful shift needs more than a page of returns sharing one filter value, and one of them
+changing during the walk). But with the inferred day-precision filter, a busy day of more than a
+page of returns, changing faster than a walk reads it, never gives a clean pass (measured in
+`bench/reveni_listing.py`). So passes are bounded (`max_passes`) and the answer after the last
+one is **partial, never wrong**: every return seen is returned, `complete` is False, and
+`high_water` is lowered to the earliest position a skipped version can have (the old position of
+the earliest harmful move), so the caller's next call starts there and loses nothing. Progress is
+still made: everything returned can be processed (the planner is level-triggered, so reading a
+return twice is harmless), and the cursor never passes a version not seen.
 
-The caller stores `high_water` (the newest `updated_at` returned) as its cursor and passes it back
-next time: inclusive, so a change that shares that instant is re-read, not lost, and every
-version not returned has `updated_at >= high_water` (it was made after our last read).
+The caller stores `high_water` as its cursor and passes it back next time: inclusive, so a change
+that shares that instant is re-read, not lost, and every version not returned has
+`updated_at >= high_water`. On a complete answer it is the newest `updated_at` returned.
 
 Limits, stated so they can be checked with Reveni (§8): a return *deleted* during a walk can hide
 a shifted one without any sign; and a change whose `updated_at` *equals* that of a return already
@@ -84,14 +89,17 @@ class ChangedReturns:
     """The answer of `changed_since`.
 
     `returns`: each return changed at or after `since` once, in its latest-seen version, sorted
-    by `(updated_at, id)`. `high_water`: the newest `updated_at` among them (None when there are
-    none: keep the old cursor). `passes`: walks needed to prove completeness. `requests`: HTTP
-    requests made (retries included)."""
+    by `(updated_at, id)`. `high_water`: the cursor for the next call; every version not returned
+    has `updated_at >= high_water` (None when nothing was returned: keep the old cursor).
+    `passes`: walks made. `requests`: HTTP requests made (retries included). `complete`: False
+    when the list kept changing through `max_passes` walks; `high_water` is then lowered so the
+    next call re-reads whatever may have slid past."""
 
     returns: list[Return]
     high_water: datetime | None
     passes: int
     requests: int
+    complete: bool = True
 
 
 FetchPage = Callable[[datetime, int, int], Awaitable[ReturnPage]]
@@ -203,7 +211,9 @@ async def changed_since(
     max_requests: int = 10_000,
 ) -> ChangedReturns:
     """Every return whose `updated_at >= since`, once each; see the module doc for why it can
-    neither miss nor repeat one while returns change under it. `requests` counts `fetch` calls."""
+    neither miss nor repeat one while returns change under it, and why an answer after
+    `max_passes` is partial with a safe cursor rather than an error. `requests` counts `fetch`
+    calls; `ReveniError` only when `max_requests` is exhausted."""
     if since.tzinfo is None:
         raise ValueError(f"since={since.isoformat()} needs a timezone")
     if page_size < 1:
@@ -214,19 +224,20 @@ async def changed_since(
     listing = _Listing(fetch, inferred, page_size, max_requests)
     original = listing.key(since)
     start = since
-    count = 0
     for passes in range(1, max_passes + 1):
         end = await listing.walk(start)
         harmful = listing.harmful_moves()
         if harmful:
             # A version may have slid past us: read again from the earliest position that moved.
+            start = max(since, min(harmful))
             log.info(
-                "changed_since(%s): pass %d saw %d returns move after being read; another pass",
+                "changed_since(%s): pass %d saw %d returns move after being read",
                 since.isoformat(),
                 passes,
                 len(harmful),
             )
-            start = max(since, min(harmful))
+            if passes == max_passes:
+                return _result(listing, since, passes, resume_at=start)
             continue
         if end.key == original and end.count is not None:
             count = end.count
@@ -242,6 +253,9 @@ async def changed_since(
                     count,
                 )
             return _result(listing, since, passes)
+        # Without a harmful shift, a shortfall can only be returns created after our last read:
+        # they sort after everything seen, so the tail from the newest one seen holds them.
+        start = max([since, *(r.updated_at for r in listing.seen.values())])
         log.info(
             "changed_since(%s): pass %d saw %d of %d returns; reading the tail again",
             since.isoformat(),
@@ -249,22 +263,34 @@ async def changed_since(
             len(listing.seen),
             count,
         )
-        start = max([since, *(r.updated_at for r in listing.seen.values())])
-    raise ReveniError(
-        f"changed_since({since.isoformat()}): the list did not stabilise in {max_passes} passes "
-        f"(saw {len(listing.seen)} returns, the list last counted {count}); returns keep changing "
-        "faster than they can be read, try again or raise max_passes"
-    )
+        if passes == max_passes:
+            return _result(listing, since, passes, resume_at=start)
+    raise AssertionError("unreachable: the last pass always returns")
 
 
-def _result(listing: _Listing, since: datetime, passes: int) -> ChangedReturns:
+def _result(
+    listing: _Listing, since: datetime, passes: int, resume_at: datetime | None = None
+) -> ChangedReturns:
+    """The answer; `resume_at` (a partial answer) caps the cursor where a skipped version can be."""
     returns = sorted(
         (r for r in listing.seen.values() if r.updated_at >= since),
         key=lambda r: (r.updated_at, r.id),
     )
+    high_water = returns[-1].updated_at if returns else None
+    if resume_at is not None:
+        log.warning(
+            "changed_since(%s): the list kept changing through %d passes; returning %d returns "
+            "and resuming from %s next time",
+            since.isoformat(),
+            passes,
+            len(returns),
+            resume_at.isoformat(),
+        )
+        high_water = resume_at if high_water is None else min(high_water, resume_at)
     return ChangedReturns(
         returns=returns,
-        high_water=returns[-1].updated_at if returns else None,
+        high_water=high_water,
         passes=passes,
         requests=listing.requests,
+        complete=resume_at is None,
     )
