@@ -146,3 +146,31 @@ def test_demo_exits_1_on_anything_unexpected(monkeypatch: pytest.MonkeyPatch) ->
     assert result.exit_code == 1
     assert "simulated crash" in result.stderr
     assert result.stdout == ""
+
+
+def test_lost_duplicated_and_reordered_webhooks_change_nothing_found() -> None:
+    """Webhooks only wake the sync; the listing is the backstop, so faulty delivery cannot hide
+    or double an exception."""
+    scenario = builtin_scenario("showcase")
+    faulty = scenario.model_copy(
+        update={
+            "faults": scenario.faults.model_copy(
+                update={
+                    "reveni": scenario.faults.reveni.model_copy(
+                        update={
+                            "duplicate_webhook_rate": 0.3,
+                            "out_of_order_webhook_rate": 0.2,
+                            "drop_webhook_rate": 0.3,
+                        }
+                    )
+                }
+            )
+        }
+    )
+    run = run_demo(faulty)
+    walked = sum(len(r.history) - 1 for r in scenario.reveni.returns)
+    distinct = {e.id for e in run.webhooks}
+    assert len(distinct) < walked  # some were dropped
+    assert len(run.webhooks) > len(distinct)  # some came twice
+    assert _rows(run.summary) == SHOWCASE_VALIDATION
+    assert {r.id for r in run.returns} == {r.id for r in scenario.reveni.returns}
