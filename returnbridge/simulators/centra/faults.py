@@ -14,12 +14,11 @@ the same faults. Kinds:
 from __future__ import annotations
 
 import random
-import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from returnbridge.scenario import CentraFaults
+from returnbridge.simulators.seeded import SeededInjector
 
 
 class AfterCommit(StrEnum):
@@ -60,26 +59,11 @@ class FaultDraw:
     latency_seconds: float
 
 
-class FaultInjector:
+class FaultInjector(SeededInjector[FaultSettings]):
     """Owns the settings and the seeded generator; `draw()` once per request."""
 
-    def __init__(self, settings: FaultSettings) -> None:
-        self._lock = threading.Lock()
-        self.configure(settings)
-
-    def configure(self, settings: FaultSettings) -> None:
-        """Replace the settings and restart the generator from the seed."""
-        settings = settings.validated()
-        with self._lock:
-            self.settings = settings
-            self._rng = random.Random(settings.seed)
-
-    def update(self, **changes: Any) -> FaultSettings:
-        unknown = set(changes) - set(asdict(self.settings))
-        if unknown:
-            raise ValueError(f"unknown fault setting(s): {sorted(unknown)}")
-        self.configure(replace(self.settings, **changes))
-        return self.settings
+    def _reseed(self, seed: int) -> None:
+        self._rng = random.Random(seed)
 
     def draw(self) -> FaultDraw:
         with self._lock:

@@ -15,11 +15,10 @@ So the same seed and the same sequence of requests and changes give the same fau
 from __future__ import annotations
 
 import random
-import threading
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, fields
 
 from returnbridge.scenario import Faults
+from returnbridge.simulators.seeded import SeededInjector
 
 _RATES = (
     "error_rate",
@@ -77,27 +76,12 @@ class WebhookFault:
     out_of_order: bool
 
 
-class FaultInjector:
+class FaultInjector(SeededInjector[FaultSettings]):
     """Owns the settings and the two seeded generators."""
 
-    def __init__(self, settings: FaultSettings) -> None:
-        self._lock = threading.Lock()
-        self.configure(settings)
-
-    def configure(self, settings: FaultSettings) -> None:
-        """Replace the settings and restart both generators from the seed."""
-        settings = settings.validated()
-        with self._lock:
-            self.settings = settings
-            self._api = random.Random(f"reveni-api:{settings.seed}")
-            self._webhooks = random.Random(f"reveni-webhooks:{settings.seed}")
-
-    def update(self, **changes: Any) -> FaultSettings:
-        unknown = set(changes) - set(asdict(self.settings))
-        if unknown:
-            raise ValueError(f"unknown fault setting(s): {sorted(unknown)}")
-        self.configure(replace(self.settings, **changes))
-        return self.settings
+    def _reseed(self, seed: int) -> None:
+        self._api = random.Random(f"reveni-api:{seed}")
+        self._webhooks = random.Random(f"reveni-webhooks:{seed}")
 
     def draw_api(self) -> ApiFault:
         with self._lock:
