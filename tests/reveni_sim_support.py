@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from returnbridge.connectors.reveni.encoding import normalise_return
 from returnbridge.connectors.reveni.inferred import DEFAULT_REVENI_INFERRED, ReveniInferred
 from returnbridge.connectors.reveni.models import Return, wire_context
 from returnbridge.scenario import Scenario, parse_scenario
@@ -187,19 +188,23 @@ class ReveniSimHandle:
         return body
 
     def model(self, body: dict[str, Any]) -> Return:
-        return Return.model_validate(body, context=wire_context(self.inferred))
+        """Validate a return as the client does: casing undone first, then the strict model."""
+        return Return.model_validate(
+            normalise_return(body, self.inferred), context=wire_context(self.inferred)
+        )
 
     def listing(self, **params: Any) -> dict[str, Any]:
         """`GET returns` with `params`, which must succeed; every row validates."""
         response = self.api.get("returns", params=params)
         assert response.status_code == 200, response.text
         body = decode(response)
-        for row in body["results"]:
+        for row in body[self.inferred.envelope_items_key]:
             self.model(row)
         return body
 
     def ids(self, **params: Any) -> list[str]:
-        return [row["id"] for row in self.listing(page_size=100, **params)["results"]]
+        rows = self.listing(page_size=100, **params)[self.inferred.envelope_items_key]
+        return [row["id"] for row in rows]
 
     def sim_post(self, path: str, body: Any = None) -> Any:
         """POST to /_sim, which must succeed."""
