@@ -16,6 +16,7 @@ exceptions found, the API calls made, and the keys of later features present and
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import Counter
@@ -45,6 +46,8 @@ from returnbridge.simulators.centra.app import create_app as create_centra_app
 from returnbridge.simulators.reveni.app import create_app as create_reveni_app
 from returnbridge.simulators.server import serve_in_thread
 
+log = logging.getLogger(__name__)
+
 CENTRA_TOKEN = "centra-sim-token"
 CENTRA_SECRET = "centra-sim-secret"
 REVENI_KEY = "reveni-sim-key"
@@ -68,21 +71,20 @@ def empty_summary() -> dict[str, Any]:
 class WebhookInbox:
     """Receives Reveni webhooks for the demo: checks the envelope, keeps it, answers 200.
 
-    Malformed requests get a 400 naming the problem (and are counted). The sync's own receiver,
-    which commits to the ledger's inbox before answering, replaces this in the next milestone."""
+    Malformed requests get a 400 naming the problem and a warning in the log. The sync's own
+    receiver, which commits to the ledger's inbox before answering, replaces this in the next
+    milestone."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.events: list[WebhookEvent] = []
-        self.refused = 0
 
     def app(self) -> Starlette:
         async def receive(request: Request) -> Response:
             try:
                 event = parse_envelope(await request.body())
             except WebhookError as exc:
-                with self._lock:
-                    self.refused += 1
+                log.warning("refused a Reveni webhook: %s", exc)
                 return JSONResponse({"error": str(exc)}, status_code=400)
             with self._lock:
                 self.events.append(event)

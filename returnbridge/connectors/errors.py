@@ -15,8 +15,10 @@ the executor and the flows decide on these kinds only:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 # Retry-After values at or above this are unix timestamps, below it delta seconds: no sane delay
 # is 31 years long, and no API timestamp is from before 2001.
@@ -53,6 +55,18 @@ class QueryError(ApiError):
 
 class InDoubtError(ApiError):
     """A write may have reached the other system and its outcome is unknown."""
+
+    system = "the other system"  # named in the message; each connector sets its own
+
+    def __init__(
+        self, operation: str, request_summary: Mapping[str, Any] | None = None, cause: str = ""
+    ) -> None:
+        super().__init__(
+            f"{operation}: outcome unknown ({cause}); read {self.system} back before resending"
+        )
+        self.operation = operation
+        self.request_summary = dict(request_summary or {})
+        self.cause = cause
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

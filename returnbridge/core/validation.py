@@ -57,20 +57,20 @@ class OrderHistory:
         return shipped
 
 
+def _is_validated(ret: ReveniReturn) -> bool:
+    return not (ret.status in WITHDRAWN or ret.status == "rejected")
+
+
 def claimed_units(ret: ReveniReturn) -> Counter[str]:
     """Units per SKU this return takes from the order: accepted once inspected, requested before;
     nothing when rejected, cancelled or expired."""
     claims: Counter[str] = Counter()
-    if ret.status in WITHDRAWN or ret.status == "rejected":
+    if not _is_validated(ret):
         return claims
     decided = ret.status in ACCEPTED or ret.status == "completed"
     for item in ret.return_items:
         claims[item.sku] += item.accepted_units if decided else item.quantity
     return +claims
-
-
-def _is_validated(ret: ReveniReturn) -> bool:
-    return not (ret.status in WITHDRAWN or ret.status == "rejected")
 
 
 def validate_returns(
@@ -126,7 +126,8 @@ def _check_quantities(
 ) -> None:
     number = history.order.number
     on_order = {line.sku for line in history.order.lines}
-    remaining = history.shipped_by_sku()
+    shipped = history.shipped_by_sku()
+    remaining = shipped.copy()
     for centra_return in history.returns:
         if centra_return.external_id in claiming:
             continue  # that Reveni return's own: counted as its claim
@@ -153,7 +154,6 @@ def _check_quantities(
                 continue
             left = max(remaining[sku], 0)
             if units > left:
-                shipped = history.shipped_by_sku()[sku]
                 problems.append(
                     ReturnException(
                         "quantity_exceeds_shipped",
@@ -161,8 +161,8 @@ def _check_quantities(
                         number,
                         sku=sku,
                         detail=(
-                            f"{units} x {sku} returned; order {number} shipped {shipped}, "
-                            f"{shipped - left} already returned or claimed, {left} left"
+                            f"{units} x {sku} returned; order {number} shipped {shipped[sku]}, "
+                            f"{shipped[sku] - left} already returned or claimed, {left} left"
                         ),
                     )
                 )

@@ -105,12 +105,4 @@ class CentraInDoubt(CentraError, InDoubtError):
     connection dropped before the response, 5xx after sending, a GraphQL error raised while the
     mutation executed). Resolve it by reading back."""
 
-    def __init__(
-        self, operation: str, request_summary: Mapping[str, Any] | None = None, cause: str = ""
-    ) -> None:
-        super().__init__(
-            f"{operation}: outcome unknown ({cause}); read Centra back before resending"
-        )
-        self.operation = operation
-        self.request_summary = dict(request_summary or {})
-        self.cause = cause
+    system = "Centra"

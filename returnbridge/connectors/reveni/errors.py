@@ -8,9 +8,6 @@ unknown is `ReveniInDoubt`, resolved by reading Reveni back, never by resending.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from returnbridge.connectors.errors import (
     ApiError,
     AuthError,
@@ -81,12 +78,4 @@ class ReveniInDoubt(ReveniError, InDoubtError):
     is unknown: a timeout or dropped connection after sending, a 5xx, an unreadable success.
     Resolve it by reading back (`get_return`, `list_webhooks`), never by resending blindly."""
 
-    def __init__(
-        self, operation: str, request_summary: Mapping[str, Any] | None = None, cause: str = ""
-    ) -> None:
-        super().__init__(
-            f"{operation}: outcome unknown ({cause}); read Reveni back before resending"
-        )
-        self.operation = operation
-        self.request_summary = dict(request_summary or {})
-        self.cause = cause
+    system = "Reveni"

@@ -87,22 +87,24 @@ class _Wire(BaseModel):
 
 
 class _WithMinorUnits(_Wire):
-    """A model whose money fields may arrive as integer minor units of its `currency`."""
+    """A model whose money fields may arrive as integer minor units; `_money_fields` pairs each
+    money field with the field naming its currency."""
 
-    _money_fields: ClassVar[tuple[str, ...]] = ()
+    _money_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _from_minor_units(cls, data: Any, info: ValidationInfo) -> Any:
         if _money_format(info) != "minor_units" or not isinstance(data, dict):
             return data
-        currency = data.get("currency")
-        if not isinstance(currency, str):
-            return data  # the missing currency is reported by field validation
         out = dict(data)
-        for name in cls._money_fields:
-            if out.get(name) is not None:
-                out[name] = _from_minor(name, out[name], currency)
+        for name, currency_key in cls._money_fields:
+            if out.get(name) is None:
+                continue
+            currency = out.get(currency_key)
+            if not isinstance(currency, str):
+                raise ValueError(f"{name}: minor units need `{currency_key}`")
+            out[name] = _from_minor(name, out[name], currency)
         return out
 
 
@@ -141,7 +143,7 @@ class ExchangeRequest(_Wire):
 
 
 class ReturnItem(_WithMinorUnits):
-    _money_fields: ClassVar[tuple[str, ...]] = ("unit_price",)
+    _money_fields: ClassVar[tuple[tuple[str, str], ...]] = (("unit_price", "currency"),)
 
     item_id: StrictStr
     sku: StrictStr
@@ -169,7 +171,10 @@ class ReturnItem(_WithMinorUnits):
 class Refund(_WithMinorUnits):
     """One refund Reveni recorded. Its `id` is the reference returnbridge writes into Centra."""
 
-    _money_fields: ClassVar[tuple[str, ...]] = ("amount", "bonus_amount")
+    _money_fields: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("amount", "currency"),
+        ("bonus_amount", "currency"),
+    )
 
     id: StrictStr
     method: Literal["original_payment_method", "bank_transfer", "store_credit"]
@@ -193,11 +198,17 @@ class Delivery(_Wire):
     label_status: Literal["pending", "created", "failed"] | None = None
 
 
-class Summary(_Wire):
+class Summary(_WithMinorUnits):
     """Financial summary [R-DOC S5: fees, bonuses, exchange rates]; field names [INFER].
 
     `refund_total` and `bonuses` are in the return's `currency`, `fees` in `fees_currency`
     (Reveni bills in its invoice currency)."""
+
+    _money_fields: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("refund_total", "currency"),
+        ("bonuses", "currency"),
+        ("fees", "fees_currency"),
+    )
 
     currency: Currency | None = None
     refund_total: Money | None = None
@@ -205,24 +216,6 @@ class Summary(_Wire):
     fees: Money | None = None
     fees_currency: Currency | None = None
     exchange_rate: StrictStr | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_minor_units(cls, data: Any, info: ValidationInfo) -> Any:
-        if _money_format(info) != "minor_units" or not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for name, currency_key in (
-            ("refund_total", "currency"),
-            ("bonuses", "currency"),
-            ("fees", "fees_currency"),
-        ):
-            currency = out.get(currency_key)
-            if out.get(name) is not None:
-                if not isinstance(currency, str):
-                    raise ValueError(f"{name}: minor units need `{currency_key}`")
-                out[name] = _from_minor(name, out[name], currency)
-        return out
 
 
 class Return(_Wire):
@@ -284,7 +277,7 @@ InvoiceLineKind = Literal[
 class InvoiceLine(_WithMinorUnits):
     """One invoice line [R-DOC S9 kinds]; a negative disbursement credits a covered refund."""
 
-    _money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+    _money_fields: ClassVar[tuple[tuple[str, str], ...]] = (("amount", "currency"),)
 
     kind: InvoiceLineKind
     return_id: StrictStr | None = None

@@ -16,8 +16,6 @@ how tests, the demo and benchmarks drive the simulator and read its ground truth
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
@@ -27,7 +25,7 @@ from returnbridge.simulators.centra.simulator import CentraSimulator
 from returnbridge.simulators.control import (
     ControlError,
     bad_requests_are_400,
-    clock_endpoint,
+    common_routes,
     json_body,
 )
 
@@ -43,19 +41,6 @@ def control_api(sim: CentraSimulator) -> Router:
             raise ControlError(str(exc)) from None
         sim.load(scenario)
         return JSONResponse({"loaded": True, "now": sim.clock.now().isoformat()})
-
-    async def faults(request: Request) -> Response:
-        if request.method == "POST":
-            sim.faults.update(**await json_body(request))
-        return JSONResponse(asdict(sim.faults.settings))
-
-    async def counters(request: Request) -> Response:
-        with sim.lock:
-            return JSONResponse(sim.counters.as_dict())
-
-    async def reset_counters(request: Request) -> Response:
-        sim.reset_counters()
-        return JSONResponse(sim.counters.as_dict())
 
     async def webhooks(request: Request) -> Response:
         if request.method == "POST":
@@ -107,10 +92,7 @@ def control_api(sim: CentraSimulator) -> Router:
     return Router(
         routes=[
             Route("/load", handled(load), methods=["POST"]),
-            Route("/clock", handled(clock_endpoint(sim.clock)), methods=["GET", "POST"]),
-            Route("/faults", handled(faults), methods=["GET", "POST"]),
-            Route("/counters", handled(counters), methods=["GET"]),
-            Route("/counters/reset", handled(reset_counters), methods=["POST"]),
+            *common_routes(sim),
             Route("/webhooks", handled(webhooks), methods=["GET", "POST"]),
             Route("/tokens", handled(tokens), methods=["POST"]),
             Route("/effects", handled(effects), methods=["GET"]),

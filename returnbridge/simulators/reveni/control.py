@@ -28,7 +28,7 @@ from returnbridge.simulators.control import (
     ControlError,
     Handler,
     bad_requests_are_400,
-    clock_endpoint,
+    common_routes,
     json_body,
 )
 from returnbridge.simulators.reveni.records import ReturnRec
@@ -87,19 +87,6 @@ def control_api(sim: ReveniSimulator) -> Router:
         with sim.lock:
             count = len(sim.state.returns)
         return JSONResponse({"loaded": True, "returns": count, "now": sim.clock.now().isoformat()})
-
-    async def faults(request: Request) -> Response:
-        if request.method == "POST":
-            sim.faults.update(**await json_body(request))
-        return JSONResponse(vars(sim.faults.settings))
-
-    async def counters(request: Request) -> Response:
-        with sim.lock:
-            return JSONResponse(sim.counters.as_dict())
-
-    async def reset_counters(request: Request) -> Response:
-        sim.reset_counters()
-        return JSONResponse(sim.counters.as_dict())
 
     async def create_return(request: Request) -> Response:
         try:
@@ -206,10 +193,7 @@ def control_api(sim: ReveniSimulator) -> Router:
     return Router(
         routes=[
             Route("/load", handled(load), methods=["POST"]),
-            Route("/clock", handled(clock_endpoint(sim.clock)), methods=["GET", "POST"]),
-            Route("/faults", handled(faults), methods=["GET", "POST"]),
-            Route("/counters", handled(counters), methods=["GET"]),
-            Route("/counters/reset", handled(reset_counters), methods=["POST"]),
+            *common_routes(sim),
             Route("/returns", handled(create_return), methods=["POST"]),
             Route("/returns/{return_id}/status", handled(set_status), methods=["POST"]),
             Route("/returns/{return_id}/refunds", handled(add_refund), methods=["POST"]),
