@@ -1,0 +1,248 @@
+"""The Centra effects returnbridge applies, as plain data (design.md §3).
+
+The planner (`core/planner.py`) turns a Reveni return and what Centra and the ledger know into
+`Action`s; the ledger (`ledger/`) stores them under their key; the executor (`core/executor.py`)
+sends each to Centra exactly once. Every effect has one ledger key; an action is one Centra
+mutation, so "one effect per key" is checkable against the simulator's ground truth.
+
+Keys (design.md §3, with one correction: Centra's `createReturn` takes *one* shipment, so a return
+whose accepted items were shipped in several shipments needs one Centra return per shipment. The
+key then carries the shipment id; the common single-shipment case keeps the design's key):
+
+- create return: `return:{rid}`, or `return:{rid}:{shipment_id}` per shipment (`createReturn`)
+- restock: `restock:{rid}`, all restock lines in one `changeStock`
+- refund / credit: `refund:{rid}:{refund_id}`, or `...:{shipment_id}` per Centra return
+  (`PUT /returns/{id}`)
+- exchange order: `exchange:{rid}:{n}` (`POST /order`, deterministic order number)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Final, Literal, get_args
+
+ActionKind = Literal["create_return", "restock", "refund", "exchange_order"]
+ACTION_KINDS: Final[tuple[str, ...]] = get_args(ActionKind)
+
+ActionState = Literal["pending", "in_flight", "done", "failed", "in_doubt", "blocked"]
+ACTION_STATES: Final[tuple[str, ...]] = get_args(ActionState)
+# Still owed to Centra: the executor picks these up (in_flight / in_doubt after a crash or a
+# timeout are resolved by reading Centra back first, never by sending again).
+UNSETTLED: Final = frozenset({"pending", "in_flight", "in_doubt"})
+SETTLED: Final = frozenset({"done", "failed", "blocked"})
+# Allowed moves of the state machine; `failed -> pending` and `blocked -> pending` are the
+# retries (transient retry, `exceptions retry`, reconciliation), `in_doubt -> done|pending`
+# the read-back outcome.
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    "pending": frozenset({"in_flight", "blocked"}),
+    "in_flight": frozenset({"done", "failed", "in_doubt", "pending", "blocked"}),
+    "in_doubt": frozenset({"done", "pending", "failed", "blocked"}),
+    "failed": frozenset({"pending"}),
+    "blocked": frozenset({"pending"}),
+    "done": frozenset(),
+}
+
+# The restock change's description is the read-back key: exact match, one per return.
+RESTOCK_DESCRIPTION = "returnbridge restock {rid}"
+
+
+class ActionStateError(ValueError):
+    """A state move the action state machine does not allow."""
+
+
+def check_transition(current: str, new: str) -> None:
+    """Raise ActionStateError unless `current -> new` is an allowed move."""
+    if new not in TRANSITIONS.get(current, frozenset()):
+        raise ActionStateError(f"action state {current!r} cannot move to {new!r}")
+
+
+def return_key(rid: str, shipment_id: int | None = None) -> str:
+    return f"return:{rid}" if shipment_id is None else f"return:{rid}:{shipment_id}"
+
+
+def restock_key(rid: str) -> str:
+    return f"restock:{rid}"
+
+
+def refund_key(rid: str, refund_id: str, shipment_id: int | None = None) -> str:
+    base = f"refund:{rid}:{refund_id}"
+    return base if shipment_id is None else f"{base}:{shipment_id}"
+
+
+def exchange_key(rid: str, n: int) -> str:
+    return f"exchange:{rid}:{n}"
+
+
+def exchange_order_number(rid: str, n: int, base: int = 900_000_000) -> int:
+    """The deterministic Centra order number of exchange `n` of return `rid`.
+
+    Deterministic so that a resend after a crash hits Centra's duplicate check (-5) instead of
+    creating a second order; `base` keeps it clear of the brand's own numbering (configurable).
+    """
+    digest = hashlib.sha256(f"{rid}:{n}".encode()).digest()
+    return base + int.from_bytes(digest[:8], "big") % 90_000_000
+
+
+@dataclass(frozen=True)
+class ReturnLinePlan:
+    """One line of a Centra return: which shipment line, how many, of which SKU."""
+
+    shipment_line_id: int
+    quantity: int
+    sku: str
+
+
+@dataclass(frozen=True)
+class CreateReturn:
+    """`createReturn` on one shipment, `externalId` = Reveni return id, stock untouched."""
+
+    shipment_id: int
+    lines: tuple[ReturnLinePlan, ...]
+    external_id: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class RestockLine:
+    sku: str
+    variant_id: int
+    size_id: int
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Restock:
+    """One `changeStock` into the returns warehouse; `description` is the read-back key."""
+
+    description: str
+    warehouse_id: int
+    lines: tuple[RestockLine, ...]
+
+
+@dataclass(frozen=True)
+class Refund:
+    """`PUT /returns/{centra_return_id}`: complete the return and post the credit.
+
+    `via_psp`: Centra refunds through its PSP (`refundPayment: true`; original payment method
+    only, and only when Centra's computed amount equals `amount`). Otherwise the return is
+    completed with a non-PSP refund record of `amount` and `reference` (Reveni paid the
+    customer: instant bank transfer or store credit)."""
+
+    centra_return_id: int
+    via_psp: bool
+    amount: Decimal
+    currency: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class ExchangeLine:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class ExchangeOrder:
+    """`POST /order`: a zero-value internal order for the replacement items."""
+
+    order_number: int
+    origin_order_number: int
+    origin_return_id: int
+    lines: tuple[ExchangeLine, ...]
+
+
+Payload = CreateReturn | Restock | Refund | ExchangeOrder
+_PAYLOAD_OF_KIND: Final[dict[str, type[Any]]] = {
+    "create_return": CreateReturn,
+    "restock": Restock,
+    "refund": Refund,
+    "exchange_order": ExchangeOrder,
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One Centra effect owed for a Reveni return, under its ledger key."""
+
+    key: str
+    kind: ActionKind
+    reveni_return_id: str
+    order_number: int
+    payload: Payload
+    # Keys that must be `done` before this one may run (the planner only emits an action once
+    # its prerequisites are done; the executor checks again).
+    depends_on: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        expected = _PAYLOAD_OF_KIND.get(self.kind)
+        if expected is None or not isinstance(self.payload, expected):
+            raise TypeError(f"action {self.key}: kind {self.kind!r} with {type(self.payload)}")
+
+    def payload_json(self) -> dict[str, Any]:
+        """The payload as JSON-ready data (Decimal as string) for the ledger."""
+        return _jsonable(asdict(self.payload))
+
+    @classmethod
+    def from_stored(
+        cls,
+        *,
+        key: str,
+        kind: str,
+        reveni_return_id: str,
+        order_number: int,
+        payload: dict[str, Any],
+        depends_on: tuple[str, ...] = (),
+    ) -> Action:
+        """Rebuild an action from its ledger row."""
+        if kind not in _PAYLOAD_OF_KIND:
+            raise ValueError(f"action {key}: unknown kind {kind!r}")
+        return cls(
+            key=key,
+            kind=kind,  # type: ignore[arg-type]
+            reveni_return_id=reveni_return_id,
+            order_number=order_number,
+            payload=_payload_from_json(kind, payload),
+            depends_on=depends_on,
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _payload_from_json(kind: str, data: dict[str, Any]) -> Payload:
+    if kind == "create_return":
+        return CreateReturn(
+            shipment_id=int(data["shipment_id"]),
+            lines=tuple(ReturnLinePlan(**line) for line in data["lines"]),
+            external_id=data["external_id"],
+            comment=data.get("comment", ""),
+        )
+    if kind == "restock":
+        return Restock(
+            description=data["description"],
+            warehouse_id=int(data["warehouse_id"]),
+            lines=tuple(RestockLine(**line) for line in data["lines"]),
+        )
+    if kind == "refund":
+        return Refund(
+            centra_return_id=int(data["centra_return_id"]),
+            via_psp=bool(data["via_psp"]),
+            amount=Decimal(data["amount"]),
+            currency=data["currency"],
+            reference=data["reference"],
+        )
+    return ExchangeOrder(
+        order_number=int(data["order_number"]),
+        origin_order_number=int(data["origin_order_number"]),
+        origin_return_id=int(data["origin_return_id"]),
+        lines=tuple(ExchangeLine(**line) for line in data["lines"]),
+    )

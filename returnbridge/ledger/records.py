@@ -1,0 +1,108 @@
+"""What the ledger hands back: plain, immutable records (design.md §4, §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, Literal, get_args
+
+from returnbridge.core.actions import Action
+
+ExceptionStatus = Literal["open", "retrying", "resolved", "ignored"]
+EXCEPTION_STATUSES: Final[tuple[str, ...]] = get_args(ExceptionStatus)
+InboxSource = Literal["reveni", "centra"]
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One action row: the planned effect, where it is in the state machine, and its outcome."""
+
+    key: str
+    kind: str
+    reveni_return_id: str
+    order_number: int
+    state: str
+    attempts: int
+    payload: dict[str, Any]
+    depends_on: tuple[str, ...]
+    centra_ref: str | None  # Centra's id of the effect once done (return id, stock change id...)
+    last_error: str | None
+    not_before: datetime | None  # backoff: not to be tried before this time
+    created_at: datetime
+    updated_at: datetime
+
+    def action(self) -> Action:
+        """The planned action this row holds."""
+        return Action.from_stored(
+            key=self.key,
+            kind=self.kind,
+            reveni_return_id=self.reveni_return_id,
+            order_number=self.order_number,
+            payload=self.payload,
+            depends_on=self.depends_on,
+        )
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One try of an action: what was sent, what came back (or the error), and when."""
+
+    id: int
+    action_key: str
+    started_at: datetime
+    finished_at: datetime | None
+    request_summary: str
+    response: str | None
+    error: str | None
+    outcome: str  # the action state the attempt led to
+
+
+@dataclass(frozen=True)
+class ExceptionRecord:
+    """One exception (design.md §4): code, owner, keys, money, when seen, status, and why."""
+
+    id: int
+    code: str
+    owner: str
+    reveni_return_id: str | None
+    order_number: int | None
+    sku: str | None
+    amount: Decimal | None
+    currency: str | None
+    detail: str
+    status: str
+    first_seen: datetime
+    last_seen: datetime
+    attempts: int  # retries of the action behind it (or times the check failed again)
+    action_key: str | None  # the action behind it, whose attempts explain it
+    resolved_at: datetime | None
+    resolution_note: str | None
+
+    def as_summary(self) -> dict[str, object]:
+        """The run summary's `exceptions[]` entry (contract.md §4)."""
+        return {
+            "code": self.code,
+            "owner": self.owner,
+            "order_number": self.order_number,
+            "reveni_return_id": self.reveni_return_id,
+            "sku": self.sku,
+            "amount": None if self.amount is None else str(self.amount),
+            "currency": self.currency,
+            "status": self.status,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    """One webhook as received, committed before the receiver answered 2xx."""
+
+    id: int
+    source: str
+    event_id: str
+    resource_id: str | None
+    event_type: str | None
+    body: str
+    received_at: datetime
+    processed_at: datetime | None
