@@ -392,3 +392,26 @@ def test_a_single_pass_answer_is_partial_at_worst_never_lossy(case: tuple) -> No
     assert second.complete
     got.update({r.id: r.updated_at for r in second.returns})
     assert got == final
+
+
+# --------------------------------------------------------------------------- malformed rows
+
+
+@pytest.mark.parametrize("readable_time", [True, False])
+async def test_a_malformed_row_is_skipped_reported_and_holds_the_cursor(
+    readable_time: bool,
+) -> None:
+    """One bad row does not hide the rest of the list, and the cursor never passes it."""
+    good = [return_payload(rid(i), updated_at=T0 + timedelta(minutes=i)) for i in (0, 2)]
+    bad = return_payload(rid(1), updated_at=T0 + timedelta(minutes=1))
+    bad["status"] = "lost_in_space"
+    if not readable_time:
+        bad["updated_at"] = "yesterday"
+    handler, _ = scripted(httpx.Response(200, json=envelope([good[0], bad, good[1]])))
+    async with client_for(handler, inferred=EXACT) as reveni:
+        result = await reveni.changed_since(T0, page_size=10)
+    assert [r.id for r in result.returns] == [rid(0), rid(2)]
+    (row,) = result.rejected
+    assert row.return_id == rid(1) and "status" in (row.field or "")
+    # the next call starts at the bad row (or where this one started if its time is unreadable)
+    assert result.high_water == (T0 + timedelta(minutes=1) if readable_time else T0)

@@ -46,7 +46,10 @@ def page_response(
 async def list_one(raw: dict[str, Any], inferred: ReveniInferred = DEFAULT_REVENI_INFERRED) -> Any:
     handler, _ = scripted(page_response(raw, inferred=inferred))
     async with client_for(handler, inferred=inferred) as reveni:
-        return (await reveni.list_returns()).items[0]
+        page = await reveni.list_returns()
+    if page.rejected:  # the row did not read as a return: surface why, as get_return would
+        raise ReveniQueryError(page.rejected[0].error, path=page.rejected[0].field)
+    return page.items[0]
 
 
 # --------------------------------------------------------------------------- strictness
@@ -76,11 +79,21 @@ async def test_unknown_keys_are_ignored() -> None:
 async def test_what_we_use_is_strict_and_errors_name_the_field(mutate: Any, path: str) -> None:
     raw = return_payload(RID)
     mutate(raw)
-    with pytest.raises(ReveniQueryError) as info:
-        await list_one(raw)
-    assert info.value.path == path
-    assert path in str(info.value)
+    handler, _ = scripted(httpx.Response(200, json=raw))
+    async with client_for(handler) as reveni:
+        with pytest.raises(ReveniQueryError) as info:
+            await reveni.get_return(RID)
+    assert info.value.path == path.replace("results.0", "return")
     assert "anna@example.com" not in str(info.value)  # never the input (customer data)
+    # In a list page the bad row is skipped and reported, naming the field; the page survives.
+    handler, _ = scripted(page_response(raw, return_payload("other-return")))
+    async with client_for(handler) as reveni:
+        page = await reveni.list_returns()
+    assert [r.id for r in page.items] == ["other-return"]
+    (row,) = page.rejected
+    assert row.path == "results.0" and row.field == path and path in row.error
+    assert row.return_id == (RID if isinstance(raw.get("id"), str) else None)
+    assert "anna@example.com" not in row.error
 
 
 async def test_get_return_errors_name_the_field_from_the_return() -> None:

@@ -19,7 +19,7 @@ import random
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -46,7 +46,12 @@ from returnbridge.connectors.reveni.models import (
     WebhookSubscription,
     wire_context,
 )
-from returnbridge.connectors.reveni.pagination import ChangedReturns, ReturnPage, changed_since
+from returnbridge.connectors.reveni.pagination import (
+    ChangedReturns,
+    RejectedRow,
+    ReturnPage,
+    changed_since,
+)
 from returnbridge.connectors.reveni.transport import ReveniTransport, Sleep, path_segment
 from returnbridge.connectors.reveni.wire import (
     EVENT_TYPES,
@@ -464,14 +469,21 @@ class ReveniClient(AsyncClient[ReveniTransport]):
             if link is not None and not isinstance(link, str):
                 raise ReveniQueryError(f"list returns: `{key}` is not a URL", path=key)
             links[key] = link
+        parsed: list[Return] = []
+        rejected: list[RejectedRow] = []
+        for index, item in enumerate(items):
+            where = f"{inf.envelope_items_key}.{index}"
+            try:
+                parsed.append(self._parse_return(item, where))
+            except ReveniQueryError as exc:
+                # One bad row must not hide the rest of the page: skip it and say so.
+                rejected.append(_rejected_row(item, where, str(exc), exc.path))
         return ReturnPage(
-            items=[
-                self._parse_return(item, f"{inf.envelope_items_key}.{index}")
-                for index, item in enumerate(items)
-            ],
+            items=parsed,
             count=count,
             next=links[inf.envelope_next_key],
             previous=links[inf.envelope_previous_key],
+            rejected=rejected,
         )
 
     def _entries(self, raw: Any, what: str) -> list[tuple[str, Any]]:
@@ -482,6 +494,27 @@ class ReveniClient(AsyncClient[ReveniTransport]):
         if isinstance(raw, list):
             return [(f"{what}.{i}", item) for i, item in enumerate(raw)]
         raise ReveniQueryError(f"{what}: expected a list, got {type(raw).__name__}")
+
+
+def _rejected_row(raw: Any, path: str, error: str, field: str | None) -> RejectedRow:
+    """What can be read of a row that is not a valid return (its id and `updated_at`)."""
+    return_id = raw.get("id") if isinstance(raw, dict) else None
+    updated = raw.get("updated_at") if isinstance(raw, dict) else None
+    moment: datetime | None = None
+    if isinstance(updated, str):
+        try:
+            moment = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is None:
+            moment = None
+    return RejectedRow(
+        path=path,
+        return_id=return_id if isinstance(return_id, str) and return_id else None,
+        updated_at=None if moment is None else moment.astimezone(UTC),
+        error=error,
+        field=field,
+    )
 
 
 def _event_types(event_types: Iterable[str]) -> list[str]:

@@ -75,13 +75,28 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class RejectedRow:
+    """A row of a list page that does not read as a return: skipped and reported, never lost.
+
+    `return_id` / `updated_at` are what could be read of it (None when not even that)."""
+
+    path: str
+    return_id: str | None
+    updated_at: datetime | None
+    error: str
+    field: str | None = None  # the first field that failed, e.g. `results.0.status`
+
+
+@dataclass(frozen=True)
 class ReturnPage:
-    """One page of `GET returns`: its returns and the envelope (`count` matches the filter)."""
+    """One page of `GET returns`: its returns and the envelope (`count` matches the filter).
+    `rejected`: rows that did not read as returns (they count towards `count`)."""
 
     items: list[Return]
     count: int
     next: str | None
     previous: str | None
+    rejected: list[RejectedRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -93,13 +108,16 @@ class ChangedReturns:
     has `updated_at >= high_water` (None when nothing was returned: keep the old cursor).
     `passes`: walks made. `requests`: HTTP requests made (retries included). `complete`: False
     when the list kept changing through `max_passes` walks; `high_water` is then lowered so the
-    next call re-reads whatever may have slid past."""
+    next call re-reads whatever may have slid past. `rejected`: rows that did not read as
+    returns, skipped and reported; `high_water` never passes one of them (one whose `updated_at`
+    cannot be read holds the cursor at `since`), so a row fixed at Reveni is read next time."""
 
     returns: list[Return]
     high_water: datetime | None
     passes: int
     requests: int
     complete: bool = True
+    rejected: list[RejectedRow] = field(default_factory=list)
 
 
 FetchPage = Callable[[datetime, int, int], Awaitable[ReturnPage]]
@@ -119,6 +137,7 @@ class _Listing:
     page_size: int
     max_requests: int
     seen: dict[str, Return] = field(default_factory=dict)
+    rejected: dict[str, RejectedRow] = field(default_factory=dict)
     requests: int = 0
     # per pass: the version of each id read in this pass, the old updated_at of every return
     # read again in this pass with a newer one, and the filter values read past page 1
@@ -156,7 +175,13 @@ class _Listing:
                 )
             previous = item.updated_at
             self._record(item)
+        for row in result.rejected:
+            self.rejected[row.return_id or row.path] = row
         return result
+
+    def distinct(self) -> int:
+        """Distinct rows seen, rejected ones included (they are in the envelope's count)."""
+        return len(self.seen) + sum(1 for key in self.rejected if key not in self.seen)
 
     def _record(self, item: Return) -> None:
         read_before = self.pass_versions.get(item.id)
@@ -243,13 +268,13 @@ async def changed_since(
             count = end.count
         else:
             count = (await listing.read(since, 1, 1)).count
-        if len(listing.seen) >= count:
-            if len(listing.seen) > count:
+        if listing.distinct() >= count:
+            if listing.distinct() > count:
                 log.warning(
                     "changed_since(%s): saw %d returns but the list counts %d; "
                     "were returns deleted?",
                     since.isoformat(),
-                    len(listing.seen),
+                    listing.distinct(),
                     count,
                 )
             return _result(listing, since, passes)
@@ -260,7 +285,7 @@ async def changed_since(
             "changed_since(%s): pass %d saw %d of %d returns; reading the tail again",
             since.isoformat(),
             passes,
-            len(listing.seen),
+            listing.distinct(),
             count,
         )
         if passes == max_passes:
@@ -287,10 +312,23 @@ def _result(
             resume_at.isoformat(),
         )
         high_water = resume_at if high_water is None else min(high_water, resume_at)
+    rejected = [row for key, row in listing.rejected.items() if key not in listing.seen]
+    if rejected:
+        # Never move the cursor past a row we could not read: it is read again next time.
+        held = [row.updated_at for row in rejected]
+        hold = since if any(moment is None for moment in held) else min(m for m in held if m)
+        high_water = hold if high_water is None else min(high_water, max(hold, since))
+        log.warning(
+            "changed_since(%s): %d rows could not be read as returns and were skipped: %s",
+            since.isoformat(),
+            len(rejected),
+            "; ".join(f"{row.return_id or row.path}: {row.error}" for row in rejected[:5]),
+        )
     return ChangedReturns(
         returns=returns,
         high_water=high_water,
         passes=passes,
         requests=listing.requests,
         complete=resume_at is None,
+        rejected=rejected,
     )
