@@ -9,7 +9,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ lint: $(STAMP_TEST)
 typecheck: $(STAMP_TEST)
 	$(BIN)/mypy
 
-pytest: $(STAMP_TEST)
+pytest: $(STAMP_TEST) postgres
 	$(BIN)/pytest -q
+
+# The ledger tests start their own PostgreSQL server: its binaries must be installed.
+postgres:
+	scripts/ensure-postgres
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.centra_reads

@@ -7,13 +7,22 @@ Secrets are `SecretStr`: they never reach a log line, an artifact, a digest or a
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.reveni.settings import ReveniSettings
+from returnbridge.receiver.settings import ReceiverSettings
+from returnbridge.sync_settings import SyncSettings
 
-__all__ = ["CentraSettings", "ReveniSettings", "Settings", "load_settings"]
+__all__ = [
+    "CentraSettings",
+    "ReceiverSettings",
+    "ReveniSettings",
+    "Settings",
+    "SyncSettings",
+    "load_settings",
+]
 
 
 class Settings(BaseSettings):
@@ -28,6 +37,26 @@ class Settings(BaseSettings):
 
     centra: CentraSettings = Field(default_factory=CentraSettings)
     reveni: ReveniSettings = Field(default_factory=ReveniSettings)
+    receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+
+    @model_validator(mode="after")
+    def _receiver_uses_the_connectors_webhook_settings(self) -> Settings:
+        """The webhook secrets (and Centra's tolerance) set on a connector serve the receiver
+        too, unless the receiver section sets its own: one secret, configured once."""
+        receiver = self.receiver
+        updates: dict[str, object] = {}
+        if receiver.reveni_secret is None and self.reveni.webhook_secret is not None:
+            updates["reveni_secret"] = self.reveni.webhook_secret
+        if receiver.centra_secret is None and self.centra.webhook_secret is not None:
+            updates["centra_secret"] = self.centra.webhook_secret
+        if "centra_tolerance_seconds" not in receiver.model_fields_set:
+            updates["centra_tolerance_seconds"] = self.centra.webhook_tolerance_seconds
+        if updates:
+            self.receiver = ReceiverSettings.model_validate(
+                {**receiver.model_dump(exclude_unset=True), **updates}
+            )
+        return self
 
 
 def load_settings() -> Settings:

@@ -30,3 +30,28 @@ def centra_sim(centra_scenario: Scenario) -> Iterator[CentraSimHandle]:
     """The Centra simulator with the small scenario, rate limits off (`unlimited` plan)."""
     with running_centra_sim(centra_scenario) as handle:
         yield handle
+
+
+# --------------------------------------------------------------------------- ledger databases
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A real PostgreSQL for the session (tests/pg_support.py); fails, never skips, without one."""
+    from pg_support import PostgresUnavailable, running_postgres
+
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty ledger database: a SQLite file (WAL), then PostgreSQL (a schema of its own
+    on the session's server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    server = request.getfixturevalue("postgres_server")
+    return str(server.fresh_url())

@@ -38,7 +38,8 @@ SETTLED: Final = frozenset({"done", "failed", "blocked"})
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "pending": frozenset({"in_flight", "blocked"}),
     "in_flight": frozenset({"done", "failed", "in_doubt", "pending", "blocked"}),
-    "in_doubt": frozenset({"done", "pending", "failed", "blocked"}),
+    # in_flight again: a worker re-claims it to read Centra back (not to resend)
+    "in_doubt": frozenset({"in_flight", "done", "pending", "failed", "blocked"}),
     "failed": frozenset({"pending"}),
     "blocked": frozenset({"pending"}),
     "done": frozenset(),

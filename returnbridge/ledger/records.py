@@ -106,3 +106,13 @@ class InboxEvent:
     body: str
     received_at: datetime
     processed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ExceptionChanges:
+    """What one `observe_exceptions` pass changed: exceptions first raised (or raised again after
+    being resolved), ones still found, and ones no longer found and so resolved ("healed")."""
+
+    new: list[ExceptionRecord]
+    seen: list[ExceptionRecord]
+    healed: list[ExceptionRecord]

@@ -4,6 +4,10 @@ Header: `X-Centra-Signature: t=<unix seconds>,v1=<hex>`, where
 `v1 = HMAC-SHA256(key=endpoint secret, msg="<t>.<raw request body>")`, lowercase hex. The raw
 body is the url-encoded form string (`payload=<urlencoded JSON>`), not the decoded JSON. The
 receiver picks the timestamp tolerance; a request outside it is treated as a replay.
+
+In Integration API mode the payload is `{"events": [{type, action, date, id}, ...]}` (up to 100
+per call); `parse_events` reads it. Retries re-send the same body under a new `t`, so the
+signature is not a delivery id: `WebhookEvent.key` (type, id, action, date) is.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -20,6 +25,10 @@ SIGNATURE_HEADER = "X-Centra-Signature"
 
 class WebhookSignatureError(ValueError):
     """The request is not a valid, fresh, signed Centra webhook; the message says why."""
+
+
+class WebhookReplayError(WebhookSignatureError):
+    """The signature's timestamp is outside the tolerance: a replay, or a badly skewed clock."""
 
 
 def compute_signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -72,18 +81,24 @@ def verify_signature(
 ) -> int:
     """Check a webhook's signature and freshness; return its timestamp.
 
-    Raises WebhookSignatureError when the header is missing or malformed, the timestamp is outside
-    `tolerance_seconds` of `now` (a replay or a badly skewed clock), or no signature matches.
+    Raises WebhookSignatureError when the header is missing or malformed or no signature matches,
+    and its subclass WebhookReplayError when the timestamp is outside `tolerance_seconds` of `now`
+    (a replay or a badly skewed clock).
     Signatures are compared in constant time.
     """
     if not header:
         raise WebhookSignatureError(f"missing {SIGNATURE_HEADER} header")
     timestamp, signatures = _parse_header(header)
     current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_seconds:
-        raise WebhookSignatureError(
-            f"timestamp {timestamp} is {abs(current - timestamp):.0f}s away from now; "
+    if current - timestamp > tolerance_seconds:
+        raise WebhookReplayError(
+            f"timestamp {timestamp} is too old: {current - timestamp:.0f}s before now, "
             f"tolerance is {tolerance_seconds}s (replayed or clock skew)"
+        )
+    if timestamp - current > tolerance_seconds:
+        raise WebhookReplayError(
+            f"timestamp {timestamp} is {timestamp - current:.0f}s in the future, "
+            f"tolerance is {tolerance_seconds}s (clock skew)"
         )
     expected = compute_signature(secret, timestamp, body)
     # compare_digest raises TypeError on non-ASCII text; such a candidate cannot match a hex digest.
@@ -108,3 +123,62 @@ def decode_payload(body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise WebhookSignatureError("`payload` must be a JSON object")
     return payload
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One Integration-API-mode event: `{type, action, date, id}`; for an order, `id` is the
+    order number ([C] [ERP]). `date` is local time without a zone ([C-ex])."""
+
+    type: str
+    action: str
+    id: str
+    date: str | None
+
+    @property
+    def key(self) -> str:
+        """Stable across re-deliveries of the event (retries re-sign the same body with a new
+        `t`, so the signature is not): `<type>:<id>:<action>:<date>`."""
+        return f"{self.type}:{self.id}:{self.action}:{self.date or ''}"
+
+    @property
+    def event_type(self) -> str:
+        """`<type>.<action>`, e.g. `order.update`."""
+        return f"{self.type}.{self.action}"
+
+    def to_json(self) -> str:
+        """The event as compact JSON (what the inbox keeps of it)."""
+        fields = {"type": self.type, "action": self.action, "date": self.date, "id": self.id}
+        return json.dumps(fields, separators=(",", ":"))
+
+
+def parse_events(payload: dict[str, Any]) -> list[WebhookEvent]:
+    """The events of an Integration-API-mode payload; WebhookSignatureError naming what is wrong
+    (for example a Checkout-API-mode payload, or `events[2].id` missing)."""
+    events = payload.get("events")
+    if events is None:
+        if "products" in payload or "categories" in payload:
+            raise WebhookSignatureError(
+                "Checkout-API-mode payload (products/categories): set the Webhook plugin to "
+                "Integration API mode"
+            )
+        raise WebhookSignatureError("`payload` has no `events` list")
+    if not isinstance(events, list):
+        raise WebhookSignatureError("`events` must be a list")
+    parsed: list[WebhookEvent] = []
+    for i, event in enumerate(events):
+        where = f"events[{i}]"
+        if not isinstance(event, dict):
+            raise WebhookSignatureError(f"{where} must be an object")
+        for name in ("type", "action"):
+            value = event.get(name)
+            if not isinstance(value, str) or not value:
+                raise WebhookSignatureError(f"{where}.{name} must be a non-empty string")
+        object_id = event.get("id")
+        if isinstance(object_id, bool) or not isinstance(object_id, int | str) or object_id == "":
+            raise WebhookSignatureError(f"{where}.id must be an integer or a non-empty string")
+        date = event.get("date")
+        if date is not None and not isinstance(date, str):
+            raise WebhookSignatureError(f"{where}.date must be a string")
+        parsed.append(WebhookEvent(event["type"], event["action"], str(object_id), date))
+    return parsed

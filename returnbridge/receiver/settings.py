@@ -1,0 +1,71 @@
+"""How the webhook receiver listens and what it accepts: `settings.receiver`.
+
+Environment variables `RETURNBRIDGE_RECEIVER__<FIELD>` (for example `RETURNBRIDGE_RECEIVER__PORT`,
+`RETURNBRIDGE_RECEIVER__REVENI_SECRET`), the same names whether the model is read on its own or as
+part of returnbridge's `Settings`. Secrets are `SecretStr`: they never reach a log line.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ReceiverSettings(BaseSettings):
+    """returnbridge's own webhook receiver (Prefect OSS has no webhook endpoint, design.md §7)."""
+
+    model_config = SettingsConfigDict(env_prefix="RETURNBRIDGE_RECEIVER__", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8090, ge=1, le=65535, description="TCP port to listen on.")
+    path_prefix: str = Field(
+        "",
+        description="Prefix of every route, e.g. `/returnbridge` serves "
+        "`/returnbridge/webhooks/reveni`; empty: routes at the root.",
+    )
+    reveni_secret: SecretStr | None = Field(
+        None,
+        description="Secret of the (inferred) Reveni webhook signature; None: Reveni webhooks "
+        "are accepted unsigned (they are notifications only: the sync fetches the return back).",
+    )
+    require_reveni_signature: bool | None = Field(
+        None,
+        description="Refuse unsigned Reveni webhooks; None: required exactly when a secret is "
+        "set. False with a secret: a signature that is present is checked, a missing one passes.",
+    )
+    centra_secret: SecretStr | None = Field(
+        None,
+        description="Centra Webhook plugin endpoint secret (X-Centra-Signature); None: Centra "
+        "webhooks are refused.",
+    )
+    centra_tolerance_seconds: int = Field(
+        300, ge=1, description="Max age (or lead) of a Centra signature timestamp: older = replay."
+    )
+    max_body_bytes: int = Field(256 * 1024, ge=1, description="Larger request bodies get 413.")
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if value and (not value.startswith("/") or value.endswith("/")):
+            raise ValueError("path_prefix must be empty or start with '/' and not end with '/'")
+        return value
+
+    @field_validator("reveni_secret", "centra_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty (leave it unset for no secret)")
+        return value
+
+    @model_validator(mode="after")
+    def _required_needs_a_secret(self) -> ReceiverSettings:
+        if self.require_reveni_signature and self.reveni_secret is None:
+            raise ValueError("require_reveni_signature needs reveni_secret")
+        return self
+
+    @property
+    def reveni_signature_required(self) -> bool:
+        """Whether an unsigned Reveni webhook is refused."""
+        if self.require_reveni_signature is None:
+            return self.reveni_secret is not None
+        return self.require_reveni_signature

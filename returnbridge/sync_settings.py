@@ -1,0 +1,35 @@
+"""The sync's part of returnbridge's settings (`settings.sync`, env `RETURNBRIDGE_SYNC__*`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SyncSettings(BaseModel):
+    """The sync's part of returnbridge's settings (`settings.sync`, env `RETURNBRIDGE_SYNC__*`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ledger_url: str = Field(
+        "sqlite:///data/returnbridge.db",
+        description="The ledger: SQLite file (one machine) or postgresql+psycopg://... URL.",
+    )
+    returns_warehouse_id: int = Field(2, ge=1, description="Centra warehouse restocks go into.")
+    priority: list[str] = Field(
+        default_factory=list,
+        description="Action kinds first in this order when the budget is short "
+        "(create_return, refund, restock, exchange_order); default: oldest first.",
+    )
+    concurrency: int = Field(4, ge=1, description="Centra writes in flight at once.")
+    max_attempts: int = Field(5, ge=1, description="Tries of a transient failure before failed.")
+    backoff_seconds: float = Field(2.0, gt=0, description="First retry delay (doubles).")
+    exchange_order_base: int = Field(
+        900_000_000, ge=1, description="Exchange order numbers start here (keep clear of yours)."
+    )
+    instant_deadline_warn_days: int = Field(3, ge=0)
+    initial_look_back: timedelta = Field(
+        timedelta(days=60), description="How far back the very first run reads Reveni."
+    )
+    max_rounds: int = Field(4, ge=1, description="Plan/execute rounds per run.")

@@ -1,0 +1,126 @@
+"""The ledger under contention: threads with engines of their own, and processes sharing one
+SQLite WAL file (or one PostgreSQL database), on a freshly created database."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from decimal import Decimal
+from typing import TypeVar
+
+import pytest
+from ledger_support import drain_worker, many_refunds, refund
+
+from returnbridge.core.codes import ReturnException
+from returnbridge.ledger import Ledger
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def ledgers(ledger_url: str) -> Iterator[list[Ledger]]:
+    """Four ledgers on one database, each with its own engine (as separate workers have)."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(Ledger(ledger_url)) for _ in range(4)]
+
+
+def _all_at_once(workers: list[Callable[[], T]]) -> list[T]:
+    """Run every worker in a thread of its own, released together."""
+    barrier = threading.Barrier(len(workers))
+
+    def run(work: Callable[[], T]) -> T:
+        barrier.wait(timeout=10)
+        return work()
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        return list(pool.map(run, workers))
+
+
+def test_exactly_one_of_two_racing_workers_claims_an_action(ledgers: list[Ledger]) -> None:
+    first, second = ledgers[:2]
+    actions = many_refunds(15)
+    first.plan(actions)
+    for action in actions:
+        won = _all_at_once(
+            [
+                lambda lg=lg, key=action.key: lg.claim(key, expected="pending")
+                for lg in (first, second)
+            ]
+        )
+        winners = [record for record in won if record is not None]
+        assert len(winners) == 1, action.key
+        assert winners[0].attempts == 1
+    assert first.counts()["in_flight"] == 15
+
+
+def test_racing_transitions_let_one_worker_settle_the_action(ledgers: list[Ledger]) -> None:
+    ledgers[0].plan([refund("R1")])
+    ledgers[0].claim("refund:R1:rf1", expected="pending")
+
+    def settle(ledger: Ledger, state: str) -> Callable[[], str]:
+        def work() -> str:
+            try:
+                ledger.transition("refund:R1:rf1", state, expected="in_flight")
+            except ValueError:  # ActionStateError: the other worker moved it first
+                return "lost"
+            return state
+
+        return work
+
+    outcomes = _all_at_once([settle(ledgers[0], "done"), settle(ledgers[1], "in_doubt")])
+    assert sorted(outcomes).count("lost") == 1
+    record = ledgers[2].action("refund:R1:rf1")
+    assert record is not None and record.state in outcomes
+
+
+def test_a_webhook_delivered_many_times_at_once_is_kept_once(ledgers: list[Ledger]) -> None:
+    added = _all_at_once(
+        [
+            lambda lg=lg: lg.inbox_add("reveni", "evt-1", '{"id": "evt-1"}', resource_id="R1")
+            for lg in ledgers * 2
+        ]
+    )
+    assert sorted(added) == [False] * 7 + [True]
+    assert [e.event_id for e in ledgers[0].inbox_pending()] == ["evt-1"]
+
+
+def test_one_exception_raised_by_many_workers_at_once_is_one_row(ledgers: list[Ledger]) -> None:
+    found = ReturnException("refund_missing", "R1", 1001, amount=Decimal("10.00"), currency="EUR")
+    records = _all_at_once([lambda lg=lg: lg.raise_exception(found) for lg in ledgers * 2])
+    assert len({r.id for r in records}) == 1
+    stored = ledgers[0].exceptions()
+    assert len(stored) == 1 and stored[0].attempts == 7
+
+
+def test_processes_opening_a_fresh_ledger_at_once_share_the_work(ledger_url: str) -> None:
+    """Three processes open the same new database together (racing migrations), plan the same
+    actions, and drain them: every action done exactly once, by exactly one of them."""
+    count, workers = 60, 3
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(workers)  # released once every process is up
+    results = context.Queue()
+    processes = [
+        context.Process(target=drain_worker, args=(ledger_url, count, start, results))
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    reports = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    errors = [detail for status, detail, _ in reports if status != "ok"]
+    assert errors == []
+
+    keys = [a.key for a in many_refunds(count)]
+    inserted = Counter(key for _, planned, _ in reports for key in planned)
+    finished = Counter(key for _, _, done in reports for key in done)
+    assert inserted == Counter(keys)  # each key planned by exactly one process
+    assert finished == Counter(keys)  # and finished by exactly one
+    with Ledger(ledger_url) as ledger:
+        records = ledger.actions()
+        assert {(r.state, r.attempts) for r in records} == {("done", 1)}
+        assert all(len(ledger.attempts(key)) == 1 for key in keys)
