@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from returnbridge import cli_ops
 from returnbridge.scenario import Scenario, ScenarioError, load_scenario
 from returnbridge.scenarios import builtin_scenario
 
@@ -144,7 +145,7 @@ def demo(
     loaded = _scenario_or_exit(scenario, default="showcase")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     try:
-        run = demo_module.run_demo(loaded)
+        run = demo_module.run_demo(loaded, out=out)
     except Exception as exc:  # exit 1, one line on stderr, nothing on stdout
         logging.getLogger("returnbridge.demo").debug("demo failed", exc_info=True)
         typer.echo(f"returnbridge: demo failed: {type(exc).__name__}: {exc}", err=True)
@@ -154,6 +155,9 @@ def demo(
         out.mkdir(parents=True, exist_ok=True)
         (out / "summary.json").write_text(document + "\n", encoding="utf-8")
     typer.echo(document if as_json else demo_module.render_report(run))
+
+
+cli_ops.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m returnbridge`

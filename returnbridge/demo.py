@@ -1,59 +1,62 @@
-"""`returnbridge demo`: run the cycle the project has so far against local simulators.
+"""`returnbridge demo`: run the whole cycle the project has so far against local simulators.
 
-1. Start the Centra and Reveni simulators on free loopback ports, loaded from the scenario, and a
-   webhook receiver for Reveni's notifications.
+1. Start the Centra and Reveni simulators on free loopback ports, loaded from the scenario, and
+   returnbridge's own webhook receiver, which commits every Reveni notification to the ledger's
+   inbox before answering (the ledger is a SQLite file in a temporary directory, or in `--out`).
 2. Subscribe to Reveni's `return.created` / `return.updated` webhooks through the API, then walk
-   every scenario return through its status history (the simulator emits the webhooks).
-3. Validation pass (design.md §2 step 1): list every return changed since the start of time,
-   fetch back any return a webhook named that the listing did not bring (webhooks are thin: the
-   payload is never trusted), batch-read the Centra orders and the returns already on them, and
-   raise the validation exceptions with their owners. No Centra writes yet.
+   every scenario return through its status history (the simulator emits the webhooks; each
+   burst wakes the sync through a debounced trigger).
+3. The sync runs (design.md §7) until nothing is left to do: Reveni returns changed since the
+   cursor plus the inbox -> batch-read Centra -> plan -> execute exactly once per ledger key ->
+   advance the cursor. Bounded by a timeout.
 
-The run summary (contract.md §4) carries the Centra simulator's ground truth in `centra`, the
-exceptions found, the API calls made, and the keys of later features present and empty.
+The run summary (contract.md §4) carries the Centra simulator's ground truth in `centra` (what
+really happened in Centra, not what returnbridge believes), the ledger's exceptions, the API
+calls made, and the keys of later features present and empty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from pydantic import SecretStr
 
-from returnbridge.connectors.centra import CentraClient
-from returnbridge.connectors.centra.inferred import DEFAULT_INFERRED
+from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.reveni import ReveniClient
-from returnbridge.connectors.reveni.models import Return as ReveniReturn
-from returnbridge.connectors.reveni.models import WebhookEvent
-from returnbridge.connectors.reveni.webhooks import WebhookError, parse_envelope
+from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.reveni.wire import EVENT_TYPES
-from returnbridge.core.codes import ReturnException
-from returnbridge.core.validation import OrderHistory, validate_returns
+from returnbridge.ledger import Ledger
+from returnbridge.ledger.records import ExceptionRecord
+from returnbridge.receiver.app import create_receiver
+from returnbridge.receiver.settings import ReceiverSettings
+from returnbridge.receiver.trigger import DebouncedTrigger
+from returnbridge.runtime import open_sync
 from returnbridge.scenario import Scenario
+from returnbridge.settings import Settings
 from returnbridge.simulators.centra.app import create_app as create_centra_app
 from returnbridge.simulators.reveni.app import create_app as create_reveni_app
 from returnbridge.simulators.server import serve_in_thread
+from returnbridge.sync import SyncReport
+from returnbridge.sync_settings import SyncSettings
 
 log = logging.getLogger(__name__)
 
 CENTRA_TOKEN = "centra-sim-token"
 CENTRA_SECRET = "centra-sim-secret"
 REVENI_KEY = "reveni-sim-key"
-# Every return ever changed: the first validation pass has no cursor yet.
-BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
 WEBHOOK_SETTLE_SECONDS = 30.0
+RUN_TIMEOUT_SECONDS = 120.0
 
 
 def empty_summary() -> dict[str, Any]:
@@ -68,58 +71,61 @@ def empty_summary() -> dict[str, Any]:
     }
 
 
-class WebhookInbox:
-    """Receives Reveni webhooks for the demo: checks the envelope, keeps it, answers 200.
-
-    Malformed requests get a 400 naming the problem and a warning in the log. The sync's own
-    receiver, which commits to the ledger's inbox before answering, replaces this in the next
-    milestone."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[WebhookEvent] = []
-
-    def app(self) -> Starlette:
-        async def receive(request: Request) -> Response:
-            try:
-                event = parse_envelope(await request.body())
-            except WebhookError as exc:
-                log.warning("refused a Reveni webhook: %s", exc)
-                return JSONResponse({"error": str(exc)}, status_code=400)
-            with self._lock:
-                self.events.append(event)
-            return JSONResponse({"received": event.id})
-
-        return Starlette(routes=[Route("/webhooks/reveni", receive, methods=["POST"])])
-
-    def snapshot(self) -> list[WebhookEvent]:
-        with self._lock:
-            return list(self.events)
-
-
 @dataclass
 class DemoRun:
     """Everything the demo saw: the summary plus what the human table is made of."""
 
     summary: dict[str, Any]
-    returns: list[ReveniReturn]
-    exceptions: list[ReturnException]
-    orders_found: int
-    webhooks: list[WebhookEvent] = field(default_factory=list)
+    exceptions: list[ExceptionRecord]
+    reports: list[SyncReport] = field(default_factory=list)
+    webhooks_received: int = 0
     walked_steps: int = 0
+    idle: bool = True
 
 
 @contextmanager
-def _simulators(scenario: Scenario) -> Iterator[tuple[str, str, str, WebhookInbox]]:
-    inbox = WebhookInbox()
+def _running(scenario: Scenario, ledger: Ledger, trigger: DebouncedTrigger) -> Iterator[Any]:
     centra_app = create_centra_app(scenario, token=CENTRA_TOKEN, order_api_secret=CENTRA_SECRET)
     reveni_app = create_reveni_app(scenario, api_key=REVENI_KEY)
+    receiver_app = create_receiver(ledger, ReceiverSettings(), on_event=trigger.notify)
     with (
         serve_in_thread(centra_app) as centra,
         serve_in_thread(reveni_app) as reveni,
-        serve_in_thread(inbox.app()) as receiver,
+        serve_in_thread(receiver_app) as receiver,
     ):
-        yield centra.url, reveni.url, receiver.url + "/webhooks/reveni", inbox
+        yield centra.url, reveni.url, receiver.url + "/webhooks/reveni"
+
+
+def demo_settings(
+    scenario: Scenario, centra_url: str, reveni_url: str, ledger_url: str
+) -> Settings:
+    """returnbridge's settings pointing at the simulators (what RETURNBRIDGE_* would say)."""
+    return Settings(
+        centra=CentraSettings(
+            base_url=centra_url,
+            token=SecretStr(CENTRA_TOKEN),
+            order_api_secret=SecretStr(CENTRA_SECRET),
+            plan=scenario.centra.plan,
+        ),
+        reveni=ReveniSettings(
+            base_url=reveni_url, api_key=SecretStr(REVENI_KEY), store_id=scenario.reveni.store_id
+        ),
+        sync=SyncSettings(
+            ledger_url=ledger_url,
+            returns_warehouse_id=scenario.centra.returns_warehouse,
+            # the scenario's history, however old: the first run reads all of it
+            initial_look_back=timedelta(days=3650),
+            backoff_seconds=0.2,
+            backoff_max_seconds=2.0,
+            in_doubt_settle_seconds=1.0,
+        ),
+    )
+
+
+def scenario_clock(scenario: Scenario) -> Callable[[], datetime]:
+    """The simulators' clock: the scenario's `now`, moving with real time from the start."""
+    start, began = scenario.start_time(), time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
 
 
 def _wait_for_webhooks(control: httpx.Client, timeout: float = WEBHOOK_SETTLE_SECONDS) -> None:
@@ -136,65 +142,75 @@ async def _subscribe(reveni_url: str, store_id: str, receiver_url: str) -> None:
         await reveni.ensure_webhook(receiver_url, list(EVENT_TYPES))
 
 
-async def _validation_pass(
-    centra_url: str, reveni_url: str, scenario: Scenario, events: list[WebhookEvent]
-) -> tuple[list[ReveniReturn], list[ReturnException], int]:
-    async with (
-        ReveniClient(reveni_url, REVENI_KEY, scenario.reveni.store_id) as reveni,
-        CentraClient(
-            base_url=centra_url,
-            token=CENTRA_TOKEN,
-            order_api_secret=CENTRA_SECRET,
-            plan=scenario.centra.plan,
-        ) as centra,
-    ):
-        changed = await reveni.changed_since(BEGINNING)
-        returns = {r.id: r for r in changed.returns}
-        for event in events:  # the receiver rule: fetch back by id, never trust the payload
-            if event.data.resource_id not in returns:
-                fetched = await reveni.fetch_for_event(event)
-                if fetched is not None:
-                    returns[fetched.id] = fetched
-        numbers = {n for r in returns.values() if (n := r.order.number) is not None}
-        orders = await centra.orders_by_number(numbers)
-        existing = await centra.returns_for_orders(orders) if orders else {}
-    histories = {n: OrderHistory(o, existing.get(n, [])) for n, o in orders.items()}
-    found = validate_returns(
-        returns.values(),
-        histories,
-        not_returnable=frozenset({DEFAULT_INFERRED.order_status_archived, "CANCELLED"}),
-    )
-    ordered = sorted(returns.values(), key=lambda r: (r.created_at, r.id))
-    exceptions = [exc for ret in ordered for exc in found[ret.id]]
-    return ordered, exceptions, len(orders)
+def _idle(ledger: Ledger) -> bool:
+    """Nothing left for the sync: no action owed or in doubt, no webhook unread."""
+    counts = ledger.counts()
+    owed = sum(counts.get(state, 0) for state in ("pending", "in_flight", "in_doubt"))
+    return owed == 0 and not ledger.inbox_pending(limit=1)
 
 
-def run_demo(scenario: Scenario) -> DemoRun:
-    """Run the cycle once over real HTTP; return what happened."""
+def run_demo(
+    scenario: Scenario, *, out: Path | None = None, timeout: float = RUN_TIMEOUT_SECONDS
+) -> DemoRun:
+    """Run the cycle over real HTTP until nothing is left to do; return what happened."""
+    with tempfile.TemporaryDirectory(prefix="returnbridge-demo-") as tmp:
+        folder = out if out is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        db = folder / "ledger.db"
+        for stale in folder.glob("ledger.db*"):
+            stale.unlink()  # a demo starts from an empty ledger
+        with Ledger(f"sqlite:///{db}") as ledger:
+            return _run(scenario, ledger, timeout)
+
+
+def _run(scenario: Scenario, ledger: Ledger, timeout: float) -> DemoRun:
+    reports: list[SyncReport] = []
+    clock = scenario_clock(scenario)
+    urls: dict[str, str] = {}
+
+    async def one_run() -> None:
+        settings = demo_settings(scenario, urls["centra"], urls["reveni"], ledger.url)
+        async with open_sync(settings, ledger=ledger, clock=clock) as sync:
+            reports.append(await sync.run())
+
+    def run_sync() -> None:
+        asyncio.run(one_run())
+
     with (
-        _simulators(scenario) as (centra_url, reveni_url, receiver_url, inbox),
+        DebouncedTrigger(run_sync, delay_seconds=0.2) as trigger,
+        _running(scenario, ledger, trigger) as (centra_url, reveni_url, receiver_url),
         httpx.Client(base_url=centra_url, timeout=10) as centra_control,
         httpx.Client(base_url=reveni_url, timeout=10) as reveni_control,
     ):
+        urls.update(centra=centra_url, reveni=reveni_url)
         asyncio.run(_subscribe(reveni_url, scenario.reveni.store_id, receiver_url))
         walked = reveni_control.post("/_sim/walk").raise_for_status().json()["steps"]
         _wait_for_webhooks(reveni_control)
-        events = inbox.snapshot()
-        returns, exceptions, orders_found = asyncio.run(
-            _validation_pass(centra_url, reveni_url, scenario, events)
-        )
+        deadline = time.monotonic() + timeout
+        while True:  # until idle: a run after the last webhook, then as long as work is owed
+            trigger.notify()
+            if not trigger.flush(timeout=max(deadline - time.monotonic(), 0.1)):
+                break
+            if trigger.failures:
+                raise RuntimeError(f"{trigger.failures} sync run(s) failed; see the log")
+            if _idle(ledger) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        idle = _idle(ledger)
         effects = centra_control.get("/_sim/effects").raise_for_status().json()
         centra_counters = centra_control.get("/_sim/counters").raise_for_status().json()
         reveni_counters = reveni_control.get("/_sim/counters").raise_for_status().json()
+        received = reveni_control.get("/_sim/webhooks").raise_for_status().json()["delivered"]
+    exceptions = sorted(ledger.exceptions(), key=lambda e: e.id)
     summary = empty_summary()
     summary["centra"] = effects
-    summary["exceptions"] = [exc.as_summary() for exc in exceptions]
+    summary["exceptions"] = [e.as_summary() for e in exceptions]
     summary["api_calls"] = {
         "centra_requests": centra_counters["requests"],
         "centra_mutations": centra_counters["mutations"],
         "reveni_requests": reveni_counters["requests"],
     }
-    return DemoRun(summary, returns, exceptions, orders_found, events, walked)
+    return DemoRun(summary, exceptions, reports, received, walked, idle)
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
@@ -206,25 +222,45 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
 
 
 def render_report(run: DemoRun) -> str:
-    """The demo's human output: what was read, then the exceptions by owner."""
+    """The demo's human output: what happened in Centra, then the exceptions by owner."""
     calls = run.summary["api_calls"]
-    distinct = len({e.id for e in run.webhooks})
+    effects = run.summary["centra"]
+    seen = run.reports[0].returns_seen if run.reports else 0
     lines = [
-        f"Reveni: {len(run.returns)} returns; {run.walked_steps} status changes walked; "
-        f"{len(run.webhooks)} webhooks received ({distinct} distinct); "
+        f"Reveni: {run.walked_steps} status changes walked; {run.webhooks_received} webhooks "
+        f"delivered to the receiver; {seen} returns read by the first sync; "
         f"{calls['reveni_requests']} API requests.",
-        f"Centra: {run.orders_found} orders read; {calls['centra_requests']} API requests, "
-        f"{calls['centra_mutations']} writes (validation only, nothing written yet).",
+        f"Sync: {len(run.reports)} runs; "
+        + ("nothing left to do." if run.idle else "stopped at the timeout with work left."),
+        f"Centra: {calls['centra_requests']} API requests, {calls['centra_mutations']} writes: "
+        f"{len(effects['returns'])} returns, {len(effects['stock_changes'])} stock changes, "
+        f"{len(effects['refunds'])} refund entries, {len(effects['orders_created'])} orders "
+        "created.",
         "",
     ]
+    if effects["refunds"]:
+        credits = [
+            (
+                str(r["order_number"]),
+                "-" if r["return_id"] is None else str(r["return_id"]),
+                f"{r['amount']} {r['currency']}",
+                "PSP" if r["via_psp"] else "recorded (paid by Reveni)",
+                r["status"],
+            )
+            for r in effects["refunds"]
+        ]
+        lines.append("Credits on Centra orders:")
+        lines.append(_table(("order", "return", "amount", "how", "status"), credits))
+        lines.append("")
     if not run.exceptions:
-        lines.append("Validation: every return is valid.")
+        lines.append("Exceptions: none.")
         return "\n".join(lines)
-    lines.append(f"Validation exceptions ({len(run.exceptions)}):")
+    lines.append(f"Exceptions ({len(run.exceptions)}):")
     rows = [
         (
             e.code,
-            e.owner.value,
+            e.owner,
+            e.status,
             "-" if e.order_number is None else str(e.order_number),
             e.reveni_return_id or "-",
             e.sku or "-",
@@ -232,8 +268,8 @@ def render_report(run: DemoRun) -> str:
         )
         for e in run.exceptions
     ]
-    lines.append(_table(("code", "owner", "order", "return", "sku", "detail"), rows))
-    owners = Counter(e.owner.value for e in run.exceptions)
+    lines.append(_table(("code", "owner", "status", "order", "return", "sku", "detail"), rows))
+    owners = Counter(e.owner for e in run.exceptions if e.status in ("open", "retrying"))
     lines.append("")
-    lines.append("By owner: " + ", ".join(f"{o} {n}" for o, n in sorted(owners.items())))
+    lines.append("Open by owner: " + ", ".join(f"{o} {n}" for o, n in sorted(owners.items())))
     return "\n".join(lines)

@@ -25,6 +25,22 @@ class SyncSettings(BaseModel):
     concurrency: int = Field(4, ge=1, description="Centra writes in flight at once.")
     max_attempts: int = Field(5, ge=1, description="Tries of a transient failure before failed.")
     backoff_seconds: float = Field(2.0, gt=0, description="First retry delay (doubles).")
+    backoff_max_seconds: float = Field(300.0, gt=0, description="Longest retry delay.")
+    lease_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="A claimed action not finished in this time is treated as crashed and read "
+        "back (keep it above the Centra timeout plus the longest rate-limit wait).",
+    )
+    read_back_attempts: int = Field(
+        3, ge=1, description="Inconclusive read-backs in a row before action_in_doubt is raised."
+    )
+    in_doubt_settle_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="After an uncertain write, how long before a read-back that finds nothing "
+        "is believed (Centra may still be applying the write).",
+    )
     exchange_order_base: int = Field(
         900_000_000, ge=1, description="Exchange order numbers start here (keep clear of yours)."
     )

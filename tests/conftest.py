@@ -55,3 +55,16 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     server = request.getfixturevalue("postgres_server")
     return str(server.fresh_url())
+
+
+# --------------------------------------------------------------------------- Prefect
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One Prefect test server for every test that needs one (it takes seconds to start; never
+    nest a second harness inside it: leaving the inner one would stop the shared server)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -79,6 +79,7 @@ def test_documents_cover_every_operation_the_client_sends() -> None:
         "OrdersPage",
         "OrderConnectionPage",
         "OrderById",
+        "OrderShippingAddresses",
         "ReturnsPage",
         "ProductSizesBySku",
         "Warehouses",

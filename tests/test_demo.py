@@ -1,5 +1,6 @@
-"""`returnbridge demo`: both simulators, webhooks and the validation pass, end to end over real
-HTTP, and its exit codes."""
+"""`returnbridge demo`: both simulators, the webhook receiver and the sync, end to end over real
+HTTP: the showcase's effects in Centra's ground truth, its exceptions with owners, and the exit
+codes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,14 +21,25 @@ from returnbridge.demo import DemoRun, render_report, run_demo
 from returnbridge.scenarios import builtin_scenario
 
 SUMMARY_KEYS = {"centra", "exceptions", "gaps", "digests", "report", "api_calls"}
-SHOWCASE_VALIDATION = {
+SHOWCASE_EXCEPTIONS = {
+    # validation: found before anything is written
     ("order_not_found", "cx", 9999, "ret_nf_9999", None),
     ("order_not_returnable", "finance", 1002, "ret_arch_1002", None),
     ("order_not_returnable", "finance", 1005, "ret_canc_1005", None),
     ("sku_not_in_order", "ops", 1007, "ret_sku_1007", "SCARF-01"),
     ("quantity_exceeds_shipped", "cx", 1003, "ret_part_1003", "JEANS-32"),
     ("quantity_exceeds_shipped", "cx", 1006, "ret_two_1006c", "DRESS-RED-38"),
+    # processing: found while planning or sending the effects
+    ("refund_amount_mismatch", "finance", 1011, "ret_mism_1011", None),
+    ("refund_failed_at_gateway", "finance", 1004, "ret_same_1004", None),
+    ("exchange_out_of_stock", "cx", 1008, "ret_exch_1008", "JEANS-32"),
+    ("instant_deadline_near", "ops", 1013, "ret_late_1013", None),
 }
+# Accepted (or partly accepted) and valid: each gets its Centra return.
+PROCESSED = {
+    "ret_std_1001", "ret_same_1004", "ret_two_1006a", "ret_two_1006b", "ret_exch_1008",
+    "ret_exch_1009", "ret_mix_1010", "ret_mism_1011", "ret_pacc_1014", "ret_sc_1015",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -32,54 +47,135 @@ def showcase_run() -> DemoRun:
     return run_demo(builtin_scenario("showcase"))
 
 
-def _rows(summary: dict[str, object]) -> set[tuple[object, ...]]:
+def _rows(summary: dict[str, Any]) -> set[tuple[object, ...]]:
     return {
         (e["code"], e["owner"], e["order_number"], e["reveni_return_id"], e["sku"])
-        for e in summary["exceptions"]  # type: ignore[attr-defined]
+        for e in summary["exceptions"]
     }
 
 
-def test_showcase_raises_exactly_the_validation_exceptions_with_owners(
-    showcase_run: DemoRun,
-) -> None:
-    assert _rows(showcase_run.summary) == SHOWCASE_VALIDATION
+def _refunds_by_return(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    external = {r["id"]: r["external_id"] for r in summary["centra"]["returns"]}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for refund in summary["centra"]["refunds"]:
+        if refund["return_id"] is not None:
+            found.setdefault(external[refund["return_id"]], []).append(refund)
+    return found
+
+
+def test_showcase_raises_exactly_its_exceptions_with_owners(showcase_run: DemoRun) -> None:
+    assert _rows(showcase_run.summary) == SHOWCASE_EXCEPTIONS
     assert all(e["status"] == "open" for e in showcase_run.summary["exceptions"])
+    assert showcase_run.idle  # nothing pending or in doubt when the demo stopped
 
 
-def test_every_scenario_return_is_fetched_and_every_webhook_names_one(
+def _ground_truth(summary: dict[str, Any]) -> dict[str, Any]:
+    """Centra's effects without Centra's generated ids (they depend on sending order)."""
+    centra = summary["centra"]
+    external = {r["id"]: r["external_id"] for r in centra["returns"]}
+    return {
+        "returns": sorted(
+            (r["external_id"], sorted((ln["sku"], ln["quantity"]) for ln in r["lines"]))
+            for r in centra["returns"]
+        ),
+        "stock_changes": sorted(
+            (c["description"], c["sku"], c["warehouse_id"], c["delta"])
+            for c in centra["stock_changes"]
+        ),
+        "refunds": sorted(
+            (external.get(r["return_id"]), r["amount"], r["currency"], r["via_psp"], r["status"])
+            for r in centra["refunds"]
+        ),
+        "orders_created": sorted(
+            (external[o["origin_return_id"]], o["total"], str(o["lines"]))
+            for o in centra["orders_created"]
+        ),
+    }
+
+
+def test_every_accepted_valid_return_is_in_centra_once(showcase_run: DemoRun) -> None:
+    truth = _ground_truth(showcase_run.summary)
+    per_return = Counter(rid for rid, _ in truth["returns"])
+    # One Centra return each; the mixed one is two (its exchanged and its refunded items apart,
+    # so the PSP refund covers exactly the refunded items).
+    assert per_return == Counter({**dict.fromkeys(PROCESSED, 1), "ret_mix_1010": 2})
+    returned = {rid: lines for rid, lines in truth["returns"]}
+    # Partial acceptance: only the accepted dress comes back, the rejected coat does not.
+    assert returned["ret_pacc_1014"] == [("DRESS-RED-38", 1)]
+    # Rejected, cancelled and invalid returns: no Centra write.
+    assert not {"ret_covr_1012", "ret_cncl_1001", "ret_nf_9999", "ret_arch_1002"} & set(per_return)
+
+
+def test_restocks_are_one_change_per_return_into_the_returns_warehouse(
     showcase_run: DemoRun,
 ) -> None:
-    scenario = builtin_scenario("showcase")
-    assert {r.id for r in showcase_run.returns} == {r.id for r in scenario.reveni.returns}
-    walked = sum(len(r.history) - 1 for r in scenario.reveni.returns)
-    assert showcase_run.walked_steps == walked
-    # No webhook faults in the showcase: one return.updated per status change, all delivered.
-    assert len({e.id for e in showcase_run.webhooks}) == walked
-    assert {e.data.resource_id for e in showcase_run.webhooks} <= {
-        r.id for r in scenario.reveni.returns
-    }
-    assert {e.event for e in showcase_run.webhooks} == {"return.updated"}
+    changes = showcase_run.summary["centra"]["stock_changes"]
+    assert changes, "accepted items marked restock must be restocked"
+    assert {c["warehouse_id"] for c in changes} == {2}
+    assert all(c["delta"] > 0 for c in changes)
+    descriptions = {c["description"] for c in changes}
+    assert all(d.startswith("returnbridge restock ret_") for d in descriptions)
+    assert {d.removeprefix("returnbridge restock ") for d in descriptions} <= PROCESSED
 
 
-def test_validation_reads_centra_in_batches_and_writes_nothing(showcase_run: DemoRun) -> None:
-    calls = showcase_run.summary["api_calls"]
-    # One batched order read plus one batched read of the returns already on those orders.
-    assert calls["centra_requests"] == 2
-    assert calls["centra_mutations"] == 0
-    assert 0 < calls["reveni_requests"] <= 5
+def test_refunds_follow_who_paid_the_customer(showcase_run: DemoRun) -> None:
+    refunds = _refunds_by_return(showcase_run.summary)
+    # Standard refund to the original payment method: Centra's PSP, Reveni's amount.
+    (std,) = refunds["ret_std_1001"]
+    assert (std["via_psp"], std["amount"], std["currency"], std["status"]) == (
+        True, "299.00", "SEK", "SUCCESS",
+    )  # fmt: skip
+    # Reveni paid (instant bank transfer, store credit): recorded, never a PSP refund.
+    for rid in ("ret_two_1006a", "ret_two_1006b", "ret_sc_1015"):
+        assert [r["via_psp"] for r in refunds[rid]] == [False], rid
+    # The PSP refused 1004's refund: one FAILED entry, not retried.
+    assert [r["status"] for r in refunds["ret_same_1004"]] == ["FAILED"]
+    # Amount mismatch: nothing posted. The mixed return: Reveni's 99.00 for the socks, by PSP.
+    assert "ret_mism_1011" not in refunds
+    assert [(r["amount"], r["via_psp"]) for r in refunds["ret_mix_1010"]] == [("99.00", True)]
+    # Never twice, never both forms.
+    assert all(len(entries) == 1 for entries in refunds.values())
+
+
+def test_exchanges_become_zero_value_orders_unless_out_of_stock(showcase_run: DemoRun) -> None:
     centra = showcase_run.summary["centra"]
-    assert centra["returns"] == [] and centra["stock_changes"] == []
-    assert centra["orders_created"] == []
-    # The only Centra refund is the one the scenario made directly in Centra.
-    assert [(r["order_number"], r["return_id"]) for r in centra["refunds"]] == [(1001, None)]
+    external = {r["id"]: r["external_id"] for r in centra["returns"]}
+    created = {external[o["origin_return_id"]]: o for o in centra["orders_created"]}
+    assert set(created) == {"ret_exch_1009", "ret_mix_1010"}
+    assert all(Decimal(o["total"]) == 0 for o in created.values())
+    assert "ret_exch_1008" not in created  # JEANS-32 sold out: exception for CX instead
 
 
-def test_human_output_is_a_table_of_exceptions_by_owner(showcase_run: DemoRun) -> None:
+def test_centra_is_read_in_batches(showcase_run: DemoRun) -> None:
+    calls = showcase_run.summary["api_calls"]
+    centra = showcase_run.summary["centra"]
+    effects = (
+        len(centra["returns"])
+        + len(centra["stock_changes"])
+        + len([r for r in centra["refunds"] if r["return_id"] is not None])
+        + len(centra["orders_created"])
+    )
+    # The stock change rows are per SKU line; writes are per effect: never more than effects.
+    assert calls["centra_mutations"] <= effects
+    reads = calls["centra_requests"] - calls["centra_mutations"]
+    assert reads <= 1.2 * len(builtin_scenario("showcase").reveni.returns)
+    assert 0 < calls["reveni_requests"] <= 10
+
+
+def test_human_output_shows_credits_and_exceptions_by_owner(showcase_run: DemoRun) -> None:
     text = render_report(showcase_run)
-    assert "Validation exceptions (6):" in text
-    assert "By owner: cx 3, finance 2, ops 1" in text
+    assert f"Exceptions ({len(SHOWCASE_EXCEPTIONS)}):" in text
+    assert "Open by owner: cx 4, finance 4, ops 2" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("sku_not_in_order"))
-    assert line.split()[:5] == ["sku_not_in_order", "ops", "1007", "ret_sku_1007", "SCARF-01"]
+    assert line.split()[:6] == [
+        "sku_not_in_order",
+        "ops",
+        "open",
+        "1007",
+        "ret_sku_1007",
+        "SCARF-01",
+    ]
+    assert "recorded (paid by Reveni)" in text
 
 
 def test_demo_json_on_stdout_is_exactly_one_document(tmp_path: Path) -> None:
@@ -96,8 +192,9 @@ def test_demo_json_on_stdout_is_exactly_one_document(tmp_path: Path) -> None:
     summary = json.loads(result.stdout)
     assert set(summary) == SUMMARY_KEYS
     assert set(summary["centra"]) == {"returns", "stock_changes", "refunds", "orders_created"}
-    assert _rows(summary) == SHOWCASE_VALIDATION
+    assert _rows(summary) == SHOWCASE_EXCEPTIONS
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert (tmp_path / "ledger.db").exists()  # the ledger stays for `exceptions list` to read
 
 
 def test_demo_with_the_basic_scenario_file(tmp_path: Path) -> None:
@@ -138,7 +235,7 @@ def test_demo_with_an_impossible_history_exits_2(tmp_path: Path) -> None:
 def test_demo_exits_1_on_anything_unexpected(monkeypatch: pytest.MonkeyPatch) -> None:
     import returnbridge.demo as demo_module
 
-    def boom(_scenario: object) -> DemoRun:
+    def boom(_scenario: object, **_: object) -> DemoRun:
         raise RuntimeError("simulated crash")
 
     monkeypatch.setattr(demo_module, "run_demo", boom)
@@ -148,29 +245,20 @@ def test_demo_exits_1_on_anything_unexpected(monkeypatch: pytest.MonkeyPatch) ->
     assert result.stdout == ""
 
 
-def test_lost_duplicated_and_reordered_webhooks_change_nothing_found() -> None:
-    """Webhooks only wake the sync; the listing is the backstop, so faulty delivery cannot hide
-    or double an exception."""
+def test_lost_duplicated_and_reordered_webhooks_change_nothing(showcase_run: DemoRun) -> None:
+    """Webhooks only wake the sync; the listing is the backstop, so faulty delivery can neither
+    hide nor double an exception or an effect."""
     scenario = builtin_scenario("showcase")
-    faulty = scenario.model_copy(
+    reveni_faults = scenario.faults.reveni.model_copy(
         update={
-            "faults": scenario.faults.model_copy(
-                update={
-                    "reveni": scenario.faults.reveni.model_copy(
-                        update={
-                            "duplicate_webhook_rate": 0.3,
-                            "out_of_order_webhook_rate": 0.2,
-                            "drop_webhook_rate": 0.3,
-                        }
-                    )
-                }
-            )
+            "duplicate_webhook_rate": 0.3,
+            "out_of_order_webhook_rate": 0.2,
+            "drop_webhook_rate": 0.3,
         }
     )
+    faulty = scenario.model_copy(
+        update={"faults": scenario.faults.model_copy(update={"reveni": reveni_faults})}
+    )
     run = run_demo(faulty)
-    walked = sum(len(r.history) - 1 for r in scenario.reveni.returns)
-    distinct = {e.id for e in run.webhooks}
-    assert len(distinct) < walked  # some were dropped
-    assert len(run.webhooks) > len(distinct)  # some came twice
-    assert _rows(run.summary) == SHOWCASE_VALIDATION
-    assert {r.id for r in run.returns} == {r.id for r in scenario.reveni.returns}
+    assert _rows(run.summary) == SHOWCASE_EXCEPTIONS
+    assert _ground_truth(run.summary) == _ground_truth(showcase_run.summary)

@@ -5,15 +5,31 @@ The planner (`core/planner.py`) turns a Reveni return and what Centra and the le
 sends each to Centra exactly once. Every effect has one ledger key; an action is one Centra
 mutation, so "one effect per key" is checkable against the simulator's ground truth.
 
-Keys (design.md §3, with one correction: Centra's `createReturn` takes *one* shipment, so a return
-whose accepted items were shipped in several shipments needs one Centra return per shipment. The
-key then carries the shipment id; the common single-shipment case keeps the design's key):
+Keys (design.md §3, with two corrections. Centra's `createReturn` takes *one* shipment, so a
+return whose accepted items were shipped in several shipments needs one Centra return per
+shipment. And Centra computes a return's credit from *all* its lines, so a mixed Reveni return
+(some items refunded, some exchanged) keeps its refunded and its exchanged items in separate
+Centra returns: the refund is posted, and compared with Centra's computed credit, on the refund
+part(s) only; the exchange part(s) bring the items back but are never credited. The common case,
+a return with one part, keeps the design's key. `return_key` and `refund_key` are the only
+places these keys are built; a part the ledger already holds keeps its key whatever the scheme):
 
-- create return: `return:{rid}`, or `return:{rid}:{shipment_id}` per shipment (`createReturn`)
-- restock: `restock:{rid}`, all restock lines in one `changeStock`
-- refund / credit: `refund:{rid}:{refund_id}`, or `...:{shipment_id}` per Centra return
-  (`PUT /returns/{id}`)
-- exchange order: `exchange:{rid}:{n}` (`POST /order`, deterministic order number)
+| effect | key | when |
+|---|---|---|
+| create return (`createReturn`) | `return:{rid}` | the return has exactly one part |
+| | `return:{rid}:{shipment_id}` | one of several parts; in a mixed return: a refund part |
+| | `return:{rid}:{shipment_id}:exchange` | an exchange part of a mixed return, of several |
+| restock (`changeStock`) | `restock:{rid}` | all restock lines of the return, one change |
+| refund / credit (`PUT /returns/{id}`) | `refund:{rid}:{refund_id}` | one credited part |
+| | `refund:{rid}:{refund_id}:{shipment_id}` | one of several credited (refund) parts |
+| exchange order (`POST /order`) | `exchange:{rid}:{n}` | deterministic order number |
+
+A return is *mixed* when its items (accepted or not, so the split never changes after the
+request) include both exchanged and refunded items; only then are parts split by role. A plain
+refund or plain exchange return has one role, exactly as before the split. Every part's Centra
+return has `externalId` = `rid`; an exchange part of a mixed return is told apart from a refund
+part on the same shipment by its comment (`EXCHANGE_PART_COMMENT`, `is_exchange_part`), which is
+also what the `create_return` read-back matches on.
 """
 
 from __future__ import annotations
@@ -59,8 +75,30 @@ def check_transition(current: str, new: str) -> None:
         raise ActionStateError(f"action state {current!r} cannot move to {new!r}")
 
 
-def return_key(rid: str, shipment_id: int | None = None) -> str:
-    return f"return:{rid}" if shipment_id is None else f"return:{rid}:{shipment_id}"
+# The comment of a Centra return returnbridge creates: a plain part, and the exchange part of a
+# mixed return (no credit is ever posted on it). Part of the read-back key of `create_return`.
+RETURN_COMMENT = "Reveni return {rid}"
+EXCHANGE_PART_COMMENT = "Reveni return {rid}: exchanged items, no refund"
+
+
+def return_comment(rid: str, *, exchange: bool = False) -> str:
+    """The comment of a part of Reveni return `rid` (`exchange`: an exchange part of a mixed
+    return)."""
+    return (EXCHANGE_PART_COMMENT if exchange else RETURN_COMMENT).format(rid=rid)
+
+
+def is_exchange_part(rid: str, comment: str | None) -> bool:
+    """Whether a Centra return of `rid` with this comment is the exchange part of a mixed return
+    (anything else, an empty comment included, is a refund or plain part)."""
+    return comment is not None and comment.strip() == return_comment(rid, exchange=True)
+
+
+def return_key(rid: str, shipment_id: int | None = None, *, exchange: bool = False) -> str:
+    """`return:{rid}` (the only part), else `return:{rid}:{shipment_id}`, with `:exchange` for an
+    exchange part of a mixed return."""
+    if shipment_id is None:
+        return f"return:{rid}"
+    return f"return:{rid}:{shipment_id}" + (":exchange" if exchange else "")
 
 
 def restock_key(rid: str) -> str:

@@ -30,6 +30,7 @@ from returnbridge.connectors.centra.inputs import (
     StockLevel,
 )
 from returnbridge.connectors.centra.models import (
+    Address,
     Applied,
     Customer,
     Market,
@@ -63,6 +64,7 @@ from returnbridge.connectors.centra.webhooks import (
 __all__ = [
     "FROM_SHIPMENT",
     "SIGNATURE_HEADER",
+    "Address",
     "Applied",
     "Budget",
     "CentraAuthError",

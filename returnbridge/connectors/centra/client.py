@@ -43,6 +43,7 @@ from returnbridge.connectors.centra.inputs import (
     stock_change_input,
 )
 from returnbridge.connectors.centra.models import (
+    Address,
     Applied,
     Order,
     Page,
@@ -215,6 +216,21 @@ class CentraClient(AsyncClient[CentraTransport]):
             data = await self._query("OrdersByNumbers", numbers=batch, limit=len(batch))
             for order in _parse_list(Order, data.get("orders"), "orders"):
                 found[order.number] = order
+        return found
+
+    async def shipping_addresses(self, numbers: Iterable[int]) -> dict[int, Address]:
+        """The shipping address of each of these orders (absent: unknown order or no address).
+        Personal data: read only where it must be copied, never logged."""
+        found: dict[int, Address] = {}
+        for batch in chunked(unique(numbers), self.orders_per_query):
+            data = await self._query("OrderShippingAddresses", numbers=batch, limit=len(batch))
+            rows = data.get("orders")
+            if not isinstance(rows, list):
+                raise CentraQueryError("orders: expected a list of addresses")
+            for row in rows:
+                raw = row.get("shippingAddress") if isinstance(row, dict) else None
+                if raw is not None:
+                    found[int(row["number"])] = _parse(Address, raw, "shippingAddress")
         return found
 
     async def orders_page(
@@ -504,20 +520,44 @@ class CentraClient(AsyncClient[CentraTransport]):
         completed: bool,
         refund_payment: bool,
         send_email: bool = False,
+        manual_refund: tuple[Decimal, str] | None = None,
     ) -> dict[str, Any]:
         """`PUT /returns/{id}`: complete a return and optionally refund it through the PSP.
         A PSP refund cannot be undone; check the amount before calling. Returns the response
-        body (it carries `returnCompleted` [C])."""
+        body (it carries `returnCompleted` [C]).
+
+        `manual_refund=(amount, reference)` records a refund paid outside Centra's PSP (Reveni's
+        instant transfer, store credit) as `manualRefund: {amount, reference}`: an [INF]
+        extension, sent only when `CentraInferred.order_api_manual_refund` is on (ValueError,
+        nothing sent, otherwise). The amount goes out as an exact decimal string."""
+        body: dict[str, Any] = {
+            "completed": completed,
+            "refundPayment": refund_payment,
+            "sendEmail": send_email,
+        }
+        if manual_refund is not None:
+            body["manualRefund"] = self._manual_refund_body(manual_refund, refund_payment)
         return await self._transport.rest(
-            "PUT",
-            f"returns/{return_id}",
-            name="updateReturn",
-            json_body={
-                "completed": completed,
-                "refundPayment": refund_payment,
-                "sendEmail": send_email,
-            },
+            "PUT", f"returns/{return_id}", name="updateReturn", json_body=body
         )
+
+    def _manual_refund_body(
+        self, manual_refund: tuple[Decimal, str], refund_payment: bool
+    ) -> dict[str, Any]:
+        if not self.inferred.order_api_manual_refund:
+            raise ValueError(
+                "manual_refund: this Centra's Order API is configured not to accept "
+                "`manualRefund` (CentraInferred.order_api_manual_refund is off); a refund paid "
+                "outside the PSP cannot be recorded through PUT /returns/{id}"
+            )
+        if refund_payment:
+            raise ValueError("give refund_payment=True or manual_refund, not both")
+        amount, reference = manual_refund
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
+            raise ValueError(f"manual_refund amount must be a finite Decimal >= 0, got {amount!r}")
+        if not reference.strip():
+            raise ValueError("manual_refund needs a reference (the payment it records)")
+        return {"amount": format(amount, "f"), "reference": reference}
 
     async def create_order(
         self,

@@ -70,6 +70,28 @@ class Customer(CentraModel):
     last_name: str | None = None
 
 
+class Address(CentraModel):
+    """An order's shipping or billing address; `country` is the ISO code (`country{code}`)."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    address1: str | None = None
+    address2: str | None = None
+    city: str | None = None
+    zip_code: str | None = None
+    state_or_province: str | None = None
+    country: str | None = None
+    email: str | None = None
+    phone_number: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _country_code(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("country"), dict):
+            data = {**data, "country": data["country"].get("code")}
+        return data
+
+
 class SizeRef(CentraModel):
     """The product size an order line or a stock change line is for."""
 

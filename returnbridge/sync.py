@@ -1,0 +1,436 @@
+"""The near-real-time sync (design.md §7): one run, step by step, with no Prefect in it.
+
+    collect   Reveni returns changed since the cursor, plus those the webhook inbox names, plus
+              those the ledger says are not finished (carried over)
+    read      batch-read the Centra orders, their returns, and stock of exchange SKUs
+    plan      the pure planner: missing effects and exceptions per return
+    record    the ledger: new actions as pending, effects Centra already shows as done,
+              exceptions raised or healed
+    execute   the executor sends what is due, exactly once per ledger key
+    (repeat read/plan/record/execute while a round made effects that unlock further ones:
+     a created Centra return unlocks its restock, refund and exchange)
+    commit    advance the cursor and mark the inbox processed, in one ledger transaction,
+              only after everything above is in the ledger
+
+The planner is level-triggered: a lost, doubled or reordered webhook changes nothing, because the
+next run recomputes the same plan from what Reveni, Centra and the ledger say. A crash anywhere
+before `commit` leaves the cursor where it was, so the next run reads the same returns again.
+
+`flows/sync_returns.py` wraps the steps as Prefect tasks; `returnbridge sync` / `replay` and the
+demo call `ReturnSync.run` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from returnbridge.connectors.centra import CentraClient
+from returnbridge.connectors.centra.models import Order
+from returnbridge.connectors.reveni import ReveniClient
+from returnbridge.connectors.reveni.errors import ReveniNotFound
+from returnbridge.connectors.reveni.models import Return as ReveniReturn
+from returnbridge.connectors.reveni.pagination import RejectedRow
+from returnbridge.connectors.reveni.statuses import ACCEPTED
+from returnbridge.connectors.reveni.webhooks import WebhookError, parse_envelope
+from returnbridge.core.actions import Action, ExchangeOrder, Refund, Restock
+from returnbridge.core.actions import CreateReturn as CreateReturnPayload
+from returnbridge.core.executor import ExecutionReport, Executor, ExecutorConfig
+from returnbridge.core.planner import PlannerConfig, ReturnPlan, plan_returns
+from returnbridge.core.validation import OrderHistory
+from returnbridge.ledger import Ledger
+from returnbridge.sync_settings import SyncSettings
+
+__all__ = ["ReturnSync", "SyncConfig", "SyncReport", "SyncSettings"]
+
+log = logging.getLogger(__name__)
+
+CURSOR = "reveni_returns"
+CARRY_OVER = "reveni_returns:unfinished"
+# Codes the planner decides: a return re-planned without one of them has healed it. Codes the
+# executor raises (an action that failed) heal through the action, not through planning.
+PLANNER_CODES: frozenset[str] = frozenset(
+    {
+        "order_not_found",
+        "order_not_returnable",
+        "sku_not_in_order",
+        "quantity_exceeds_shipped",
+        "refund_amount_mismatch",
+        "refund_failed_at_gateway",
+        "duplicate_refund",
+        "exchange_out_of_stock",
+        "instant_deadline_near",
+    }
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How the sync runs (the planner's and executor's own settings inside)."""
+
+    planner: PlannerConfig
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    cursor_name: str = CURSOR
+    # Where the very first run starts reading Reveni (no cursor yet).
+    initial_look_back: timedelta = timedelta(days=60)
+    # Rounds of read/plan/execute per run (a return needs 2: create, then what it unlocks).
+    max_rounds: int = 4
+
+
+@dataclass
+class Collected:
+    """What one run works on, and what it may commit afterwards."""
+
+    returns: dict[str, ReveniReturn]
+    high_water: datetime | None
+    complete: bool
+    inbox_ids: list[int]
+    rejected: list[RejectedRow]
+    carried_over: int = 0
+    from_inbox: int = 0
+
+
+@dataclass
+class SyncReport:
+    """What one run did (the flow's artifact, the CLI's output, the demo's summary)."""
+
+    returns_seen: int = 0
+    carried_over: int = 0
+    inbox_events: int = 0
+    rounds: int = 0
+    actions_planned: int = 0
+    adopted: int = 0
+    executed: list[ExecutionReport] = field(default_factory=list)
+    exceptions_new: int = 0
+    exceptions_healed: int = 0
+    unfinished: list[str] = field(default_factory=list)
+    rejected_rows: list[str] = field(default_factory=list)
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    planned_calls: list[str] = field(default_factory=list)  # dry runs: what would be sent
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        done = sum(r.done for r in self.executed)
+        return {
+            "returns_seen": self.returns_seen,
+            "carried_over": self.carried_over,
+            "inbox_events": self.inbox_events,
+            "rounds": self.rounds,
+            "actions_planned": self.actions_planned,
+            "adopted": self.adopted,
+            "actions_done": done,
+            "actions_failed": sum(r.failed for r in self.executed),
+            "actions_in_doubt": sum(r.in_doubt for r in self.executed),
+            "exceptions_new": self.exceptions_new,
+            "exceptions_healed": self.exceptions_healed,
+            "unfinished": len(self.unfinished),
+            "rejected_rows": self.rejected_rows,
+            "cursor_before": self.cursor_before,
+            "cursor_after": self.cursor_after,
+            "dry_run": self.dry_run,
+            "planned_calls": self.planned_calls,
+        }
+
+
+def describe_call(action: Action) -> str:
+    """One line saying which Centra call an action makes (dry runs, logs); no customer data."""
+    p = action.payload
+    if isinstance(p, CreateReturnPayload):
+        lines = ", ".join(f"{line.quantity} x {line.sku}" for line in p.lines)
+        return (
+            f"{action.key}: createReturn shipment {p.shipment_id} [{lines}] "
+            f"externalId={p.external_id}"
+        )
+    if isinstance(p, Restock):
+        lines = ", ".join(f"+{line.quantity} {line.sku}" for line in p.lines)
+        return f"{action.key}: changeStock warehouse {p.warehouse_id} [{lines}] {p.description!r}"
+    if isinstance(p, Refund):
+        how = "refundPayment (PSP)" if p.via_psp else f"manualRefund reference {p.reference}"
+        return (
+            f"{action.key}: PUT /returns/{p.centra_return_id} completed, {how}, "
+            f"{p.amount} {p.currency}"
+        )
+    assert isinstance(p, ExchangeOrder)
+    lines = ", ".join(f"{line.quantity} x {line.sku}" for line in p.lines)
+    return (
+        f"{action.key}: POST /order {p.order_number} zero-value [{lines}] "
+        f"from return {p.origin_return_id} of order {p.origin_order_number}"
+    )
+
+
+class ReturnSync:
+    """One integration (one Reveni store, one Centra environment, one ledger)."""
+
+    def __init__(
+        self,
+        *,
+        reveni: ReveniClient,
+        centra: CentraClient,
+        ledger: Ledger,
+        config: SyncConfig,
+        executor: Executor | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.reveni = reveni
+        self.centra = centra
+        self.ledger = ledger
+        self.config = config
+        self.clock = clock
+        self.executor = executor or Executor(centra, ledger, config.executor, clock=clock)
+
+    # -- collect ------------------------------------------------------------------------------
+
+    def cursor(self) -> datetime:
+        stored = self.ledger.cursor(self.config.cursor_name)
+        if stored is None:
+            return self.clock() - self.config.initial_look_back
+        return datetime.fromisoformat(stored)
+
+    async def collect(
+        self,
+        *,
+        since: datetime | None = None,
+        return_ids: Collection[str] | None = None,
+        use_inbox: bool = True,
+        carry_over: bool = True,
+    ) -> Collected:
+        """The returns this run works on. With `return_ids`, exactly those (a replay)."""
+        if return_ids is not None:
+            found = {rid: ret for rid in return_ids if (ret := await self._get(rid)) is not None}
+            return Collected(found, None, True, [], [])
+        changed = await self.reveni.changed_since(since or self.cursor())
+        returns = {r.id: r for r in changed.returns}
+        collected = Collected(
+            returns, changed.high_water, changed.complete, [], list(changed.rejected)
+        )
+        if use_inbox:
+            await self._add_inbox(collected)
+        if carry_over:
+            for rid in sorted(self.unfinished_ids() - returns.keys()):
+                ret = await self._get(rid)
+                if ret is not None:
+                    returns[rid] = ret
+                    collected.carried_over += 1
+        return collected
+
+    async def _add_inbox(self, collected: Collected) -> None:
+        for event in self.ledger.inbox_pending():
+            collected.inbox_ids.append(event.id)
+            if event.source != "reveni":
+                continue  # Centra events only wake the sync: the carried-over work re-reads Centra
+            try:
+                envelope = parse_envelope(event.body)
+            except WebhookError as exc:  # the receiver checked it; a stored one is still data
+                log.warning("inbox event %s is not a Reveni envelope: %s", event.event_id, exc)
+                continue
+            rid = envelope.data.resource_id
+            if rid in collected.returns:
+                continue
+            fetched = await self.reveni.fetch_for_event(envelope)
+            if fetched is not None:
+                collected.returns[rid] = fetched
+                collected.from_inbox += 1
+
+    async def _get(self, rid: str) -> ReveniReturn | None:
+        try:
+            return await self.reveni.get_return(rid)
+        except ReveniNotFound:
+            log.warning("Reveni has no return %s (any more)", rid)
+            return None
+
+    def unfinished_ids(self) -> set[str]:
+        """Returns a previous run left unfinished: unsettled or retryable actions, exceptions
+        that heal by themselves (stock coming back, a read-back), plans still waiting."""
+        stored = self.ledger.cursor(CARRY_OVER)
+        ids: set[str] = set(json.loads(stored)) if stored else set()
+        for record in self.ledger.actions(states=["pending", "in_flight", "in_doubt"]):
+            ids.add(record.reveni_return_id)
+        for exc in self.ledger.exceptions(statuses=["open", "retrying"]):
+            if exc.reveni_return_id and exc.code in {"exchange_out_of_stock", "action_in_doubt"}:
+                ids.add(exc.reveni_return_id)
+        return ids
+
+    # -- read, plan, record ------------------------------------------------------------------
+
+    async def read_centra(
+        self, returns: Iterable[ReveniReturn], *, orders: dict[int, Order] | None = None
+    ) -> tuple[dict[int, OrderHistory], dict[str, int]]:
+        """Batch-read the orders the returns name, their Centra returns, and the available
+        stock of every replacement SKU of an inspected exchange. Orders already in `orders` (a
+        cache for this run: returnbridge's effects do not change them) are not read again."""
+        returns = list(returns)
+        numbers = {n for r in returns if (n := r.order.number) is not None}
+        cache = {} if orders is None else orders
+        missing = numbers - cache.keys()
+        if missing:
+            cache.update(await self.centra.orders_by_number(missing))
+        found = {n: cache[n] for n in numbers if n in cache}
+        existing = await self.centra.returns_for_orders(found) if found else {}
+        histories = {n: OrderHistory(o, existing.get(n, [])) for n, o in found.items()}
+        skus = {
+            item.exchange.sku
+            for r in returns
+            if r.status in ACCEPTED or r.status == "completed"
+            for item in r.return_items
+            if item.exchange is not None and item.accepted_units
+        }
+        sizes = await self.centra.product_sizes_by_sku(skus) if skus else {}
+        stock = {sku: size.stock_totals.available_quantity for sku, size in sizes.items()}
+        for sku in skus - stock.keys():
+            stock[sku] = 0  # Centra does not sell it: nothing to send
+        return histories, stock
+
+    def plan(
+        self,
+        returns: Mapping[str, ReveniReturn],
+        histories: Mapping[int, OrderHistory],
+        stock: Mapping[str, int],
+    ) -> dict[str, ReturnPlan]:
+        known = {r.key: r for r in self.ledger.actions(reveni_return_ids=list(returns))}
+        return plan_returns(
+            list(returns.values()),
+            histories,
+            known,
+            stock=stock,
+            config=self.config.planner,
+            now=self.clock(),
+        )
+
+    def record(self, plans: Mapping[str, ReturnPlan], report: SyncReport) -> list[str]:
+        """Write the plans to the ledger; the keys planned (new or not) are returned."""
+        actions = [a for plan in plans.values() for a in plan.actions]
+        report.actions_planned += len(self.ledger.plan(actions))
+        for plan in plans.values():
+            for key, ref in plan.adopted.items():
+                if self.ledger.adopt(
+                    key,
+                    reveni_return_id=plan.reveni_return_id,
+                    order_number=plan.order_number,
+                    centra_ref=ref,
+                ):
+                    report.adopted += 1
+        changes = self.ledger.observe_exceptions(
+            [e for plan in plans.values() for e in plan.exceptions],
+            scope_return_ids=list(plans),
+            scope_codes=PLANNER_CODES,
+        )
+        report.exceptions_new += len(changes.new)
+        report.exceptions_healed += len(changes.healed)
+        return [a.key for a in actions]
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        since: datetime | None = None,
+        return_ids: Collection[str] | None = None,
+        dry_run: bool = False,
+    ) -> SyncReport:
+        """One sync run. `since`: read from there instead of the cursor and leave the cursor
+        alone (a replay); `return_ids`: exactly these returns; `dry_run`: plan and describe the
+        Centra calls, write nothing anywhere."""
+        replay = since is not None or return_ids is not None
+        report = SyncReport(dry_run=dry_run)
+        collected = await self.collect(
+            since=since,
+            return_ids=return_ids,
+            use_inbox=not replay and not dry_run,
+            carry_over=not replay,
+        )
+        self.describe_collected(collected, report)
+        if dry_run:
+            await self.dry_run(collected, report)
+            return report
+        plans = await self.process(collected, report)
+        if not replay:
+            self.commit(collected, plans, report)
+        return report
+
+    def describe_collected(self, collected: Collected, report: SyncReport) -> None:
+        report.cursor_before = self.ledger.cursor(self.config.cursor_name)
+        report.cursor_after = report.cursor_before
+        report.returns_seen = len(collected.returns)
+        report.carried_over = collected.carried_over
+        report.inbox_events = len(collected.inbox_ids)
+        report.rejected_rows = [
+            f"{row.return_id or row.path}: {row.error}" for row in collected.rejected
+        ]
+
+    async def dry_run(self, collected: Collected, report: SyncReport) -> None:
+        """What a run would send to Centra now, written nowhere."""
+        histories, stock = await self.read_centra(collected.returns.values())
+        plans = self.plan(collected.returns, histories, stock)
+        report.planned_calls = [describe_call(a) for plan in plans.values() for a in plan.actions]
+        report.unfinished = sorted(rid for rid, plan in plans.items() if unfinished(plan))
+
+    async def process(self, collected: Collected, report: SyncReport) -> dict[str, ReturnPlan]:
+        """Rounds of read, plan, record and execute, while a round unlocks more: a created
+        Centra return unlocks the restock, refund and exchange that wait for it."""
+        plans: dict[str, ReturnPlan] = {}
+        settled: dict[str, str] = {}  # action key -> state after execution, this run
+        orders: dict[int, Order] = {}
+        todo = dict(collected.returns)
+        for _ in range(self.config.max_rounds):
+            if not todo:
+                break
+            report.rounds += 1
+            histories, stock = await self.read_centra(todo.values(), orders=orders)
+            round_plans = self.plan(todo, histories, stock)
+            plans.update(round_plans)
+            self.record(round_plans, report)
+            execution = await self.executor.run()
+            report.executed.append(execution)
+            settled.update(execution.outcomes)
+            unlocked = set(execution.done_returns)
+            # Plan again only what waits for something this round has done.
+            todo = {
+                rid: ret
+                for rid, ret in todo.items()
+                if round_plans[rid].waiting and rid in unlocked
+            }
+        report.unfinished = sorted(rid for rid, plan in plans.items() if unfinished(plan, settled))
+        return plans
+
+    def commit(
+        self, collected: Collected, plans: Mapping[str, ReturnPlan], report: SyncReport
+    ) -> None:
+        """Advance the cursor and mark the inbox processed: only after the ledger holds it all."""
+        self._remember_unfinished(plans, report)
+        self.ledger.commit_sync(
+            cursor_name=self.config.cursor_name,
+            cursor_value=(
+                None if collected.high_water is None else collected.high_water.isoformat()
+            ),
+            inbox_ids=collected.inbox_ids,
+        )
+        report.cursor_after = self.ledger.cursor(self.config.cursor_name)
+
+    def _remember_unfinished(self, plans: Mapping[str, ReturnPlan], report: SyncReport) -> None:
+        stored = self.ledger.cursor(CARRY_OVER)
+        ids = set(json.loads(stored)) if stored else set()
+        ids -= plans.keys()
+        ids |= set(report.unfinished)
+        self.ledger.set_cursor(CARRY_OVER, json.dumps(sorted(ids)))
+
+
+def unfinished(plan: ReturnPlan, settled: Mapping[str, str] | None = None) -> bool:
+    """Work is left that a later run can do by itself: actions not yet done, or effects waiting
+    for a prerequisite. (What waits for a person is an open exception, not unfinished work.)
+    `settled`: the states actions were left in by this run's execution."""
+    states = settled or {}
+    return bool(plan.waiting) or any(states.get(a.key) != "done" for a in plan.actions)
+
+
+def key_return(key: str) -> str:
+    """The Reveni return id inside a ledger key (`kind:{rid}[:...]`)."""
+    return key.split(":", 2)[1]
