@@ -4,6 +4,7 @@ an operator configures them: through RETURNBRIDGE_* environment variables."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,54 @@ def test_bad_input_exits_2_naming_it(processed: Integration, args: list[str], me
     result = invoke(processed, *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_receiver_command_turns_a_webhook_into_centra_effects(tmp_path: Path) -> None:
+    """`returnbridge receiver` as a process: a Reveni webhook is committed to the inbox, wakes a
+    sync run in the receiver's process, and the return lands in Centra."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from returnbridge.simulators.server import free_port
+
+    with integration(builtin_scenario("showcase"), tmp_path) as it:
+        it.walk()
+        port = free_port("127.0.0.1")
+        exe = Path(sys.executable).with_name("returnbridge")
+        proc = subprocess.Popen(
+            [str(exe), "receiver", "--port", str(port), "--delay", "0.1"],
+            env={**os.environ, **it.env()},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(url + "/healthz", timeout=1).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    assert proc.poll() is None and time.monotonic() < deadline, "no receiver"
+                    time.sleep(0.1)
+            event = {
+                "id": "evt_cli_1",
+                "event": "return.updated",
+                "created": 1,
+                "data": {"resource_id": "ret_std_1001", "status": "accepted"},
+            }
+            answer = httpx.post(url + "/webhooks/reveni", json=event, timeout=5)
+            assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+            while not any(r["external_id"] == "ret_std_1001" for r in it.effects()["returns"]):
+                assert time.monotonic() < deadline, "the webhook never became a Centra effect"
+                time.sleep(0.1)
+            while it.ledger.inbox_pending():
+                assert time.monotonic() < deadline, "the inbox was never settled"
+                time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
