@@ -83,7 +83,13 @@ def _ground_truth(summary: dict[str, Any]) -> dict[str, Any]:
             for c in centra["stock_changes"]
         ),
         "refunds": sorted(
-            (external.get(r["return_id"]), r["amount"], r["currency"], r["via_psp"], r["status"])
+            (
+                external.get(r["return_id"], "-"),
+                r["amount"],
+                r["currency"],
+                r["via_psp"],
+                r["status"],
+            )
             for r in centra["refunds"]
         ),
         "orders_created": sorted(

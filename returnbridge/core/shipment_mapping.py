@@ -102,7 +102,7 @@ def is_mixed(ret: ReveniReturn) -> bool:
     items go into separate Centra returns. Decided on the items as requested, accepted or not, so
     it never changes once the return exists."""
     roles = {item.exchange is not None for item in ret.return_items}
-    return False and len(roles) == 2
+    return len(roles) == 2
 
 
 def item_is_exchange(ret: ReveniReturn, item: ReturnItem) -> bool:
