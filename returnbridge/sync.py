@@ -37,9 +37,13 @@ from returnbridge.connectors.reveni.models import Return as ReveniReturn
 from returnbridge.connectors.reveni.pagination import RejectedRow
 from returnbridge.connectors.reveni.statuses import ACCEPTED
 from returnbridge.connectors.reveni.webhooks import WebhookError, parse_envelope
-from returnbridge.core.actions import Action, ExchangeOrder, Refund, Restock
-from returnbridge.core.actions import CreateReturn as CreateReturnPayload
-from returnbridge.core.executor import ExecutionReport, Executor, ExecutorConfig
+from returnbridge.core.actions import Action
+from returnbridge.core.executor import (
+    ExecutionReport,
+    Executor,
+    ExecutorConfig,
+    request_summary,
+)
 from returnbridge.core.planner import PlannerConfig, ReturnPlan, plan_returns
 from returnbridge.core.validation import OrderHistory
 from returnbridge.ledger import Ledger
@@ -142,29 +146,8 @@ class SyncReport:
 
 
 def describe_call(action: Action) -> str:
-    """One line saying which Centra call an action makes (dry runs, logs); no customer data."""
-    p = action.payload
-    if isinstance(p, CreateReturnPayload):
-        lines = ", ".join(f"{line.quantity} x {line.sku}" for line in p.lines)
-        return (
-            f"{action.key}: createReturn shipment {p.shipment_id} [{lines}] "
-            f"externalId={p.external_id}"
-        )
-    if isinstance(p, Restock):
-        lines = ", ".join(f"+{line.quantity} {line.sku}" for line in p.lines)
-        return f"{action.key}: changeStock warehouse {p.warehouse_id} [{lines}] {p.description!r}"
-    if isinstance(p, Refund):
-        how = "refundPayment (PSP)" if p.via_psp else f"manualRefund reference {p.reference}"
-        return (
-            f"{action.key}: PUT /returns/{p.centra_return_id} completed, {how}, "
-            f"{p.amount} {p.currency}"
-        )
-    assert isinstance(p, ExchangeOrder)
-    lines = ", ".join(f"{line.quantity} x {line.sku}" for line in p.lines)
-    return (
-        f"{action.key}: POST /order {p.order_number} zero-value [{lines}] "
-        f"from return {p.origin_return_id} of order {p.origin_order_number}"
-    )
+    """One line saying which Centra call an action makes (dry runs); no customer data."""
+    return f"{action.key}: {request_summary(action)}"
 
 
 class ReturnSync:
