@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from returnbridge.core.planner import ReturnPlan
 
+from returnbridge.core.planner import ReturnPlan
 from returnbridge.sync import Collected, ReturnSync, SyncReport
 
 
