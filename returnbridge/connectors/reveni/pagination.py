@@ -202,7 +202,7 @@ class _Listing:
         """One pass from `start` to the end of the list (steps 1 and 2 of the module doc)."""
         self.pass_versions, self.moved_from, self.paged_keys = {}, [], set()
         cursor, key, page = start, self.key(start), 1
-        previous_ids: list[str] | None = None
+        previous: list[tuple[str, datetime]] | None = None
         while True:
             if page > 1:
                 self.paged_keys.add(key)
@@ -212,18 +212,20 @@ class _Listing:
                 if page == 1:
                     raise
                 return _WalkEnd(key, None)  # "Invalid page.": the list shrank under us
-            ids = [item.id for item in result.items]
+            versions = [(item.id, item.updated_at) for item in result.items]
             if result.next is None:
                 return _WalkEnd(key, result.count)
-            if not ids:
+            if not versions:
                 raise ReveniQueryError(f"list returns: page {page} is empty but has a next page")
-            if ids == previous_ids:
+            # The same *versions* again means the server ignores `page`. The same ids in newer
+            # versions is legitimate: they changed and moved to the end, onto this page.
+            if versions == previous:
                 raise ReveniQueryError(f"list returns: page {page} repeated page {page - 1}")
             last = result.items[-1].updated_at
             if self.key(last) != key:
-                cursor, key, page, previous_ids = last, self.key(last), 1, None
+                cursor, key, page, previous = last, self.key(last), 1, None
             else:
-                page, previous_ids = page + 1, ids
+                page, previous = page + 1, versions
 
 
 async def changed_since(
