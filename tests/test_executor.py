@@ -720,3 +720,61 @@ async def test_at_the_deadline_work_still_waiting_for_the_budget_is_dropped_uncl
     record = h.ledger.action(action.key)
     assert record is not None and (record.state, record.attempts) == ("pending", 0)
     assert h.effects()["stock_changes"] == []
+
+
+# --------------------------------------------------------------------------- leases
+
+
+async def test_a_slow_write_keeps_its_lease_so_no_other_worker_takes_it_over(
+    sim: CentraSimHandle, tmp_path: Path
+) -> None:
+    """Real time: a write slower than the lease (Centra answering late, or the client waiting
+    for its rate window) renews the claim while it works, so a second worker finds no expired
+    lease to read back and resend. Exactly one effect."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'lease.db'}")
+    wall = replace(FAST, lease_seconds=0.3)
+    options: dict[str, Any] = {
+        "base_url": sim.url,
+        "token": sim.token,
+        "order_api_secret": sim.order_api_secret,
+        "plan": "unlimited",
+        "timeout_seconds": 5,
+        "governor": Governor("unlimited", 1.0),
+    }
+    try:
+        async with CentraClient(**options) as centra:
+            action = await restock_action(centra, "ret_lease")
+            ledger.plan([action])
+            response = sim.client.post("/_sim/faults", json={"latency_ms": 1200})
+            assert response.status_code == 200, response.text
+            worker = asyncio.create_task(Executor(centra, ledger, wall).run())
+            expired: list[str] = []
+            for _ in range(8):  # a second worker looking for crashed claims meanwhile
+                await asyncio.sleep(0.15)
+                expired += ledger.expire_leases()
+            report = await worker
+        assert expired == []
+        assert report.outcomes == {action.key: "done"}
+        descriptions = [c["description"] for c in sim.client.get("/_sim/effects").json()[
+            "stock_changes"]]  # fmt: skip
+        assert descriptions.count("returnbridge restock ret_lease") == 1
+    finally:
+        ledger.close()
+
+
+def test_a_lost_claim_cannot_be_renewed(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'renew.db'}")
+    try:
+        action = exchange_action("ret_renew", 1)
+        ledger.plan([action])
+        claim = ledger.claim(action.key, expected="pending", lease_seconds=60)
+        assert claim is not None
+        assert ledger.renew_lease(action.key, attempts=claim.attempts, lease_seconds=60)
+        # another worker took it over after the lease ran out: the old claim is gone
+        ledger.transition(action.key, "in_doubt", expected="in_flight")
+        again = ledger.claim(action.key, expected="in_doubt", lease_seconds=60)
+        assert again is not None and again.attempts == claim.attempts + 1
+        assert not ledger.renew_lease(action.key, attempts=claim.attempts, lease_seconds=60)
+        assert ledger.renew_lease(action.key, attempts=again.attempts, lease_seconds=60)
+    finally:
+        ledger.close()

@@ -233,6 +233,10 @@ class BudgetUnavailable(TransientError):
     """The cross-process budget gate could not be passed (nothing was sent)."""
 
 
+class _LostClaim(Exception):
+    """The claim's lease was taken over by another worker before the write: do not send."""
+
+
 class _CannotSend(Exception):
     """The action cannot be sent as planned (found before sending anything)."""
 
@@ -252,6 +256,7 @@ class _Run:
     # into the claim's lease), by action key; spent by its first call of that kind.
     prepaid: dict[str, set[str]] = field(default_factory=dict)
     claimed: set[str] = field(default_factory=set)  # keys this run holds a claim on now
+    claim_attempts: dict[str, int] = field(default_factory=dict)  # the claims' attempt counts
     scheduled: set[str] = field(default_factory=set)  # keys this run gave a backoff
     stopped: bool = False  # the budget gate failed: start nothing new
 
@@ -410,11 +415,37 @@ class Executor:
             return  # another worker won it
         run.prepaid[record.key] = {kind}
         run.claimed.add(record.key)
+        run.claim_attempts[record.key] = claimed.attempts
+        heartbeat = asyncio.create_task(self._hold_lease(claimed))
         try:
             await self._process(claimed, current, run)
         finally:
+            heartbeat.cancel()
+            run.claim_attempts.pop(record.key, None)
             run.prepaid.pop(record.key, None)
             run.claimed.discard(record.key)
+
+    async def _hold_lease(self, claimed: ActionRecord) -> None:
+        """Renew the claim's lease while the action is being worked on (waits for the client's
+        governor can outlast a lease: an hourly quota spent). Real time, not the injected clock:
+        the lease guards against a process that stopped, and only real time tells."""
+        interval = max(self.config.lease_seconds / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            held = await asyncio.to_thread(
+                self.ledger.renew_lease,
+                claimed.key,
+                attempts=claimed.attempts,
+                lease_seconds=self.config.lease_seconds,
+                now=self.clock.now(),
+            )
+            if not held:
+                log.error(
+                    "action %s: its lease was taken over by another worker while this one "
+                    "still works on it; the other worker reads Centra back before sending",
+                    claimed.key,
+                )
+                return
 
     async def _pay(self, run: _Run, key: str, kind: BudgetKind) -> None:
         """A budget slot for one call of `key`: the prepaid one, or a new one."""
@@ -448,6 +479,8 @@ class Executor:
         summary = request_summary(action)
         try:
             found = await self._apply(run, action)
+        except _LostClaim:
+            log.warning("action %s: claim lost before sending; left to its new holder", rec.key)
         except InDoubtError as exc:
             await self._in_doubt(run, action, rec, started, summary, str(exc))
         except RateLimitedError as exc:
@@ -561,6 +594,15 @@ class Executor:
     async def _write(self, run: _Run, key: str, call: Callable[[], Awaitable[T]]) -> T:
         """One write, after a mutation slot; counted unless it provably never left."""
         await self._pay(run, key, "mutation")
+        attempts = run.claim_attempts.get(key)
+        if attempts is not None and not await asyncio.to_thread(
+            self.ledger.renew_lease,
+            key,
+            attempts=attempts,
+            lease_seconds=self.config.lease_seconds,
+            now=self.clock.now(),
+        ):
+            raise _LostClaim(key)  # the last check before sending: the claim is still ours
         try:
             result = await call()
         except (TransientError, ValueError):

@@ -252,6 +252,21 @@ class Ledger:
         row = self._write(lambda conn: conn.execute(stmt).one_or_none())
         return None if row is None else _action_record(row)
 
+    def renew_lease(
+        self, key: str, *, attempts: int, lease_seconds: float, now: datetime | None = None
+    ) -> bool:
+        """Extend the lease of a claim still held: `key` in_flight with the `attempts` count the
+        claim gave it. False when the claim was lost (the lease expired and another worker took
+        the action over), which the holder must treat as "stop, do not send"."""
+        moment = self._now(now)
+        t = schema.actions
+        stmt = (
+            sa.update(t)
+            .where(t.c.key == key, t.c.state == "in_flight", t.c.attempts == attempts)
+            .values(not_before=moment + timedelta(seconds=lease_seconds))
+        )
+        return bool(self._write(lambda conn: conn.execute(stmt).rowcount) == 1)
+
     def transition(
         self,
         key: str,
