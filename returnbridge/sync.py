@@ -411,7 +411,12 @@ def unfinished(plan: ReturnPlan, settled: Mapping[str, str] | None = None) -> bo
     for a prerequisite. (What waits for a person is an open exception, not unfinished work.)
     `settled`: the states actions were left in by this run's execution."""
     states = settled or {}
-    return bool(plan.waiting) or any(states.get(a.key) != "done" for a in plan.actions)
+    # failed / blocked wait for a person (an open exception); `exceptions retry` re-queues
+    # the action, and the unsettled-actions scan of the next run brings the return back.
+    nothing_to_do_now = {"done", "failed", "blocked"}
+    return bool(plan.waiting) or any(
+        states.get(a.key) not in nothing_to_do_now for a in plan.actions
+    )
 
 
 def key_return(key: str) -> str:
