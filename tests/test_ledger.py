@@ -157,14 +157,19 @@ def test_transition_stores_error_and_backoff_and_clears_the_lease(
     assert blocked.updated_at == clock.now
 
 
-def test_due_orders_by_priority_then_created_then_key(ledger: Ledger, clock: ManualClock) -> None:
-    ledger.plan([exchange("R1"), restock("R2"), refund("R3")])
+def test_due_orders_by_priority_then_created_then_return(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    ledger.plan([exchange("R1"), restock("R2"), refund("R3"), restock("R1")])
     clock.advance(seconds=1)
     ledger.plan([refund("R0"), create_return("R4"), restock("R0")])
+    # oldest first; one return's actions together, so an Order API write (refund, exchange)
+    # and a GraphQL mutation (restock) alternate instead of one kind's backlog going first
     everything = [
         "exchange:R1:1",
-        "refund:R3:rf1",
+        "restock:R1",
         "restock:R2",
+        "refund:R3:rf1",
         "refund:R0:rf1",
         "restock:R0",
         "return:R4",
@@ -174,6 +179,7 @@ def test_due_orders_by_priority_then_created_then_key(ledger: Ledger, clock: Man
     assert [r.key for r in by_kind] == [
         "refund:R3:rf1",
         "refund:R0:rf1",
+        "restock:R1",
         "restock:R2",
         "restock:R0",
         "exchange:R1:1",
@@ -181,7 +187,7 @@ def test_due_orders_by_priority_then_created_then_key(ledger: Ledger, clock: Man
     ]
     assert [r.key for r in ledger.due(priority=["exchange_order"], limit=2)] == [
         "exchange:R1:1",
-        "refund:R3:rf1",
+        "restock:R1",
     ]
     assert ledger.due(limit=0) == []
 

@@ -193,7 +193,9 @@ class Ledger:
     ) -> list[ActionRecord]:
         """Actions to run now: `pending` or `in_doubt`, not_before null or passed, every
         depends_on key `done`. Ordered by kind's position in `priority` (kinds not listed after
-        the listed ones), then created_at, then key."""
+        the listed ones), then created_at, then return, then key: the actions of one return
+        come together, so kinds that draw on different budgets (GraphQL mutations, Order API
+        requests) are interleaved instead of one kind's backlog idling the other budget."""
         at = self._now(now)
         t = schema.actions
         rank: dict[str, int] = {}
@@ -202,7 +204,7 @@ class Ledger:
         order: list[Any] = []
         if rank:
             order.append(sa.case(rank, value=t.c.kind, else_=len(rank)))
-        order += [t.c.created_at, t.c.key]
+        order += [t.c.created_at, t.c.reveni_return_id, t.c.key]
         stmt = (
             sa.select(t)
             .where(t.c.state.in_(CLAIMABLE))
