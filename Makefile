@@ -45,6 +45,9 @@ postgres:
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.centra_reads
 	$(BIN)/python -m bench.reveni_listing
+	$(BIN)/python -m bench.sync_budget
+	$(BIN)/python -m bench.sync_economy
+	$(BIN)/python -m bench.sync_latency
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache .mypy_cache .ruff_cache
