@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import statistics
 import time
@@ -27,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine
 from returnbridge.connectors.centra import CentraClient, Governor
 from returnbridge.scenario import (
     CentraSection,
@@ -107,23 +106,6 @@ async def _ids(url: str, numbers: list[int]) -> list[str]:
         base_url=url, token=TOKEN, plan="unlimited", governor=Governor("unlimited", 1.0)
     ) as centra:
         return [o.id for o in (await centra.orders_by_number(numbers)).values()]
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def run(orders: int, runs: int, plan: str, sample: int) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine
 from bench.sync_support import (
     CountingGovernor,
     ScaledClock,
@@ -54,7 +55,6 @@ from bench.sync_support import (
     economy_figures,
     effect_counts,
     ideal_seconds,
-    machine,
     machine_line,
     max_in_window,
     median_of,

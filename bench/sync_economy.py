@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine
 from bench.sync_support import (
     append_docs,
     bench_clock,
@@ -44,7 +45,6 @@ from bench.sync_support import (
     done_by_kind,
     economy_figures,
     effect_counts,
-    machine,
     machine_line,
     open_bench_sync,
     owed,

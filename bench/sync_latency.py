@@ -39,12 +39,12 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from bench.machine import machine
 from bench.sync_support import (
     append_docs,
     bench_clock,
     bench_scenario,
     bench_settings,
-    machine,
     machine_line,
     open_bench_sync,
     owed,

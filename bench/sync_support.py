@@ -21,8 +21,6 @@ import bisect
 import hashlib
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
 import time
@@ -56,24 +54,6 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 
 
 # ---------------------------------------------------------------------------------- machine
-
-
-def machine() -> dict[str, Any]:
-    """Cores, CPU model, Python and platform of this machine."""
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def provenance() -> dict[str, Any]:
