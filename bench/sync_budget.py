@@ -32,7 +32,6 @@ and definitions to docs/benchmarks.md. Targets: at least 90 % of the allowed mut
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -46,6 +45,7 @@ from bench.sync_support import (
     ScaledClock,
     allowed_grants,
     append_docs,
+    argument_parser,
     bench_clock,
     bench_scenario,
     bench_settings,
@@ -296,11 +296,7 @@ def docs_section(report: dict[str, Any], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]) if __doc__ else None,
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--returns", type=int, default=1000, help="backlog size")
     parser.add_argument("--runs", type=int, default=3, help="runs; figures are their median")
     parser.add_argument(

@@ -26,7 +26,6 @@ go to `bench/results/sync_economy-<UTC time>.json` (gitignored).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 from bench.machine import machine
 from bench.sync_support import (
     append_docs,
+    argument_parser,
     bench_clock,
     bench_scenario,
     bench_settings,
@@ -53,8 +53,8 @@ from bench.sync_support import (
     simulators,
     utc_stamp,
     walk_all,
+    write_results,
 )
-from bench.sync_support import write_results as write_json
 from returnbridge.ledger import Ledger
 from returnbridge.scenario import Scenario
 from returnbridge.settings import Settings
@@ -222,11 +222,7 @@ def docs_section(report: dict[str, Any], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]) if __doc__ else None,
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--returns", type=int, default=1000, help="backlog size")
     parser.add_argument("--runs", type=int, default=3, help="runs; figures are their median")
     parser.add_argument("--seed", type=int, default=1, help="scenario seed")
@@ -236,7 +232,7 @@ def main() -> None:
     print(table(report))
     print(f"\n{verdict(report)}")
     print(machine_line(report["machine"]))
-    print(f"wrote {write_json('sync_economy', report)}")
+    print(f"wrote {write_results('sync_economy', report)}")
     if args.append_docs:
         command = (
             f".venv/bin/python -m bench.sync_economy --returns {args.returns} "

@@ -26,7 +26,6 @@ medians over `--runs`. Results go to `bench/results/sync_latency-<UTC time>.json
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import tempfile
@@ -42,6 +41,7 @@ import sqlalchemy as sa
 from bench.machine import machine
 from bench.sync_support import (
     append_docs,
+    argument_parser,
     bench_clock,
     bench_scenario,
     bench_settings,
@@ -54,8 +54,8 @@ from bench.sync_support import (
     seconds_between,
     simulators,
     utc_stamp,
+    write_results,
 )
-from bench.sync_support import write_results as write_json
 from returnbridge.connectors.reveni import ReveniClient
 from returnbridge.connectors.reveni.statuses import ACCEPTED
 from returnbridge.connectors.reveni.wire import EVENT_TYPES
@@ -296,11 +296,7 @@ def docs_section(report: dict[str, Any], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]) if __doc__ else None,
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--returns", type=int, default=100, help="generated returns")
     parser.add_argument("--rate", type=float, default=2.0, help="acceptances per second")
     parser.add_argument(
@@ -313,7 +309,7 @@ def main() -> None:
     report = run(args.returns, args.runs, args.seed, args.rate, args.debounce)
     print(table(report))
     print(machine_line(report["machine"]))
-    print(f"wrote {write_json('sync_latency', report)}")
+    print(f"wrote {write_results('sync_latency', report)}")
     if args.append_docs:
         command = (
             f".venv/bin/python -m bench.sync_latency --returns {args.returns} "

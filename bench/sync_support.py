@@ -16,6 +16,7 @@ conservatively, as long as the machine keeps up with `speed` x the allowed rate.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import bisect
 import hashlib
@@ -389,6 +390,17 @@ def ideal_seconds(calls: int, windows: Sequence[tuple[int, float]]) -> float:
 
 
 # ---------------------------------------------------------------------------------- output
+
+
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring's first line as description, the rest as help
+    epilog."""
+    lines = (doc or "").splitlines()
+    return argparse.ArgumentParser(
+        description=lines[0] if lines else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(lines[2:]) or None,
+    )
 
 
 def write_results(name: str, report: dict[str, Any]) -> Path:

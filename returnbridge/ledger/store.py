@@ -8,6 +8,7 @@ two workers can never both win an action, and a loser learns it lost instead of 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -43,6 +44,7 @@ from returnbridge.ledger.records import (
 from returnbridge.ledger.schema import aware_utc, exception_identity
 
 T = TypeVar("T")
+R = TypeVar("R", AttemptRecord, InboxEvent)
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 # Longest response / error / request summary text kept per attempt (and per last_error).
@@ -428,19 +430,7 @@ class Ledger:
         t = schema.attempts
         stmt = sa.select(t).where(t.c.action_key == key).order_by(t.c.id)
         rows = self._read(lambda conn: conn.execute(stmt).all())
-        return [
-            AttemptRecord(
-                id=r.id,
-                action_key=r.action_key,
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                request_summary=r.request_summary,
-                response=r.response,
-                error=r.error,
-                outcome=r.outcome,
-            )
-            for r in rows
-        ]
+        return [_columns_record(AttemptRecord, r) for r in rows]
 
     # ------------------------------------------------------------------ exceptions
 
@@ -606,19 +596,7 @@ class Ledger:
         if source is not None:
             stmt = stmt.where(t.c.source == source)
         rows = self._read(lambda conn: conn.execute(stmt).all())
-        return [
-            InboxEvent(
-                id=r.id,
-                source=r.source,
-                event_id=r.event_id,
-                resource_id=r.resource_id,
-                event_type=r.event_type,
-                body=r.body,
-                received_at=r.received_at,
-                processed_at=r.processed_at,
-            )
-            for r in rows
-        ]
+        return [_columns_record(InboxEvent, r) for r in rows]
 
     def inbox_processed(self, ids: Iterable[int], *, now: datetime | None = None) -> None:
         at = self._now(now)
@@ -826,6 +804,11 @@ def _heal(
         )
         healed += [_exception_record(r) for r in rows]
     return sorted(healed, key=lambda r: r.id)
+
+
+def _columns_record(cls: type[R], row: AnyRow) -> R:
+    """A record whose fields are the row's columns of the same names, as stored."""
+    return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
 
 
 def _action_record(row: AnyRow) -> ActionRecord:
