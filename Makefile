@@ -48,6 +48,7 @@ bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.sync_budget
 	$(BIN)/python -m bench.sync_economy
 	$(BIN)/python -m bench.sync_latency
+	$(BIN)/python -m bench.reconcile_scale
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache .mypy_cache .ruff_cache

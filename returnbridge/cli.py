@@ -24,7 +24,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-sim_app = typer.Typer(help="Serve a local simulator of Centra or Reveni.", no_args_is_help=True)
+sim_app = typer.Typer(
+    help="Serve a local simulator of Centra or Reveni, or a Slack stand-in.", no_args_is_help=True
+)
 app.add_typer(sim_app, name="sim")
 
 ScenarioOption = Annotated[
@@ -124,6 +126,30 @@ def sim_reveni(
         err=True,
     )
     run(loaded, host, port, api_key=api_key, webhook_secret=webhook_secret)
+
+
+@sim_app.command("slack")
+def sim_slack(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8083,
+    token: Annotated[str, typer.Option(help="Bot token accepted as Bearer.")] = (
+        "xoxb-returnbridge-sim"
+    ),
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            help="A channel that exists (repeatable; default: the three owner channels).",
+        ),
+    ] = None,
+) -> None:
+    """Serve a Slack Web API stand-in (chat.postMessage, auth.test) for the digests, with /_sim
+    (messages, faults: 429 with Retry-After, down)."""
+    from returnbridge.simulators.slack import run
+
+    channels = channel or ["#returns-finance", "#returns-ops", "#returns-cx"]
+    typer.echo(f"Slack stand-in on http://{host}:{port}/api/ ({', '.join(channels)})", err=True)
+    run(host, port, token=token, channels=channels)
 
 
 @app.command("demo")

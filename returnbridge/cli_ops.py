@@ -1,4 +1,5 @@
-"""Operating commands of `returnbridge`: `sync`, `replay`, `exceptions ...`, `receiver`.
+"""Operating commands of `returnbridge`: `sync`, `replay`, `reconcile`, `exceptions ...`,
+`receiver`.
 
 They read the settings from the environment (README: configuration), like the flows do.
 Exit status as for every command: 0 ran, 2 bad input (named), 1 unexpected.
@@ -365,9 +366,64 @@ def receiver(
         run_receiver(receiver_settings, settings.sync.ledger_url, on_event=debounced.notify)
 
 
+async def _run_reconciliation(settings: Any, run_date: date | None, fix: bool) -> Any:
+    from returnbridge.runtime import open_reconciliation
+
+    settings.reconcile = settings.reconcile.model_copy(update={"fix": fix})
+    async with open_reconciliation(settings) as reconciliation:
+        return await reconciliation.run(run_date)
+
+
+def reconcile(
+    run_date: Annotated[
+        str | None,
+        typer.Option(
+            "--date",
+            help="The run date (YYYY-MM-DD, the brand's timezone): gaps are recorded under it "
+            "and aged to the end of that day (default: today).",
+        ),
+    ] = None,
+    fix: Annotated[
+        bool, typer.Option("--fix/--no-fix", help="Re-enqueue fixable gaps (default: yes).")
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """The daily reconciliation once: load both systems into the warehouse, find the gaps,
+    re-enqueue the fixable ones through the ledger, post one digest per owner to Slack."""
+    day: date | None = None
+    if run_date is not None:
+        try:
+            day = date.fromisoformat(run_date)
+        except ValueError:
+            _fail_input(f"--date: {run_date!r} is not a date (YYYY-MM-DD)")
+    settings = _settings()
+    _logging()
+    try:
+        report = asyncio.run(_run_reconciliation(settings, day, fix))
+    except Exception as exc:
+        log.debug("reconciliation failed", exc_info=True)
+        _fail(f"reconciliation failed: {type(exc).__name__}: {exc}")
+    figures = report.as_dict()
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2, default=str))
+        return
+    typer.echo(f"Reconciliation {figures['run_date']} (as of {figures['as_of']})")
+    typer.echo(f"  loaded: {figures['loaded']}")
+    typer.echo(f"  gaps: {figures['gaps_by_code'] or 'none'}")
+    typer.echo(f"  outcomes: {figures['gap_outcomes'] or 'none'}")
+    if figures["gaps"]:
+        columns = ["code", "owner", "order_number", "reveni_return_id", "sku", "amount",
+                   "currency", "age_days", "fixable", "outcome"]  # fmt: skip
+        typer.echo(_table(figures["gaps"], columns))
+    for digest in figures["digests"]:
+        state = f"posted to {digest['channel']}" if digest["sent"] else f"kept: {digest['error']}"
+        typer.echo(f"  digest {digest['owner']} ({digest['run_date']}): {state}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the operating commands to the `returnbridge` command."""
     app.command("sync")(sync)
+    app.command("reconcile")(reconcile)
     app.command("replay")(replay)
     app.command("receiver")(receiver)
     app.add_typer(exceptions_app, name="exceptions")

@@ -9,10 +9,15 @@
 3. The sync runs (design.md §7) until nothing is left to do: Reveni returns changed since the
    cursor plus the inbox -> batch-read Centra -> plan -> execute exactly once per ledger key ->
    advance the cursor. Bounded by a timeout.
+4. The scenario's changes made in Centra behind returnbridge's back (`after_sync` manual
+   refunds) happen, then the daily reconciliation runs once: both systems into the DuckDB
+   warehouse (in `--out` or the temporary directory), gaps, fixes through the ledger, and one
+   digest per owner posted to a local Slack Web API stand-in.
 
 The run summary (contract.md §4) carries the Centra simulator's ground truth in `centra` (what
-really happened in Centra, not what returnbridge believes), the ledger's exceptions, the API
-calls made, and the keys of later features present and empty.
+really happened in Centra, not what returnbridge believes), the ledger's exceptions, the
+reconciliation's gaps (with their outcomes) and digests, the API calls made, and the keys of
+later features present and empty.
 """
 
 from __future__ import annotations
@@ -36,17 +41,21 @@ from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.reveni import ReveniClient
 from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.reveni.wire import EVENT_TYPES
+from returnbridge.connectors.slack import SlackSettings
 from returnbridge.ledger import Ledger
 from returnbridge.ledger.records import ExceptionRecord
 from returnbridge.receiver.app import create_receiver
 from returnbridge.receiver.settings import ReceiverSettings
 from returnbridge.receiver.trigger import DebouncedTrigger
-from returnbridge.runtime import open_sync
+from returnbridge.reconcile.run import ReconcileReport
+from returnbridge.reconcile.settings import ReconcileSettings
+from returnbridge.runtime import open_reconciliation, open_sync
 from returnbridge.scenario import Scenario
 from returnbridge.settings import Settings
 from returnbridge.simulators.centra.app import create_app as create_centra_app
 from returnbridge.simulators.reveni.app import create_app as create_reveni_app
 from returnbridge.simulators.server import serve_in_thread
+from returnbridge.simulators.slack import SlackStandIn
 from returnbridge.sync import SyncReport
 from returnbridge.sync_settings import SyncSettings
 
@@ -81,6 +90,8 @@ class DemoRun:
     webhooks_received: int = 0
     walked_steps: int = 0
     idle: bool = True
+    reconciliation: ReconcileReport | None = None
+    slack_messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 @contextmanager
@@ -97,9 +108,18 @@ def _running(scenario: Scenario, ledger: Ledger, trigger: DebouncedTrigger) -> I
 
 
 def demo_settings(
-    scenario: Scenario, centra_url: str, reveni_url: str, ledger_url: str
+    scenario: Scenario,
+    centra_url: str,
+    reveni_url: str,
+    ledger_url: str,
+    *,
+    initial_look_back: timedelta = timedelta(days=3650),
+    warehouse_path: Path | None = None,
+    slack: SlackSettings | None = None,
 ) -> Settings:
-    """returnbridge's settings pointing at the simulators (what RETURNBRIDGE_* would say)."""
+    """returnbridge's settings pointing at the simulators (what RETURNBRIDGE_* would say).
+    `initial_look_back`: how far the first sync reads (default: the scenario's whole
+    history); `warehouse_path` / `slack`: the reconciliation's warehouse and Slack."""
     return Settings(
         centra=CentraSettings(
             base_url=centra_url,
@@ -113,12 +133,15 @@ def demo_settings(
         sync=SyncSettings(
             ledger_url=ledger_url,
             returns_warehouse_id=scenario.centra.returns_warehouse,
-            # the scenario's history, however old: the first run reads all of it
-            initial_look_back=timedelta(days=3650),
+            initial_look_back=initial_look_back,
             backoff_seconds=0.2,
             backoff_max_seconds=2.0,
             in_doubt_settle_seconds=1.0,
         ),
+        reconcile=ReconcileSettings(
+            warehouse_path=warehouse_path or Path("data/warehouse.duckdb"), timezone="UTC"
+        ),
+        slack=slack or SlackSettings(enabled=False),
     )
 
 
@@ -159,19 +182,39 @@ def run_demo(
         db = folder / "ledger.db"
         for stale in folder.glob("ledger.db*"):
             stale.unlink()  # a demo starts from an empty ledger
-        with Ledger(f"sqlite:///{db}") as ledger:
-            return _run(scenario, ledger, timeout)
+        warehouse = folder / "warehouse.duckdb"
+        for stale in folder.glob("warehouse.duckdb*"):
+            stale.unlink()
+        with Ledger(f"sqlite:///{db}") as ledger, SlackStandIn() as slack:
+            return _run(scenario, ledger, timeout, warehouse, slack)
 
 
-def _run(scenario: Scenario, ledger: Ledger, timeout: float) -> DemoRun:
+def _run(
+    scenario: Scenario, ledger: Ledger, timeout: float, warehouse: Path, slack: SlackStandIn
+) -> DemoRun:
     reports: list[SyncReport] = []
     clock = scenario_clock(scenario)
     urls: dict[str, str] = {}
 
+    def settings() -> Settings:
+        # the product's default first look-back: what happened before it is reconciliation's
+        return demo_settings(
+            scenario,
+            urls["centra"],
+            urls["reveni"],
+            ledger.url,
+            initial_look_back=SyncSettings().initial_look_back,
+            warehouse_path=warehouse,
+            slack=slack.settings(),
+        )
+
     async def one_run() -> None:
-        settings = demo_settings(scenario, urls["centra"], urls["reveni"], ledger.url)
-        async with open_sync(settings, ledger=ledger, clock=clock) as sync:
+        async with open_sync(settings(), ledger=ledger, clock=clock) as sync:
             reports.append(await sync.run())
+
+    async def reconcile() -> ReconcileReport:
+        async with open_reconciliation(settings(), ledger=ledger, clock=clock) as rec:
+            return await rec.run()
 
     def run_sync() -> None:
         asyncio.run(one_run())
@@ -197,6 +240,11 @@ def _run(scenario: Scenario, ledger: Ledger, timeout: float) -> DemoRun:
                 break
             time.sleep(0.2)
         idle = _idle(ledger)
+        for refund in scenario.centra.manual_refunds:
+            if refund.after_sync:
+                body = {"order_number": refund.order_number, "amount": str(refund.amount)}
+                centra_control.post("/_sim/manual_refunds", json=body).raise_for_status()
+        reconciliation = asyncio.run(reconcile())
         effects = centra_control.get("/_sim/effects").raise_for_status().json()
         centra_counters = centra_control.get("/_sim/counters").raise_for_status().json()
         reveni_counters = reveni_control.get("/_sim/counters").raise_for_status().json()
@@ -205,12 +253,23 @@ def _run(scenario: Scenario, ledger: Ledger, timeout: float) -> DemoRun:
     summary = empty_summary()
     summary["centra"] = effects
     summary["exceptions"] = [e.as_summary() for e in exceptions]
+    summary["gaps"] = reconciliation.gaps
+    summary["digests"] = [d.as_summary() for d in reconciliation.digests]
     summary["api_calls"] = {
         "centra_requests": centra_counters["requests"],
         "centra_mutations": centra_counters["mutations"],
         "reveni_requests": reveni_counters["requests"],
     }
-    return DemoRun(summary, exceptions, reports, received, walked, idle)
+    return DemoRun(
+        summary,
+        exceptions,
+        reports,
+        received,
+        walked,
+        idle,
+        reconciliation=reconciliation,
+        slack_messages=slack.messages(),
+    )
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
@@ -272,4 +331,33 @@ def render_report(run: DemoRun) -> str:
     owners = Counter(e.owner for e in run.exceptions if e.status in ("open", "retrying"))
     lines.append("")
     lines.append("Open by owner: " + ", ".join(f"{o} {n}" for o, n in sorted(owners.items())))
+    lines += _render_reconciliation(run)
     return "\n".join(lines)
+
+
+def _render_reconciliation(run: DemoRun) -> list[str]:
+    rec = run.reconciliation
+    if rec is None:
+        return []
+    lines = ["", f"Reconciliation {rec.run_date}: {len(rec.gaps)} gaps."]
+    if rec.gaps:
+        rows = [
+            (
+                g["code"],
+                g["owner"],
+                "-" if g["order_number"] is None else str(g["order_number"]),
+                g["reveni_return_id"] or "-",
+                "-" if g["amount"] is None else f"{g['amount']} {g['currency']}",
+                "yes" if g["fixable"] else "no",
+                g["outcome"] or "-",
+            )
+            for g in rec.gaps
+        ]
+        header = ("gap", "owner", "order", "return", "amount", "fixable", "outcome")
+        lines.append(_table(header, rows))
+    lines.append("")
+    lines.append("Digests:")
+    for digest in rec.digests:
+        where = f"posted to {digest.channel}" if digest.sent else f"kept ({digest.error})"
+        lines.append(f"- {digest.owner}: {where}: {digest.text.splitlines()[0]}")
+    return lines

@@ -130,6 +130,11 @@ class Order(_Strict):
 class ManualRefund(_Strict):
     order_number: int = Field(ge=1)
     amount: Money
+    after_sync: bool = Field(
+        False,
+        description="Made in Centra after returnbridge's sync has run (the demo makes it just "
+        "before the reconciliation), instead of being there from the start.",
+    )
 
 
 PlanName = Literal["growth", "enhanced", "high_volume", "enterprise", "unlimited"]
@@ -214,9 +219,17 @@ class ReveniReturn(_Strict):
     items: list[ReturnItem] = Field(min_length=1)
     refund: Refund | None = None
     history: list[ReturnStatus] = Field(default_factory=lambda: ["in_progress"])  # type: ignore[arg-type]
+    before_start: bool = Field(
+        False,
+        description="The whole history happened before the simulation starts (an hour per "
+        "step after created_at, no webhooks): a return handled while returnbridge was not "
+        "running. Needs created_at.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ReveniReturn:
+        if self.before_start and self.created_at is None:
+            raise ValueError("before_start: needs created_at (when the history began)")
         try:
             check_history(list(self.history))
         except StatusMoveError as exc:

@@ -12,14 +12,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.reveni.settings import ReveniSettings
+from returnbridge.connectors.slack import SlackSettings
 from returnbridge.receiver.settings import ReceiverSettings
+from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.sync_settings import SyncSettings
 
 __all__ = [
     "CentraSettings",
     "ReceiverSettings",
+    "ReconcileSettings",
     "ReveniSettings",
     "Settings",
+    "SlackSettings",
     "SyncSettings",
     "load_settings",
 ]
@@ -39,6 +43,8 @@ class Settings(BaseSettings):
     reveni: ReveniSettings = Field(default_factory=ReveniSettings)
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
 
     @model_validator(mode="after")
     def _receiver_uses_the_connectors_webhook_settings(self) -> Settings:

@@ -7,11 +7,13 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from returnbridge.connectors.slack import SlackSettings
 from returnbridge.demo import (
     CENTRA_SECRET,
     CENTRA_TOKEN,
@@ -20,7 +22,8 @@ from returnbridge.demo import (
     scenario_clock,
 )
 from returnbridge.ledger import Ledger
-from returnbridge.runtime import open_sync
+from returnbridge.reconcile.run import ReconcileReport
+from returnbridge.runtime import open_reconciliation, open_sync
 from returnbridge.scenario import Scenario
 from returnbridge.settings import Settings
 from returnbridge.simulators.centra.app import create_app as create_centra_app
@@ -76,7 +79,32 @@ class Integration:
             "RETURNBRIDGE_SYNC__RETURNS_WAREHOUSE_ID": str(s.sync.returns_warehouse_id),
             "RETURNBRIDGE_SYNC__INITIAL_LOOK_BACK": "P3650D",
             "RETURNBRIDGE_SYNC__IN_DOUBT_SETTLE_SECONDS": "1",
+            "RETURNBRIDGE_RECONCILE__WAREHOUSE_PATH": str(s.reconcile.warehouse_path),
+            "RETURNBRIDGE_RECONCILE__TIMEZONE": s.reconcile.timezone,
+            "RETURNBRIDGE_SLACK__ENABLED": "true" if s.slack.enabled else "false",
+            "RETURNBRIDGE_SLACK__BASE_URL": s.slack.base_url,
+            "RETURNBRIDGE_SLACK__TOKEN": s.slack.token.get_secret_value(),
         }
+
+    def reconcile(self, run_date: date | None = None, **settings: Any) -> ReconcileReport:
+        """One reconciliation, as `returnbridge reconcile` does it (`settings`: overrides of
+        the reconcile section)."""
+        merged = self.settings.model_copy(
+            update={"reconcile": self.settings.reconcile.model_copy(update=settings)}
+        )
+
+        async def once() -> ReconcileReport:
+            async with open_reconciliation(
+                merged, ledger=self.ledger, clock=scenario_clock(self.scenario)
+            ) as rec:
+                return await rec.run(run_date)
+
+        return asyncio.run(once())
+
+    def manual_refund(self, order_number: int, amount: str) -> None:
+        """Someone refunds on the order directly in Centra."""
+        body = {"order_number": order_number, "amount": amount}
+        self.centra.post("/_sim/manual_refunds", json=body).raise_for_status()
 
 
 def unlimited(scenario: Scenario) -> Scenario:
@@ -89,9 +117,15 @@ def unlimited(scenario: Scenario) -> Scenario:
 
 @contextmanager
 def integration(
-    scenario: Scenario, tmp_path: Path, *, plan_limits: bool = False
+    scenario: Scenario,
+    tmp_path: Path,
+    *,
+    plan_limits: bool = False,
+    slack: SlackSettings | None = None,
+    initial_look_back: timedelta = timedelta(days=3650),
 ) -> Iterator[Integration]:
-    """`plan_limits`: keep the scenario's rate-limit plan (default: unlimited)."""
+    """`plan_limits`: keep the scenario's rate-limit plan (default: unlimited). The warehouse
+    is a file in `tmp_path`; Slack is off unless `slack` is given."""
     if not plan_limits:
         scenario = unlimited(scenario)
     centra_app = create_centra_app(scenario, token=CENTRA_TOKEN, order_api_secret=CENTRA_SECRET)
@@ -103,5 +137,13 @@ def integration(
         httpx.Client(base_url=centra.url, timeout=10) as centra_control,
         httpx.Client(base_url=reveni.url, timeout=10) as reveni_control,
     ):
-        settings = demo_settings(scenario, centra.url, reveni.url, ledger.url)
+        settings = demo_settings(
+            scenario,
+            centra.url,
+            reveni.url,
+            ledger.url,
+            initial_look_back=initial_look_back,
+            warehouse_path=tmp_path / "warehouse.duckdb",
+            slack=slack,
+        )
         yield Integration(scenario, settings, ledger, centra_control, reveni_control)

@@ -84,6 +84,7 @@ def test_documents_cover_every_operation_the_client_sends() -> None:
         "ProductSizesBySku",
         "Warehouses",
         "StockChangesByDescription",
+        "StockChangesAfter",
         "RateLimits",
         "CreateReturn",
         "CompleteReturn",

@@ -400,6 +400,48 @@ def test_observe_heals_only_what_it_checked_and_no_longer_finds(
     assert [e.sku for e in third.healed] == ["Y"]
 
 
+def test_observe_over_everything_heals_order_level_exceptions_too(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    """Reconciliation sees the whole snapshot (`scope_return_ids=None`): anything of its codes
+    it no longer finds is healed, exceptions with no return id included; other codes stay."""
+    unmatched = ReturnException("unmatched_centra_refund", None, 1001, amount=Decimal("49.00"))
+    missing = ReturnException("restock_missing", "R1", 1001, sku="X")
+    shared = _mismatch("R2")
+    codes = ["unmatched_centra_refund", "restock_missing"]
+    first = ledger.observe_exceptions(
+        [unmatched, missing, shared], scope_return_ids=None, scope_codes=codes
+    )
+    assert len(first.new) == 3
+    clock.advance(minutes=1)
+    second = ledger.observe_exceptions([missing], scope_return_ids=None, scope_codes=codes)
+    assert [(e.code, e.order_number) for e in second.healed] == [("unmatched_centra_refund", 1001)]
+    assert {e.code for e in ledger.exceptions(statuses=["open"])} == {
+        "restock_missing",
+        "refund_amount_mismatch",
+    }
+    assert ledger.observe_exceptions([], scope_return_ids=[], scope_codes=codes).healed == []
+
+
+def test_reopen_puts_only_done_actions_back_in_doubt_for_a_read_back(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    ledger.plan([create_return("R1"), restock("R1", depends_on=["return:R1"])])
+    ledger.claim("return:R1", expected="pending")
+    ledger.transition("return:R1", "done", expected="in_flight", centra_ref="c-1")
+    done_at = ledger.action("return:R1").updated_at  # type: ignore[union-attr]
+    clock.advance(hours=5)
+    assert ledger.reopen(["return:R1", "restock:R1", "nope"]) == ["return:R1"]
+    again = ledger.action("return:R1")
+    assert again is not None and again.state == "in_doubt"
+    assert again.last_error is not None and "reconciliation" in again.last_error
+    # its settle time counts from when it was done: a read-back that finds nothing is believed
+    assert again.updated_at == done_at
+    # its dependants wait for the read-back again
+    assert [a.key for a in ledger.due()] == ["return:R1"]
+    assert ledger.action("restock:R1").state == "pending"  # type: ignore[union-attr]
+
+
 def test_observe_links_exceptions_to_their_actions(ledger: Ledger) -> None:
     failed = ReturnException("return_create_failed", "R1", 1001, detail="rejected")
     changes = ledger.observe_exceptions(

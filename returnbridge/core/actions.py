@@ -58,7 +58,9 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "in_doubt": frozenset({"in_flight", "done", "pending", "failed", "blocked"}),
     "failed": frozenset({"pending"}),
     "blocked": frozenset({"pending"}),
-    "done": frozenset(),
+    # in_doubt again: reconciliation found the effect missing in Centra (read back, never resent
+    # blindly)
+    "done": frozenset({"in_doubt"}),
 }
 
 # The restock change's description is the read-back key: exact match, one per return.

@@ -50,6 +50,8 @@ AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 # Longest response / error / request summary text kept per attempt (and per last_error).
 TEXT_LIMIT: Final = 4000
 HEALED_NOTE: Final = "healed: no longer found"
+# Why a done action is in doubt again: reconciliation found its effect missing in Centra.
+REOPENED_NOTE: Final = "reopened by reconciliation: the effect is missing in Centra; reading back"
 CLAIMABLE: Final = ("pending", "in_doubt")
 _RETRYABLE: Final = ("failed", "blocked")
 _LIVE_EXCEPTION: Final = ("open", "retrying")
@@ -334,6 +336,29 @@ class Ledger:
         wanted = list(dict.fromkeys(keys))
         return self._write(lambda conn: _requeue(conn, wanted, now))
 
+    def reopen(self, keys: Iterable[str]) -> list[str]:
+        """`done` actions among `keys` back to `in_doubt`, due at once: reconciliation found
+        their effect missing in Centra. The executor reads Centra back before anything is sent
+        (design.md §3), so an effect that is there after all is adopted, never doubled."""
+        wanted = list(dict.fromkeys(keys))
+        t = schema.actions
+
+        def run(conn: Connection) -> list[str]:
+            moved: list[str] = []
+            for chunk in _chunks(wanted):
+                stmt = (
+                    sa.update(t)
+                    .where(t.c.key.in_(chunk), t.c.state == "done")
+                    # updated_at stays when it went done: the settle time after that write
+                    # has long passed, so a read-back that finds nothing is believed
+                    .values(state="in_doubt", not_before=None, last_error=REOPENED_NOTE)
+                    .returning(t.c.key)
+                )
+                moved += conn.execute(stmt).scalars()
+            return sorted(moved)
+
+        return self._write(run)
+
     def adopt(
         self,
         key: str,
@@ -447,7 +472,7 @@ class Ledger:
         self,
         found: Sequence[ReturnException],
         *,
-        scope_return_ids: Iterable[str],
+        scope_return_ids: Iterable[str] | None,
         scope_codes: Iterable[str],
         action_keys: Mapping[tuple[Any, ...], str] | None = None,
         now: datetime | None = None,
@@ -455,10 +480,12 @@ class Ledger:
         """Raise every exception `found` by a check, and resolve ("healed") every open or
         retrying one of the checked returns and codes that the check no longer finds.
 
-        `action_keys` maps an exception's `key` to the action behind it. An exception raised
-        again after it was resolved counts as new."""
+        `scope_return_ids` None: the check saw everything (reconciliation's full snapshot), so
+        every live exception of `scope_codes` it no longer finds is healed, order-level ones
+        (no return id) included. `action_keys` maps an exception's `key` to the action behind
+        it. An exception raised again after it was resolved counts as new."""
         at = self._now(now)
-        return_ids = list(dict.fromkeys(scope_return_ids))
+        return_ids = None if scope_return_ids is None else list(dict.fromkeys(scope_return_ids))
         codes = list(dict.fromkeys(scope_codes))
         keyed = action_keys or {}
 
@@ -469,7 +496,7 @@ class Ledger:
                 record, fresh = _raise(conn, exc, keyed.get(exc.key), at)
                 (new if fresh else seen).append(record)
             still = {exception_identity(exc.key) for exc in found}
-            healed = _heal(conn, return_ids, codes, still, at) if return_ids and codes else []
+            healed = _heal(conn, return_ids, codes, still, at) if return_ids != [] and codes else []
             return ExceptionChanges(new=new, seen=seen, healed=healed)
 
         return self._write(run)
@@ -780,20 +807,23 @@ def _raise(
 
 def _heal(
     conn: Connection,
-    return_ids: Sequence[str],
+    return_ids: Sequence[str] | None,
     codes: Sequence[str],
     still_found: set[str],
     at: datetime,
 ) -> list[ExceptionRecord]:
     t = schema.exceptions
+    live = sa.select(t.c.id, t.c.identity).where(
+        t.c.status.in_(_LIVE_EXCEPTION), t.c.code.in_(codes)
+    )
+    scopes = (
+        [live]
+        if return_ids is None
+        else [live.where(t.c.reveni_return_id.in_(chunk)) for chunk in _chunks(return_ids)]
+    )
     stale: list[int] = []
-    for chunk in _chunks(return_ids):
-        rows = conn.execute(
-            sa.select(t.c.id, t.c.identity)
-            .where(t.c.status.in_(_LIVE_EXCEPTION))
-            .where(t.c.reveni_return_id.in_(chunk), t.c.code.in_(codes))
-        )
-        stale += [r.id for r in rows if r.identity not in still_found]
+    for stmt in scopes:
+        stale += [r.id for r in conn.execute(stmt) if r.identity not in still_found]
     healed: list[ExceptionRecord] = []
     for chunk_ids in _chunks(sorted(stale)):
         rows = conn.execute(

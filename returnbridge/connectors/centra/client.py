@@ -419,6 +419,29 @@ class CentraClient(AsyncClient[CentraTransport]):
             c async for c in iter_limit_pages(fetch, _LIST_LIMIT) if c.description == description
         ]
 
+    async def stock_changes_after(
+        self, warehouse_ids: Iterable[int], after: str | None, *, page_size: int = _LIST_LIMIT
+    ) -> tuple[list[StockChange], str | None]:
+        """Every stock change of these warehouses after connection cursor `after` (all when
+        None), and the cursor to pass next time (`after` itself when nothing is new)."""
+        changes: list[StockChange] = []
+        cursor, ids = after, list(warehouse_ids)
+        while True:
+            data = await self._query(
+                "StockChangesAfter", warehouseIds=ids, first=page_size, after=cursor
+            )
+            connection = data.get("stockChangeConnection")
+            if not isinstance(connection, dict):
+                raise CentraQueryError("stockChangeConnection: missing in the response")
+            nodes = [edge.get("node") for edge in connection.get("edges") or []]
+            changes += _parse_list(StockChange, nodes, "stockChangeConnection")
+            info = connection.get("pageInfo") or {}
+            end = info.get("endCursor")
+            if end is not None:
+                cursor = end
+            if not info.get("hasNextPage") or not nodes or end is None:
+                return changes, cursor
+
     async def rate_limits(self) -> list[RateLimit]:
         """Centra's current view of the environment's rate-limit buckets (6 rows)."""
         data = await self._query("RateLimits")

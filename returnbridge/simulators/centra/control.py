@@ -12,9 +12,13 @@ how tests, the demo and benchmarks drive the simulator and read its ground truth
 - `POST /_sim/tokens` `{token, permissions: [..] | null}` adds an Integration API token
 - `GET /_sim/effects`: the run summary's `centra` section (contract.md §4)
 - `GET /_sim/state/stock`: physical / allocated / FTA per SKU and warehouse
+- `POST /_sim/manual_refunds` `{order_number, amount}`: someone refunds on the order directly in
+  Centra (through the PSP, on no return)
 """
 
 from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -89,9 +93,30 @@ def control_api(sim: CentraSimulator) -> Router:
             ]
         return JSONResponse({"stock": rows})
 
+    async def manual_refunds(request: Request) -> Response:
+        body = await json_body(request)
+        if set(body) - {"order_number", "amount"}:
+            raise ControlError(f"unknown key(s): {sorted(set(body) - {'order_number', 'amount'})}")
+        number, amount = body.get("order_number"), body.get("amount")
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise ControlError("order_number must be an integer")
+        try:
+            value = Decimal(str(amount))
+        except InvalidOperation:
+            raise ControlError(f"amount must be a decimal string, not {amount!r}") from None
+        if not value.is_finite() or value <= 0:
+            raise ControlError(f"amount must be positive, not {amount!r}")
+        with sim.lock:
+            if number not in sim.state.orders:
+                raise ControlError(f"order_number: Centra has no order {number}")
+            entry = sim.state.manual_refund(number, value)
+            sim.state.emit("order", "update", number)
+        return JSONResponse({"order_number": number, "entry_id": entry.id}, status_code=201)
+
     return Router(
         routes=[
             Route("/load", handled(load), methods=["POST"]),
+            Route("/manual_refunds", handled(manual_refunds), methods=["POST"]),
             *common_routes(sim),
             Route("/webhooks", handled(webhooks), methods=["GET", "POST"]),
             Route("/tokens", handled(tokens), methods=["POST"]),

@@ -113,20 +113,30 @@ class CentraState:
         for order in section.orders:
             self._load_order(order)
         for refund in section.manual_refunds:
-            rec = self.orders[refund.order_number]
-            rec.payments.append(
-                PaymentEntryRec(
-                    id=self.ids.next("payment"),
-                    order_number=rec.number,
-                    created_at=self.clock.now() - timedelta(days=1),
-                    status="SUCCESS",
-                    entry_type=self.inferred.payment_entry_type_refund,
-                    value=money(refund.amount),
-                    payment_method=PAYMENT_METHOD,
-                    external_reference=f"manual-refund-{rec.number}-{len(rec.payments)}",
-                    initial=True,
+            if not refund.after_sync:
+                self.manual_refund(
+                    refund.order_number, refund.amount, at=self.clock.now() - timedelta(days=1)
                 )
-            )
+
+    def manual_refund(
+        self, order_number: int, amount: Decimal, *, at: datetime | None = None
+    ) -> PaymentEntryRec:
+        """A refund someone made directly in Centra on the order (not on any return), through
+        the PSP. KeyError for an unknown order."""
+        rec = self.orders[order_number]
+        entry = PaymentEntryRec(
+            id=self.ids.next("payment"),
+            order_number=rec.number,
+            created_at=at or self.clock.now(),
+            status="SUCCESS",
+            entry_type=self.inferred.payment_entry_type_refund,
+            value=money(amount),
+            payment_method=PAYMENT_METHOD,
+            external_reference=f"manual-refund-{rec.number}-{len(rec.payments)}",
+            initial=True,  # not returnbridge's: someone else's, from the scenario
+        )
+        rec.payments.append(entry)
+        return entry
 
     def _add_size(self, sku: str, ean: str | None) -> SizeRec:
         variant_number, size_name = split_sku(sku)

@@ -27,7 +27,7 @@ Modelling choices, all [INFER]:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -90,6 +90,7 @@ class ReveniState:
         self.returns: dict[str, ReturnRec] = {}  # creation order
         self._sinks: list[EventSink] = []
         self._last_stamp: datetime | None = None
+        self._fixed_stamps: Iterator[datetime] | None = None  # history played before start
         self._created = 0
 
     @classmethod
@@ -99,8 +100,21 @@ class ReveniState:
         """The store as the scenario describes it: every return in its first status, no events."""
         state = cls(scenario, inferred, clock)
         for ret in scenario.reveni.returns:
-            state.create(ret, initial=True)
+            rec = state.create(ret, initial=True)
+            if ret.before_start:
+                state._play_before_start(rec)
         return state
+
+    def _play_before_start(self, rec: ReturnRec) -> None:
+        """Play `rec`'s whole history now, stamped an hour a step after its creation (no one
+        is subscribed yet: no webhooks)."""
+        steps = iter(rec.created_at + timedelta(hours=h + 1) for h in range(10_000))
+        self._fixed_stamps = steps
+        try:
+            while rec.remaining_history:
+                self.set_status(rec.id, rec.remaining_history.pop(0))
+        finally:
+            self._fixed_stamps = None
 
     def subscribe(self, sink: EventSink) -> None:
         self._sinks.append(sink)
@@ -444,6 +458,8 @@ class ReveniState:
     def _stamp(self) -> datetime:
         """The time of a change: the clock (never at or before the previous change's time);
         the clock then moves one second on."""
+        if self._fixed_stamps is not None:
+            return next(self._fixed_stamps)
         now = self.clock.now()
         if self._last_stamp is not None and now <= self._last_stamp:
             now = self._last_stamp + timedelta(seconds=1)

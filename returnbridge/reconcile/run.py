@@ -1,0 +1,426 @@
+"""The daily reconciliation (design.md §7): load, compare, fix, tell the owners.
+
+1. **Load** what changed in both systems since the last load (less a look-back) into the
+   warehouse (`extract.py`), as that day's snapshot.
+2. **Gaps**: the rules (`rules.py`) over the warehouse, leaving out what the ledger's open
+   exceptions already explain.
+3. **Fix** the fixable gaps through the exactly-once core, under the same ledger keys: an action
+   the ledger thinks done whose effect Centra does not show is put back in doubt (the executor
+   reads Centra back before it sends anything), a failed one is retried, and a return the
+   sync never saw is planned now; then Centra is read again and the gaps recomputed, so each
+   gap's outcome is `healed` (gone), `retried` (its action still under way) or `still_open`.
+4. **Record**: gaps become ledger exceptions for their owners (healed ones resolved), and the
+   day's gaps with their outcomes are kept in the warehouse.
+5. **Digests**: one per owner, through the outbox (`digests.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from returnbridge.connectors.centra.client import CentraClient
+from returnbridge.connectors.reveni.client import ReveniClient
+from returnbridge.connectors.reveni.models import currency_exponent
+from returnbridge.connectors.slack import DigestPoster, SlackSettings
+from returnbridge.core.codes import Owner, ReturnException
+from returnbridge.core.planner import PlannerConfig
+from returnbridge.ledger.store import Ledger
+from returnbridge.reconcile.digests import Delivery, compose_digest, deliver_digests
+from returnbridge.reconcile.extract import extract, extract_centra, look_back
+from returnbridge.reconcile.rules import EXPLAINED_BY, GapConfig, compute_gaps
+from returnbridge.reconcile.settings import ReconcileSettings
+from returnbridge.reconcile.tables import LEDGER_EXCEPTIONS
+from returnbridge.reconcile.warehouse import Warehouse
+from returnbridge.sync import ReturnSync
+
+log = logging.getLogger(__name__)
+
+SOURCE = "api"  # the warehouse load source of the daily extraction
+REFRESH_SOURCE = "api-refresh"  # Centra re-read after the fixes
+
+# What re-enqueues a fixable gap: the kind of action whose effect is missing.
+FIX_KIND: dict[str, str] = {
+    "return_missing": "create_return",
+    "refund_missing": "refund",
+    "restock_missing": "restock",
+    "exchange_order_missing": "exchange_order",
+}
+# Codes only reconciliation raises: it may also heal them. The others it shares with the sync
+# (which heals them as it re-plans); reconciliation raises those but never heals them.
+GAP_ONLY_CODES: frozenset[str] = frozenset(
+    {
+        "return_missing",
+        "refund_missing",
+        "unmatched_centra_refund",
+        "restock_missing",
+        "restock_duplicated",
+        "exchange_order_missing",
+        "exchange_not_zero_value",
+    }
+)
+GapKey = tuple[str, str | None, int | None, str | None]
+GAP_KEY = ("code", "reveni_return_id", "order_number", "sku")
+
+
+def gap_config(planner: PlannerConfig, settings: ReconcileSettings) -> GapConfig:
+    """The rules' expectations: the planner's own, plus the grace period."""
+    return GapConfig(
+        refund_tolerance=planner.refund_tolerance,
+        instant_window_days=planner.instant_window_days,
+        instant_deadline_warn_days=planner.instant_deadline_warn_days,
+        grace=settings.grace,
+        not_returnable=planner.not_returnable,
+        payment_entry_type_refund=planner.payment_entry_type_refund,
+        manual_refund_payment_method=planner.manual_refund_payment_method,
+    )
+
+
+def as_exception(row: dict[str, Any]) -> ReturnException:
+    """A gap row as the ledger exception of the same code and keys."""
+    amount = row["amount_minor"]
+    currency = row["currency"]
+    return ReturnException(
+        row["code"],
+        row["reveni_return_id"],
+        row["order_number"],
+        sku=row["sku"],
+        amount=(
+            None
+            if amount is None or currency is None
+            else Decimal(amount).scaleb(-currency_exponent(currency))
+        ),
+        currency=currency,
+        detail=row["detail"] or "",
+    )
+
+
+def gap_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The run summary's `gaps[]` entry (contract.md §4, with amount, age and detail)."""
+    summary = as_exception(row).as_summary()
+    return {
+        "code": row["code"],
+        "owner": row["owner"],
+        "order_number": row["order_number"],
+        "reveni_return_id": row["reveni_return_id"],
+        "sku": row["sku"],
+        "amount": summary["amount"],
+        "currency": row["currency"],
+        "age_days": row["age_days"],
+        "fixable": row["fixable"],
+        "outcome": row.get("outcome"),
+        "detail": row["detail"],
+    }
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciliation run loaded, found, fixed and told."""
+
+    run_date: date
+    as_of: datetime
+    loaded: dict[str, int] = field(default_factory=dict)
+    reveni_complete: bool = True
+    rejected_rows: list[str] = field(default_factory=list)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    reopened: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    replanned_returns: list[str] = field(default_factory=list)
+    fix_sync: dict[str, Any] = field(default_factory=dict)
+    exceptions_new: int = 0
+    exceptions_healed: int = 0
+    digests: list[Delivery] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Gaps per code."""
+        counts: dict[str, int] = {}
+        for gap in self.gaps:
+            counts[gap["code"]] = counts.get(gap["code"], 0) + 1
+        return dict(sorted(counts.items()))
+
+    def outcomes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for gap in self.gaps:
+            outcome = gap["outcome"] or "none"
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_date": self.run_date.isoformat(),
+            "as_of": self.as_of.isoformat(),
+            "loaded": self.loaded,
+            "reveni_complete": self.reveni_complete,
+            "rejected_rows": self.rejected_rows,
+            "gaps_by_code": self.counts(),
+            "gap_outcomes": self.outcomes(),
+            "gaps": self.gaps,
+            "reopened": self.reopened,
+            "requeued": self.requeued,
+            "replanned_returns": self.replanned_returns,
+            "fix_sync": self.fix_sync,
+            "exceptions_new": self.exceptions_new,
+            "exceptions_healed": self.exceptions_healed,
+            "digests": [d.as_summary() for d in self.digests],
+        }
+
+
+def as_of_for(run_date: date | None, now: datetime, settings: ReconcileSettings) -> datetime:
+    """The moment a run for `run_date` looks at: now for today's run, the end of that day in
+    the brand's timezone for an earlier date (never later than now)."""
+    if run_date is None:
+        return now
+    end = datetime.combine(run_date + timedelta(days=1), time(0), settings.zone)
+    return min(now, end)
+
+
+class Reconciliation:
+    """One brand's daily reconciliation over open clients, ledger and warehouse."""
+
+    def __init__(
+        self,
+        *,
+        reveni: ReveniClient,
+        centra: CentraClient,
+        ledger: Ledger,
+        warehouse: Warehouse,
+        sync: ReturnSync,
+        settings: ReconcileSettings,
+        slack: SlackSettings,
+        poster: DigestPoster | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.reveni, self.centra, self.ledger = reveni, centra, ledger
+        self.warehouse, self.sync, self.settings = warehouse, sync, settings
+        self.slack, self.poster, self.clock = slack, poster, clock
+        planner = sync.config.planner
+        self.gap_config = gap_config(planner, settings)
+        self.returns_warehouse_ids = [planner.returns_warehouse_id]
+        self.exchange_order_base = planner.exchange_order_base
+
+    # ------------------------------------------------------------------ the whole run
+
+    async def run(
+        self, run_date: date | None = None, *, flow_run_url: str | None = None
+    ) -> ReconcileReport:
+        report = self.start(run_date)
+        await self.load(report)
+        gaps = self.find_gaps(report)
+        after = await self.fix(report, gaps) if self.settings.fix else gaps
+        self.record(report, gaps, after)
+        self.send_digests(report, flow_run_url=flow_run_url)
+        return report
+
+    def start(self, run_date: date | None = None) -> ReconcileReport:
+        now = self.clock()
+        as_of = as_of_for(run_date, now, self.settings)
+        day = run_date or as_of.astimezone(self.settings.zone).date()
+        return ReconcileReport(run_date=day, as_of=as_of)
+
+    # ------------------------------------------------------------------ 1. load
+
+    def _watermarks(self) -> dict[str, Any]:
+        stored = self.warehouse.watermark(SOURCE)
+        return json.loads(stored) if stored else {}
+
+    async def load(self, report: ReconcileReport) -> None:
+        """Extract what changed since the last load and load it as the run date's snapshot."""
+        marks = self._watermarks()
+        first = report.as_of - self.settings.first_load_since
+        reveni_mark = _parse(marks.get("reveni"))
+        recheck = self._recheck(report.as_of)
+        extracted = await extract(
+            self.reveni,
+            self.centra,
+            reveni_since=look_back(reveni_mark, self.settings.look_back, first),
+            centra_since=look_back(_parse(marks.get("centra")), self.settings.look_back, first),
+            stock_cursor=marks.get("stock_cursor"),
+            returns_warehouse_ids=self.returns_warehouse_ids,
+            recheck=recheck,
+            exchange_order_base=self.exchange_order_base,
+            snapshot_date=report.run_date,
+        )
+        high_water = extracted.reveni_watermark or reveni_mark
+        watermark = {
+            "reveni": None if high_water is None else high_water.isoformat(),
+            "centra": report.as_of.isoformat(),
+            "stock_cursor": extracted.stock_cursor,
+        }
+        loaded = self.warehouse.load(
+            extracted.frames,
+            snapshot_date=report.run_date,
+            source=SOURCE,
+            watermark=json.dumps(watermark),
+        )
+        report.loaded = dict(loaded.rows)
+        report.reveni_complete = extracted.reveni_complete
+        report.rejected_rows = extracted.rejected
+        log.info(
+            "reconciliation %s: loaded %s (%d returns, %d orders)",
+            report.run_date,
+            loaded.rows,
+            extracted.returns_read,
+            extracted.orders_read,
+        )
+
+    def _recheck(self, as_of: datetime) -> list[int]:
+        """Orders with a Reveni return changed in the last `recheck_days`, already in the
+        warehouse: re-read every run."""
+        if not self.settings.recheck_days:
+            return []
+        since = as_of - timedelta(days=self.settings.recheck_days)
+        returns = self.warehouse.snapshot().reveni_returns
+        recent = returns.filter(pl.col("updated_at") >= since, pl.col("order_number").is_not_null())
+        return sorted(recent["order_number"].unique().to_list())
+
+    # ------------------------------------------------------------------ 2. gaps
+
+    def explained(self) -> pl.DataFrame:
+        """The ledger's open exceptions that can explain a gap."""
+        codes = sorted(set().union(*EXPLAINED_BY.values()))
+        rows = [
+            (r.code, r.reveni_return_id, r.order_number)
+            for code in codes
+            for r in self.ledger.exceptions(code=code, statuses=("open", "retrying"))
+        ]
+        return pl.DataFrame(rows, schema=LEDGER_EXCEPTIONS, orient="row")
+
+    def find_gaps(self, report: ReconcileReport) -> pl.DataFrame:
+        return compute_gaps(
+            self.warehouse.snapshot(),
+            config=self.gap_config,
+            now=report.as_of,
+            explained=self.explained(),
+        )
+
+    # ------------------------------------------------------------------ 3. fix
+
+    async def fix(self, report: ReconcileReport, gaps: pl.DataFrame) -> pl.DataFrame:
+        """Re-enqueue the fixable gaps under their ledger keys, run the sync for their returns,
+        read their orders again and return the gaps as they are now."""
+        fixable = gaps.filter(pl.col("fixable"), pl.col("reveni_return_id").is_not_null())
+        if not fixable.height:
+            return gaps
+        kinds: dict[str, set[str]] = {}
+        for code, rid in fixable.select("code", "reveni_return_id").iter_rows():
+            kinds.setdefault(rid, set()).add(FIX_KIND[code])
+        rids = sorted(kinds)[: self.settings.fix_limit]
+        behind = [
+            record
+            for record in self.ledger.actions(reveni_return_ids=rids)
+            if record.kind in kinds[record.reveni_return_id]
+        ]
+        report.reopened = self.ledger.reopen(r.key for r in behind if r.state == "done")
+        report.requeued = self.ledger.retry(
+            r.key for r in behind if r.state in ("failed", "blocked")
+        )
+        report.replanned_returns = rids
+        synced = await self.sync.run(return_ids=rids)
+        report.fix_sync = {
+            k: v for k, v in synced.as_dict().items() if k not in ("planned_calls", "exceptions")
+        }
+        await self.refresh(report, fixable.filter(pl.col("reveni_return_id").is_in(rids)))
+        return self.find_gaps(report)
+
+    async def refresh(self, report: ReconcileReport, fixed: pl.DataFrame) -> None:
+        """Read Centra again for the orders of the fixed gaps (and new stock changes)."""
+        numbers = fixed["order_number"].drop_nulls().unique().to_list()
+        rids = fixed["reveni_return_id"].unique().to_list()
+        items = self.warehouse.snapshot().reveni_items
+        numbers += (
+            items.filter(pl.col("reveni_return_id").is_in(rids))["exchange_order_number"]
+            .drop_nulls()
+            .to_list()
+        )
+        read = await extract_centra(
+            self.centra,
+            numbers,
+            stock_cursor=self._watermarks().get("stock_cursor"),
+            returns_warehouse_ids=self.returns_warehouse_ids,
+            snapshot_date=report.run_date,
+        )
+        self.warehouse.load(read.frames, snapshot_date=report.run_date, source=REFRESH_SOURCE)
+
+    # ------------------------------------------------------------------ 4. record
+
+    def record(self, report: ReconcileReport, before: pl.DataFrame, after: pl.DataFrame) -> None:
+        """Exceptions for the owners, outcomes on the gaps, the day's gaps in the warehouse."""
+        now = self.clock()
+        first = [as_exception(row) for row in before.iter_rows(named=True)]
+        last = [as_exception(row) for row in after.iter_rows(named=True)]
+        raised = self.ledger.observe_exceptions(
+            first, scope_return_ids=None, scope_codes=GAP_ONLY_CODES, now=now
+        )
+        settled = self.ledger.observe_exceptions(
+            last, scope_return_ids=None, scope_codes=GAP_ONLY_CODES, now=now
+        )
+        report.exceptions_new = len(raised.new) + len(settled.new)
+        report.exceptions_healed = len(raised.healed) + len(settled.healed)
+        gaps = self._with_outcomes(before, after)
+        self.warehouse.record_gaps(report.run_date, gaps)
+        report.gaps = [gap_summary(row) for row in gaps.iter_rows(named=True)]
+
+    def _with_outcomes(self, before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
+        """Every gap found (before the fixes, and any the fixes left new) with its outcome."""
+        still = {tuple(k) for k in after.select(GAP_KEY).iter_rows()}
+        rids = before["reveni_return_id"].drop_nulls().unique().to_list()
+        under_way = {
+            (r.reveni_return_id, r.kind)
+            for r in self.ledger.actions(
+                reveni_return_ids=rids, states=("pending", "in_doubt", "in_flight")
+            )
+        }
+        outcomes: list[str] = []
+        for row in before.iter_rows(named=True):
+            key = tuple(row[k] for k in GAP_KEY)
+            if key not in still:
+                outcomes.append("healed")
+            elif row["fixable"] and (row["reveni_return_id"], FIX_KIND[row["code"]]) in under_way:
+                outcomes.append("retried")
+            else:
+                outcomes.append("still_open")
+        known = {tuple(k) for k in before.select(GAP_KEY).iter_rows()}
+        fresh = after.filter(
+            pl.Series(
+                [tuple(k) not in known for k in after.select(GAP_KEY).iter_rows()], dtype=pl.Boolean
+            )
+        )
+        return pl.concat(
+            [
+                before.with_columns(pl.Series("outcome", outcomes, dtype=pl.String)),
+                fresh.with_columns(pl.lit("still_open").alias("outcome")),
+            ]
+        )
+
+    # ------------------------------------------------------------------ 5. digests
+
+    def send_digests(self, report: ReconcileReport, *, flow_run_url: str | None) -> None:
+        now = self.clock()
+        records = self.ledger.exceptions()
+        digests = [
+            compose_digest(
+                owner,
+                records,
+                since=self.warehouse.last_digest_at(owner.value),
+                now=now,
+                run_date=report.run_date,
+                mention=self.slack.mention_for(owner.value),
+                flow_run_url=flow_run_url,
+                top=self.settings.digest_top,
+            )
+            for owner in Owner
+        ]
+        report.digests = deliver_digests(
+            digests, warehouse=self.warehouse, settings=self.slack, poster=self.poster
+        )
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
