@@ -559,7 +559,7 @@ class _Generator:
         )  # fmt: skip
         items = items.select(
             "j", "k", "sku", "quantity", "accepted_units", "restock", "exchanged",
-            "exchange_order_number", "price",
+            "exchange_n", "exchange_order_number", "price",
         ).join(ctx, on="j")  # fmt: skip
         # Reveni refund: the refunded (not exchanged) items, at what was accepted, or at what
         # was asked when Reveni paid before inspection (instant)
@@ -697,6 +697,8 @@ class _Generator:
             grand_total_minor=pl.when(pl.col("exchange") == "nonzero")
             .then(pl.col("price") * pl.col("accepted_units"))
             .otherwise(0),
+            # the marker returnbridge puts on its exchange orders (internal comment)
+            exchange_of=pl.format("{}:{}", "reveni_return_id", "exchange_n"),
         )
         return {
             "reveni_refunds": refunds,
@@ -865,9 +867,10 @@ def _unique_exchange_ids(spec: pl.DataFrame) -> pl.DataFrame:
     that no two exchange items share a deterministic Centra order number.
 
     `exchange_order_number` hashes into 90M numbers: among the ~70k exchange items of the full
-    history about 27 pairs would collide, and a collision turns one return's exchange order into
-    another's (found as existing, wrongly). The benchmark keeps its planted counts exact by
-    moving the id of a colliding return (`ret_00012345b`)."""
+    history about 27 pairs would collide. returnbridge then creates the second exchange's order
+    under its next candidate number and tells them apart by their markers (`exchange_of`); the
+    generator, whose orders are keyed by number, instead moves the id of a colliding return
+    (`ret_00012345b`), which keeps every exchange under its first number."""
     may = spec.filter(pl.col("case").is_in(_EXCHANGE_CASES)).sort("j")["j"]
     taken: set[int] = set()
     ids = []
@@ -889,4 +892,6 @@ def _conformed(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     schema = SNAPSHOT_TABLES[table]
     if "snapshot_date" not in frame.columns:
         frame = frame.with_columns(snapshot_date=pl.lit(None, pl.Date))
+    if table == "centra_orders" and "exchange_of" not in frame.columns:
+        frame = frame.with_columns(exchange_of=pl.lit(None, pl.String))
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())

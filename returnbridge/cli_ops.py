@@ -312,11 +312,18 @@ def exceptions_retry(
     exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
 ) -> None:
     """Queue the action behind an exception again (same ledger key: never a second effect)."""
+    from returnbridge.reconcile.run import GAP_ONLY_CODES
+
     with _ledger() as ledger:
-        _exception_or_exit(ledger, exception_id)
+        record = _exception_or_exit(ledger, exception_id)
         keys = ledger.retry_exception(exception_id)
     if keys:
         typer.echo(f"#{exception_id}: re-queued {', '.join(keys)}; the next sync run sends it.")
+    elif record.code in GAP_ONLY_CODES:
+        typer.echo(
+            f"#{exception_id}: marked retrying; {record.code} is found by the reconciliation, so "
+            "the next reconciliation (or `returnbridge reconcile` now) re-checks and fixes it."
+        )
     else:
         typer.echo(
             f"#{exception_id}: marked retrying; no failed action behind it, so the next sync "

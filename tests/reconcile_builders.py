@@ -48,7 +48,13 @@ class World:
         self.rows[table].append(values)
 
     def order(
-        self, number: int, *, currency: str = "SEK", status: str = "SHIPPED", total: int = 59800
+        self,
+        number: int,
+        *,
+        currency: str = "SEK",
+        status: str = "SHIPPED",
+        total: int = 59800,
+        exchange_of: str | None = None,
     ) -> int:
         self.add(
             "centra_orders",
@@ -58,6 +64,7 @@ class World:
             market="SE",
             created_at=LONG_AGO - timedelta(days=10),
             grand_total_minor=total,
+            exchange_of=exchange_of,
         )
         return number
 
@@ -218,9 +225,21 @@ class World:
             )
         return change
 
-    def exchange_order(self, rid: str, n: int = 0, *, total: int = 0, currency: str = "SEK") -> int:
-        number = exchange_order_number(rid, n)
-        self.order(number, currency=currency, status="CONFIRMED", total=total)
+    def exchange_order(
+        self,
+        rid: str,
+        n: int = 0,
+        *,
+        total: int = 0,
+        currency: str = "SEK",
+        attempt: int = 0,
+        marked: bool = True,
+    ) -> int:
+        """The exchange order returnbridge makes: under candidate `attempt`, marked as
+        `rid`'s exchange `n` (unless `marked` is False: made before markers, or by hand)."""
+        number = exchange_order_number(rid, n, attempt=attempt)
+        self.order(number, currency=currency, status="CONFIRMED", total=total,
+                   exchange_of=f"{rid}:{n}" if marked else None)  # fmt: skip
         return number
 
     def done(

@@ -40,13 +40,16 @@ from returnbridge.core.actions import (
     RestockLine,
     ReturnLinePlan,
     exchange_key,
+    exchange_marker,
     exchange_order_number,
+    exchange_order_numbers,
     refund_key,
     restock_key,
     return_key,
 )
 from returnbridge.core.budget import BudgetKind
 from returnbridge.core.executor import ExecutionReport, Executor, ExecutorConfig
+from returnbridge.core.readback import Absent, Found, read_back
 from returnbridge.ledger import Ledger
 from returnbridge.scenario import Scenario
 
@@ -551,6 +554,73 @@ async def test_duplicate_exchange_order_number_is_read_back_as_done(h: Harness) 
     assert h.ledger.action(action.key).centra_ref == str(number)  # type: ignore[union-attr]
     assert outcomes(h, action.key) == ["in_flight", "done"]
     assert [o["order_number"] for o in h.effects()["orders_created"]] == [number]
+
+
+def marked_exchange_action(rid: str, origin_return_id: int) -> Action:
+    """An exchange as the planner makes it now: marked, with alternate numbers."""
+    return Action(
+        key=exchange_key(rid, 1),
+        kind="exchange_order",
+        reveni_return_id=rid,
+        order_number=1001,
+        payload=ExchangeOrder(
+            order_number=exchange_order_number(rid, 1),
+            origin_order_number=1001,
+            origin_return_id=origin_return_id,
+            lines=(ExchangeLine("TEE-BLK-S", 1),),
+            marker=exchange_marker(rid, 1),
+            alternates=exchange_order_numbers(rid, 1)[1:],
+        ),
+    )
+
+
+async def _order_marked(h: Harness, number: int, marker: str) -> None:
+    await h.centra.create_order(
+        order_number=number,
+        products=[OrderProduct("TEE-BLK-S", 1, Decimal(0))],
+        created_from_origin=CreatedFromOrigin("return", 1),
+        extra={
+            "address": {"email": "anna@example.com", "country": "SE"},
+            "internalComment": marker,
+        },
+    )
+
+
+async def test_an_exchange_number_held_by_another_exchange_moves_to_the_next_candidate(
+    h: Harness,
+) -> None:
+    """Two exchanges whose numbers collide: the second is created under its next candidate,
+    never adopted as the other's order (the customer would get nothing)."""
+    action = marked_exchange_action("ret_coll", origin_return_id=1)
+    first, second = exchange_order_numbers("ret_coll", 1)[:2]
+    await _order_marked(h, first, exchange_marker("ret_other", 0))
+    h.ledger.plan([action])
+    report = await h.run()
+    assert report.outcomes == {action.key: "done"}
+    assert h.ledger.action(action.key).centra_ref == str(second)  # type: ignore[union-attr]
+    created = {o["order_number"] for o in h.effects()["orders_created"]}
+    assert created == {first, second}
+    # a read-back (after a crash) finds it again under the second number, marked as ours
+    proof = await read_back(h.centra, action)
+    assert isinstance(proof, Found) and proof.ref == str(second)
+
+
+async def test_a_marked_exchange_already_created_is_read_back_as_done(h: Harness) -> None:
+    action = marked_exchange_action("ret_mine", origin_return_id=1)
+    number = exchange_order_number("ret_mine", 1)
+    await _order_marked(h, number, exchange_marker("ret_mine", 1))
+    h.ledger.plan([action])
+    report = await h.run()
+    assert report.outcomes == {action.key: "done"} and report.read_backs == 1
+    assert h.ledger.action(action.key).centra_ref == str(number)  # type: ignore[union-attr]
+    assert len(h.effects()["orders_created"]) == 1
+
+
+async def test_a_read_back_never_takes_another_exchanges_order_for_ours(h: Harness) -> None:
+    action = marked_exchange_action("ret_rb", origin_return_id=1)
+    await _order_marked(h, exchange_order_number("ret_rb", 1), exchange_marker("ret_x", 3))
+    proof = await read_back(h.centra, action)
+    assert isinstance(proof, Absent)
 
 
 async def test_a_refused_psp_refund_is_refund_failed_at_gateway(h: Harness) -> None:

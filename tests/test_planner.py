@@ -36,6 +36,7 @@ from returnbridge.core.actions import (
     RestockLine,
     ReturnLinePlan,
     exchange_order_number,
+    exchange_order_numbers,
     return_comment,
 )
 from returnbridge.core.codes import Owner
@@ -552,6 +553,8 @@ def test_exchange_order_after_the_return_part_is_done() -> None:
         origin_order_number=1,
         origin_return_id=77,
         lines=(ExchangeLine(sku="B", quantity=1),),
+        marker="returnbridge exchange r1:0",
+        alternates=tuple(exchange_order_number("r1", 0, attempt=k) for k in (1, 2, 3)),
     )
 
 
@@ -661,7 +664,12 @@ def test_a_mixed_return_gets_a_refund_part_and_an_exchange_part_on_one_shipment(
     exchange = by_key["exchange:r1:0"]
     assert exchange.depends_on == ("return:r1:11:exchange",)
     assert exchange.payload == ExchangeOrder(
-        exchange_order_number("r1", 0), 1, 81, (ExchangeLine("X", 1),)
+        exchange_order_number("r1", 0),
+        1,
+        81,
+        (ExchangeLine("X", 1),),
+        marker="returnbridge exchange r1:0",
+        alternates=exchange_order_numbers("r1", 0)[1:],
     )
     assert by_key["restock:r1"].depends_on == ("return:r1:11", "return:r1:11:exchange")
     # Settled: the refund part credited, the exchange order made; the exchange part never is.

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from reconcile_builders import NOW, Item, World
 
+from returnbridge.core.actions import exchange_order_number
 from returnbridge.reconcile.rules import RULES, GapConfig, compute_gaps
 from returnbridge.reconcile.tables import GAPS
 
@@ -392,6 +393,31 @@ def test_exchange_not_zero_value() -> None:
         ("exchange_not_zero_value", 12550, "DKK", "finance")
     ]
     assert got["detail"][0] == f"exchange order {number} totals 125.50 DKK"
+
+
+def test_an_exchange_order_is_found_by_its_marker_under_any_candidate_number() -> None:
+    """Two exchanges whose first numbers collide: the second's order is under its next
+    number, marked as its own; the other exchange's order is never taken for it."""
+    w = World()
+    w.order(1001)
+    w.reveni("ret_1", 1001, [Item(JEANS, exchange_sku="JEANS-34")])
+    w.centra_return("ret_1", 1001, [(JEANS, 1)], total=49900, exchange_part=True)
+    w.restock("ret_1", [(JEANS, 1)])
+    # another exchange's order sits under ret_1's first number
+    w.order(exchange_order_number("ret_1", 0), status="CONFIRMED", total=0, exchange_of="ret_9:0")
+    assert [c for c, *_ in found(w)] == ["exchange_order_missing"]
+    w.exchange_order("ret_1", attempt=1)
+    assert found(w) == []
+
+
+def test_an_unmarked_order_under_the_first_number_counts_as_the_exchanges() -> None:
+    w = World()
+    w.order(1001)
+    w.reveni("ret_1", 1001, [Item(JEANS, exchange_sku="JEANS-34")])
+    w.centra_return("ret_1", 1001, [(JEANS, 1)], total=49900, exchange_part=True)
+    w.restock("ret_1", [(JEANS, 1)])
+    w.exchange_order("ret_1", marked=False, total=100)
+    assert [(c, a) for c, _, _, _, a in found(w)] == [("exchange_not_zero_value", 100)]
 
 
 def test_a_rejected_exchange_item_needs_no_order() -> None:

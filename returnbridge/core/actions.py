@@ -116,14 +116,47 @@ def exchange_key(rid: str, n: int) -> str:
     return f"exchange:{rid}:{n}"
 
 
-def exchange_order_number(rid: str, n: int, base: int = 900_000_000) -> int:
-    """The deterministic Centra order number of exchange `n` of return `rid`.
+def exchange_order_number(rid: str, n: int, base: int = 900_000_000, attempt: int = 0) -> int:
+    """The deterministic Centra order number of exchange `n` of return `rid` (`attempt` > 0:
+    the next candidates, when another return's exchange order already has the number).
 
     Deterministic so that a resend after a crash hits Centra's duplicate check (-5) instead of
     creating a second order; `base` keeps it clear of the brand's own numbering (configurable).
+    The numbers of two exchanges can collide (90 million of them: about one pair in 10,000
+    exchanges), so the order carries `exchange_marker` and a taken number is never adopted
+    unless the order there is marked as this exchange's.
     """
-    digest = hashlib.sha256(f"{rid}:{n}".encode()).digest()
+    seed = f"{rid}:{n}" if attempt == 0 else f"{rid}:{n}:{attempt}"
+    digest = hashlib.sha256(seed.encode()).digest()
     return base + int.from_bytes(digest[:8], "big") % 90_000_000
+
+
+# Candidates tried in order for one exchange order (a collision of all four: about 1e-25).
+EXCHANGE_NUMBER_CANDIDATES: Final = 4
+
+
+def exchange_order_numbers(rid: str, n: int, base: int = 900_000_000) -> tuple[int, ...]:
+    """Every candidate number of exchange `n` of `rid`, in the order they are tried."""
+    attempts = range(EXCHANGE_NUMBER_CANDIDATES)
+    return tuple(exchange_order_number(rid, n, base, attempt) for attempt in attempts)
+
+
+# What marks an exchange order as returnbridge's, for which exchange (its internal comment).
+EXCHANGE_MARKER: Final = "returnbridge exchange {rid}:{n}"
+
+
+def exchange_marker(rid: str, n: int) -> str:
+    return EXCHANGE_MARKER.format(rid=rid, n=n)
+
+
+def exchange_of(comment: str | None) -> str | None:
+    """`"{rid}:{n}"` of the exchange an order's internal comment marks, or None."""
+    prefix = EXCHANGE_MARKER.partition("{rid}")[0]
+    if comment is None or not comment.startswith(prefix):
+        return None
+    rest = comment[len(prefix) :].strip()
+    rid, sep, n = rest.rpartition(":")
+    return rest if sep and rid and n.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -186,12 +219,25 @@ class ExchangeLine:
 
 @dataclass(frozen=True)
 class ExchangeOrder:
-    """`POST /order`: a zero-value internal order for the replacement items."""
+    """`POST /order`: a zero-value internal order for the replacement items.
+
+    `order_number` is tried first, then `alternates` when another exchange's order holds it
+    (only an order marked `marker` is this one). Actions planned before markers existed have
+    none: any order under `order_number` is taken as theirs."""
 
     order_number: int
     origin_order_number: int
     origin_return_id: int
     lines: tuple[ExchangeLine, ...]
+    marker: str | None = None
+    alternates: tuple[int, ...] = ()
+
+    def candidates(self) -> tuple[int, ...]:
+        return (self.order_number, *self.alternates)
+
+    def is_ours(self, internal_comment: str | None) -> bool:
+        """Whether an existing order with this comment is this exchange's order."""
+        return self.marker is None or internal_comment == self.marker
 
 
 Payload = CreateReturn | Restock | Refund | ExchangeOrder
@@ -286,4 +332,6 @@ def _payload_from_json(kind: str, data: dict[str, Any]) -> Payload:
         origin_order_number=int(data["origin_order_number"]),
         origin_return_id=int(data["origin_return_id"]),
         lines=tuple(ExchangeLine(**line) for line in data["lines"]),
+        marker=data.get("marker"),
+        alternates=tuple(int(n) for n in data.get("alternates", ())),
     )

@@ -27,6 +27,7 @@ Budget: the client's governor holds our share of Centra's limits in this process
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import sys
@@ -577,19 +578,45 @@ class Executor:
         extra: dict[str, Any] = {"address": _address_body(address), "currency": origin.currency}
         if origin.market is not None:
             extra["marketId"] = origin.market.id
-        numbers = await self._write(
-            run,
-            action.key,
-            lambda: self.centra.create_order(
-                order_number=payload.order_number,
-                products=[OrderProduct(ln.sku, ln.quantity, Decimal(0)) for ln in payload.lines],
-                created_from_origin=CreatedFromOrigin("return", payload.origin_return_id),
-                internal_order=True,
-                comment=f"returnbridge exchange {action.reveni_return_id}",
-                extra=extra,
-            ),
-        )
-        return Found(",".join(str(n) for n in numbers), f"orders {numbers}")
+        if payload.marker is not None:
+            extra["internalComment"] = payload.marker
+        candidates = payload.candidates()
+        for index, number in enumerate(candidates):
+            try:
+                numbers = await self._write(
+                    run,
+                    action.key,
+                    functools.partial(
+                        self.centra.create_order,
+                        order_number=number,
+                        products=[
+                            OrderProduct(ln.sku, ln.quantity, Decimal(0)) for ln in payload.lines
+                        ],
+                        created_from_origin=CreatedFromOrigin("return", payload.origin_return_id),
+                        internal_order=True,
+                        comment=f"returnbridge exchange {action.reveni_return_id}",
+                        extra=extra,
+                    ),
+                )
+            except RejectedError as exc:
+                if getattr(exc, "error_code", None) != ORDER_DUPLICATE_NUMBER:
+                    raise
+                if payload.marker is None or index == len(candidates) - 1:
+                    raise  # settled by reading back (an earlier send, or every number taken)
+                await self._pay(run, action.key, "request")
+                taken = (await self.centra.orders_by_number([number])).get(number)
+                if taken is None or payload.is_ours(taken.internal_comment):
+                    raise  # ours after all (or not readable yet): the read-back settles it
+                log.warning(
+                    "exchange %s: order number %s belongs to another exchange (%r); trying %s",
+                    action.key,
+                    number,
+                    taken.internal_comment,
+                    candidates[index + 1],
+                )
+                continue
+            return Found(",".join(str(n) for n in numbers), f"orders {numbers}")
+        raise AssertionError("unreachable: the last candidate returns or raises")
 
     async def _write(self, run: _Run, key: str, call: Callable[[], Awaitable[T]]) -> T:
         """One write, after a mutation slot; counted unless it provably never left."""

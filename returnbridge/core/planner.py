@@ -54,7 +54,9 @@ from returnbridge.core.actions import (
     Restock,
     RestockLine,
     exchange_key,
+    exchange_marker,
     exchange_order_number,
+    exchange_order_numbers,
     refund_key,
     restock_key,
     return_comment,
@@ -681,6 +683,8 @@ def plan_exchanges(
                     origin_order_number=order_number,
                     origin_return_id=centra_id,
                     lines=(ExchangeLine(sku=sku, quantity=quantity),),
+                    marker=exchange_marker(ret.id, n),
+                    alternates=exchange_order_numbers(ret.id, n, config.exchange_order_base)[1:],
                 ),
                 depends_on=(part.key,),
             )

@@ -179,10 +179,21 @@ def amount_problems(amount: Decimal, payload: Refund) -> tuple[Problem, ...]:
 
 
 async def _exchange(centra: CentraClient, payload: ExchangeOrder) -> ReadBack:
-    orders = await centra.orders_by_number([payload.order_number])
-    order = orders.get(payload.order_number)
-    if order is None:
-        return Absent(f"no order {payload.order_number}")
+    """The exchange's order: the first candidate number whose order is marked as this
+    exchange's. Candidates are tried in order when sending, so the first free one ends the
+    search: nothing after it can be ours."""
+    candidates = payload.candidates()
+    orders = await centra.orders_by_number(candidates)
+    order = None
+    for number in candidates:
+        order = orders.get(number)
+        if order is None:
+            return Absent(f"no order {number} (candidates {list(candidates)})")
+        if payload.is_ours(order.internal_comment):
+            break
+    else:
+        return Absent(f"orders {list(candidates)} all belong to other exchanges")
+    assert order is not None
     problems: tuple[Problem, ...] = ()
     if order.grand_total.value != 0:
         problems = (

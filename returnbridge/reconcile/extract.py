@@ -30,7 +30,12 @@ from returnbridge.connectors.centra.models import Return as CentraReturn
 from returnbridge.connectors.reveni.client import ReveniClient
 from returnbridge.connectors.reveni.models import Return as ReveniReturn
 from returnbridge.connectors.reveni.models import currency_exponent
-from returnbridge.core.actions import exchange_order_number, is_exchange_part
+from returnbridge.core.actions import (
+    exchange_of,
+    exchange_order_number,
+    exchange_order_numbers,
+    is_exchange_part,
+)
 from returnbridge.core.planner import awaiting_inspection
 from returnbridge.reconcile.tables import SNAPSHOT_TABLES
 
@@ -193,6 +198,7 @@ def centra_frames(
             market=order.market.name if order.market is not None else None,
             created_at=order.created_at,
             grand_total_minor=total,
+            exchange_of=exchange_of(order.internal_comment),
             snapshot_date=snapshot_date,
         )
         for entry in order.payment_history:
@@ -225,6 +231,16 @@ def centra_frames(
                 snapshot_date=snapshot_date,
             )
     return {name: columns.frame() for name, columns in tables.items()}
+
+
+def exchange_candidates(items: pl.DataFrame, base: int) -> set[int]:
+    """Every order number the exchange items' orders can have (see exchange_order_numbers)."""
+    exchanges = items.filter(pl.col("exchange_n").is_not_null())
+    return {
+        number
+        for rid, n in exchanges.select("reveni_return_id", "exchange_n").iter_rows()
+        for number in exchange_order_numbers(rid, n, base)
+    }
 
 
 @dataclass
@@ -290,7 +306,7 @@ async def extract(
     )
     numbers: set[int] = set(recheck)
     numbers.update(r.order.number for r in changed.returns if r.order.number is not None)
-    numbers.update(reveni_tables["reveni_items"]["exchange_order_number"].drop_nulls().to_list())
+    numbers.update(exchange_candidates(reveni_tables["reveni_items"], exchange_order_base))
     created: DateRange = {"from": centra_since.isoformat()}
     async for centra_return in centra.iter_returns({"createdAt": created}, page_size=200):
         numbers.add(centra_return.order_number)

@@ -562,31 +562,49 @@ def refund_failed_at_gateway(i: Inputs) -> pl.DataFrame:
 
 
 def _exchanges_due(i: Inputs) -> pl.DataFrame:
-    return (
+    """Accepted exchange items, each with its order in Centra when there is one: the order
+    marked as this exchange's (`exchange_of`), or, for an order without a marker (made before
+    markers, or by hand), the one under the exchange's first number."""
+    due = (
         i.snapshot.reveni_items.filter(
             pl.col("exchange_n").is_not_null(), pl.col("exchange_units") > 0
         )
         .join(i.accepted, on="reveni_return_id", how="inner")
-        .select(
-            "order_number",
-            "reveni_return_id",
-            "exchange_sku",
-            "exchange_units",
-            "exchange_order_number",
-            "updated_at",
-            "settled",
-        )
+        .with_columns(pl.format("{}:{}", "reveni_return_id", "exchange_n").alias("exchange_of"))
     )
+    orders = i.snapshot.centra_orders.select(
+        pl.col("order_number").alias("centra_order"),
+        "grand_total_minor",
+        pl.col("currency").alias("order_currency"),
+        pl.col("created_at").alias("ordered_at"),
+        "exchange_of",
+    )
+    marked = orders.filter(pl.col("exchange_of").is_not_null())
+    unmarked = orders.filter(pl.col("exchange_of").is_null()).drop("exchange_of")
+    by_marker = due.join(marked, on="exchange_of", how="inner")
+    by_number = due.join(by_marker.select("exchange_of"), on="exchange_of", how="anti").join(
+        unmarked, left_on="exchange_order_number", right_on="centra_order", how="left"
+    )
+    by_number = by_number.with_columns(
+        pl.when(pl.col("grand_total_minor").is_not_null())
+        .then(pl.col("exchange_order_number"))
+        .alias("centra_order")
+    )
+    columns = [
+        "order_number", "reveni_return_id", "exchange_sku", "exchange_units",
+        "exchange_order_number", "updated_at", "settled", "centra_order",
+        "grand_total_minor", "order_currency", "ordered_at",
+    ]  # fmt: skip
+    return pl.concat([by_marker.select(columns), by_number.select(columns)])
 
 
 @rule("exchange_order_missing")
 def exchange_order_missing(i: Inputs) -> pl.DataFrame:
-    """An accepted exchange with no Centra order under its deterministic number."""
-    orders = i.snapshot.centra_orders.select(pl.col("order_number").alias("exchange_order_number"))
+    """An accepted exchange with no Centra order (none marked as its own, none under its
+    number)."""
     return (
         _exchanges_due(i)
-        .filter(pl.col("settled"))
-        .join(orders, on="exchange_order_number", how="anti")
+        .filter(pl.col("settled"), pl.col("centra_order").is_null())
         .select(
             "order_number",
             "reveni_return_id",
@@ -606,28 +624,21 @@ def exchange_order_missing(i: Inputs) -> pl.DataFrame:
 @rule("exchange_not_zero_value")
 def exchange_not_zero_value(i: Inputs) -> pl.DataFrame:
     """An exchange order whose total is not 0 (the customer or the brand pays twice)."""
-    orders = i.snapshot.centra_orders.select(
-        pl.col("order_number").alias("exchange_order_number"),
-        "grand_total_minor",
-        "currency",
-        "created_at",
-    )
     return (
         _exchanges_due(i)
-        .join(orders, on="exchange_order_number", how="inner")
-        .filter(pl.col("grand_total_minor") != 0)
+        .filter(pl.col("centra_order").is_not_null(), pl.col("grand_total_minor") != 0)
         .select(
             "order_number",
             "reveni_return_id",
             pl.col("exchange_sku").alias("sku"),
             pl.col("grand_total_minor").alias("amount_minor"),
-            "currency",
-            pl.col("created_at").alias("since"),
+            pl.col("order_currency").alias("currency"),
+            pl.col("ordered_at").alias("since"),
             pl.lit(False).alias("fixable"),
             pl.format(
                 "exchange order {} totals {}",
-                "exchange_order_number",
-                _money(pl.col("grand_total_minor"), pl.col("currency")),
+                "centra_order",
+                _money(pl.col("grand_total_minor"), pl.col("order_currency")),
             ).alias("detail"),
         )
     )

@@ -34,7 +34,12 @@ from returnbridge.core.codes import Owner, ReturnException
 from returnbridge.core.planner import PlannerConfig
 from returnbridge.ledger.store import Ledger
 from returnbridge.reconcile.digests import Delivery, compose_digest, deliver_digests
-from returnbridge.reconcile.extract import extract, extract_centra, look_back
+from returnbridge.reconcile.extract import (
+    exchange_candidates,
+    extract,
+    extract_centra,
+    look_back,
+)
 from returnbridge.reconcile.rules import EXPLAINED_BY, GapConfig, compute_gaps
 from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.reconcile.tables import LEDGER_EXCEPTIONS
@@ -331,14 +336,11 @@ class Reconciliation:
 
     async def refresh(self, report: ReconcileReport, fixed: pl.DataFrame) -> None:
         """Read Centra again for the orders of the fixed gaps (and new stock changes)."""
-        numbers = fixed["order_number"].drop_nulls().unique().to_list()
+        numbers = set(fixed["order_number"].drop_nulls().to_list())
         rids = fixed["reveni_return_id"].unique().to_list()
         items = self.warehouse.snapshot().reveni_items
-        numbers += (
-            items.filter(pl.col("reveni_return_id").is_in(rids))["exchange_order_number"]
-            .drop_nulls()
-            .to_list()
-        )
+        mine = items.filter(pl.col("reveni_return_id").is_in(rids))
+        numbers |= exchange_candidates(mine, self.exchange_order_base)
         read = await extract_centra(
             self.centra,
             numbers,

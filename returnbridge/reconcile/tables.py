@@ -86,6 +86,8 @@ CENTRA_ORDERS: Final = _schema(
         "market": pl.String,
         "created_at": UTC_TS,
         "grand_total_minor": pl.Int64,
+        # "{rid}:{n}" of the exchange an order is (its internal comment's marker), else null
+        "exchange_of": pl.String,
         "snapshot_date": pl.Date,
     }
 )

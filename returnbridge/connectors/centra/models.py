@@ -198,6 +198,7 @@ class Order(CentraModel):
     lines: list[OrderLine]
     shipments: list[Shipment]
     payment_history: list[PaymentEntry]
+    internal_comment: str | None = None
 
     @property
     def currency(self) -> str:
