@@ -4,6 +4,7 @@ way `returnbridge` wires it (runtime.open_sync), driven step by step."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,6 +106,18 @@ class Integration:
         """Someone refunds on the order directly in Centra."""
         body = {"order_number": order_number, "amount": amount}
         self.centra.post("/_sim/manual_refunds", json=body).raise_for_status()
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`os.environ` with `values` set, restored afterwards (what a deployment would see)."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def unlimited(scenario: Scenario) -> Scenario:

@@ -246,7 +246,11 @@ def refund_action(
     )
 
 
-def exchange_action(rid: str, origin_return_id: int, sku: str = "TEE-BLK-S") -> Action:
+def exchange_action(
+    rid: str, origin_return_id: int, sku: str = "TEE-BLK-S", *, marked: bool = False
+) -> Action:
+    """`marked`: as the planner makes it now (a marker and alternate numbers); unmarked, as
+    actions planned before markers existed."""
     return Action(
         key=exchange_key(rid, 1),
         kind="exchange_order",
@@ -257,6 +261,8 @@ def exchange_action(rid: str, origin_return_id: int, sku: str = "TEE-BLK-S") -> 
             origin_order_number=1001,
             origin_return_id=origin_return_id,
             lines=(ExchangeLine(sku, 1),),
+            marker=exchange_marker(rid, 1) if marked else None,
+            alternates=exchange_order_numbers(rid, 1)[1:] if marked else (),
         ),
     )
 
@@ -556,24 +562,6 @@ async def test_duplicate_exchange_order_number_is_read_back_as_done(h: Harness) 
     assert [o["order_number"] for o in h.effects()["orders_created"]] == [number]
 
 
-def marked_exchange_action(rid: str, origin_return_id: int) -> Action:
-    """An exchange as the planner makes it now: marked, with alternate numbers."""
-    return Action(
-        key=exchange_key(rid, 1),
-        kind="exchange_order",
-        reveni_return_id=rid,
-        order_number=1001,
-        payload=ExchangeOrder(
-            order_number=exchange_order_number(rid, 1),
-            origin_order_number=1001,
-            origin_return_id=origin_return_id,
-            lines=(ExchangeLine("TEE-BLK-S", 1),),
-            marker=exchange_marker(rid, 1),
-            alternates=exchange_order_numbers(rid, 1)[1:],
-        ),
-    )
-
-
 async def _order_marked(h: Harness, number: int, marker: str) -> None:
     await h.centra.create_order(
         order_number=number,
@@ -591,7 +579,7 @@ async def test_an_exchange_number_held_by_another_exchange_moves_to_the_next_can
 ) -> None:
     """Two exchanges whose numbers collide: the second is created under its next candidate,
     never adopted as the other's order (the customer would get nothing)."""
-    action = marked_exchange_action("ret_coll", origin_return_id=1)
+    action = exchange_action("ret_coll", origin_return_id=1, marked=True)
     first, second = exchange_order_numbers("ret_coll", 1)[:2]
     await _order_marked(h, first, exchange_marker("ret_other", 0))
     h.ledger.plan([action])
@@ -606,7 +594,7 @@ async def test_an_exchange_number_held_by_another_exchange_moves_to_the_next_can
 
 
 async def test_a_marked_exchange_already_created_is_read_back_as_done(h: Harness) -> None:
-    action = marked_exchange_action("ret_mine", origin_return_id=1)
+    action = exchange_action("ret_mine", origin_return_id=1, marked=True)
     number = exchange_order_number("ret_mine", 1)
     await _order_marked(h, number, exchange_marker("ret_mine", 1))
     h.ledger.plan([action])
@@ -617,7 +605,7 @@ async def test_a_marked_exchange_already_created_is_read_back_as_done(h: Harness
 
 
 async def test_a_read_back_never_takes_another_exchanges_order_for_ours(h: Harness) -> None:
-    action = marked_exchange_action("ret_rb", origin_return_id=1)
+    action = exchange_action("ret_rb", origin_return_id=1, marked=True)
     await _order_marked(h, exchange_order_number("ret_rb", 1), exchange_marker("ret_x", 3))
     proof = await read_back(h.centra, action)
     assert isinstance(proof, Absent)

@@ -3,14 +3,13 @@ simulators, configured through the environment exactly as a deployment is."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sync_support import Integration, integration
+from sync_support import Integration, environment, integration
 
 from returnbridge.scenarios import builtin_scenario
 
@@ -19,14 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def configured(tmp_path: Path) -> Iterator[Integration]:
-    with integration(builtin_scenario("showcase"), tmp_path) as it:
-        saved = dict(os.environ)
-        os.environ.update(it.env())
-        try:
-            yield it
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    with integration(builtin_scenario("showcase"), tmp_path) as it, environment(it.env()):
+        yield it
 
 
 async def test_the_flow_syncs_and_publishes_its_report(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sync_support import Integration, integration
+from sync_support import Integration, environment, integration
 from typer.testing import CliRunner
 
 from returnbridge.cli import app
@@ -70,13 +70,8 @@ def test_a_bad_timezone_setting_exits_2_naming_it(
 @pytest.fixture
 def configured(synced: tuple[Integration, SlackStandIn]) -> Iterator[Integration]:
     it, _ = synced
-    saved = dict(os.environ)
-    os.environ.update(it.env())
-    try:
+    with environment(it.env()):
         yield it
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 async def test_the_flow_reconciles_and_publishes_artifacts(

@@ -410,8 +410,8 @@ def _uncredited(i: Inputs) -> pl.DataFrame:
     ).join(covered, on="reveni_return_id", how="anti")
 
 
-def _cannot_post(frame: pl.DataFrame) -> pl.Expr:
-    """Why an uncredited refund cannot be posted as it is: the planner's amount check."""
+def _cannot_post() -> pl.Expr:
+    """Whether an uncredited refund cannot be posted as it is: the planner's amount check."""
     gap = pl.col("amount_minor") - pl.col("centra_value")
     return (
         (pl.col("currency") != pl.col("order_currency"))
@@ -424,7 +424,7 @@ def _cannot_post(frame: pl.DataFrame) -> pl.Expr:
 def refund_missing(i: Inputs) -> pl.DataFrame:
     """A live Reveni refund with no Centra credit that could be posted as it is."""
     todo = _uncredited(i)
-    return todo.filter(~_cannot_post(todo)).select(
+    return todo.filter(~_cannot_post()).select(
         "order_number",
         "reveni_return_id",
         "amount_minor",
@@ -453,7 +453,7 @@ def refund_amount_mismatch(i: Inputs) -> pl.DataFrame:
         ).alias("detail")
     )
     todo = _uncredited(i)
-    blocked = todo.filter(_cannot_post(todo)).with_columns(
+    blocked = todo.filter(_cannot_post()).with_columns(
         pl.format(
             "Reveni refunds {}; Centra values the returned items at {}",
             _money(pl.col("amount_minor"), pl.col("currency")),
@@ -694,6 +694,15 @@ def compute_gaps(
         raise ValueError(f"no gap rule for {unknown}; rules: {sorted(RULES)}")
     found = [_as_gaps(code, RULES[code](inputs), now) for code in wanted]
     gaps = pl.concat(found) if found else pl.DataFrame(schema=GAPS)
+    if explained is not None and explained.height:
+        gaps = _without_explained(gaps, explained)
+    return gaps.sort("owner", "code", "since", "order_number", "reveni_return_id", nulls_last=True)
+
+
+def without_explained(gaps: pl.DataFrame, explained: pl.DataFrame | None) -> pl.DataFrame:
+    """`gaps` (as `compute_gaps` finds them with no `explained`) less those explained by an
+    open ledger exception, in `compute_gaps`' order: `compute_gaps(s, explained=e)` is
+    `without_explained(compute_gaps(s), e)`."""
     if explained is not None and explained.height:
         gaps = _without_explained(gaps, explained)
     return gaps.sort("owner", "code", "since", "order_number", "reveni_return_id", nulls_last=True)
