@@ -10,15 +10,19 @@ one day of changes on top of it (about 1/30 of the returns changed or new, 1/30 
 Each run then measures, each in a fresh Python process so that its peak memory (`ru_maxrss`)
 is its own, timed from after the imports:
 
-- `full`: `Warehouse.load_files` of the history into a new DuckDB file, `snapshot()` into
-  Polars, `rules.compute_gaps`: end to end;
+- `full`: `Warehouse.load_files` of the history into a new DuckDB file, then the gaps as the
+  daily reconciliation computes them (`incremental.current_gaps`, the very function
+  `Reconciliation.find_gaps` calls): with no earlier computation, `snapshot()` into Polars and
+  `rules.compute_gaps` over everything, kept as the warehouse's gap state: end to end;
 - `baseline`: the same gaps in plain Python: the same files read into Python lists (pyarrow
   `to_pydict`, counted) and matched with dictionaries;
-- `incremental`: the day loaded into the warehouse `full` left (`load_files`), the scope it
-  changed (`changed_scope`), the snapshot of that scope, `compute_gaps` on it, and the last
-  run's gaps carried over for the rest (`Scope.carry`);
-- `naive`: the same day on a copy of that warehouse, with a full `snapshot()` and
-  `compute_gaps` over everything (for comparison: it must find the very same gaps).
+- `incremental`: the day loaded into the warehouse `full` left (`load_files`), then
+  `current_gaps` again, which now goes incremental: the scope the day changed
+  (`changed_scope`), the snapshot of that scope, `compute_gaps` on it, the last computation's
+  gaps carried over for the rest (`Scope.carry`), the result kept as the new state;
+- `naive`: the same day on a copy of that warehouse, with `current_gaps(full=True)` (as
+  `RETURNBRIDGE_RECONCILE__FULL_RECOMPUTE` asks): a full `snapshot()` and `compute_gaps` over
+  everything (for comparison: it must find the very same gaps).
 
 Every path must find exactly the planted gaps. Targets (the issue): `full` under 15 s and
 3 GB peak on 2 cores, `incremental` under 10 % of `full`. Results go to
@@ -68,101 +72,100 @@ def _digest(gaps: Any) -> str:
 
 
 def measure_full(data: Path, db: Path, now: datetime, warehouse: dict[str, Any]) -> dict[str, Any]:
-    """Load the history into a new warehouse, snapshot it, compute its gaps; then (untimed)
-    record them for the next run."""
-    from returnbridge.reconcile.rules import GapConfig, compute_gaps
+    """Load the history into a new warehouse, then compute its gaps as `Reconciliation` does
+    (`incremental.current_gaps`: everything, there being no earlier computation), which keeps
+    them for the next run."""
+    from returnbridge.reconcile.incremental import current_gaps
+    from returnbridge.reconcile.rules import GapConfig
     from returnbridge.reconcile.warehouse import Warehouse
 
     started = time.perf_counter()
     wh = Warehouse(db, **warehouse)
     load = wh.load_files(data / "full", snapshot_date=now.date(), source="bench")
     loaded = time.perf_counter()
-    snapshot = wh.snapshot()
-    snapped = time.perf_counter()
-    gaps = compute_gaps(snapshot, config=GapConfig(), now=now)
+    computed = current_gaps(wh, config=GapConfig(), now=now)
     done = time.perf_counter()
     peak = _peak_mb()
-    wh.record_gaps(now.date(), gaps)
     wh.close()
+    assert computed.mode == "full", computed.reason
+    t = computed.timings
     return {
         "load_s": loaded - started,
-        "snapshot_s": snapped - loaded,
-        "gaps_s": done - snapped,
+        "snapshot_s": t["snapshot_s"],
+        "gaps_s": t["gaps_s"],
+        "state_s": t["state_s"] + t["save_s"],
         "seconds": done - started,
         "peak_rss_mb": peak,
         "rows": sum(load.rows.values()),
-        "gaps": _counts(gaps),
-        "digest": _digest(gaps),
+        "gaps": _counts(computed.gaps),
+        "digest": _digest(computed.gaps),
     }
 
 
 def measure_incremental(
-    data: Path, db: Path, now: datetime, last_run: datetime, warehouse: dict[str, Any]
+    data: Path, db: Path, now: datetime, warehouse: dict[str, Any]
 ) -> dict[str, Any]:
-    """Load the day into the warehouse `measure_full` left, recompute the gaps of what it
-    changed, carry the others over from the last run."""
-    from returnbridge.reconcile.rules import GapConfig, compute_gaps
+    """Load the day into the warehouse `measure_full` left, then compute the gaps as
+    `Reconciliation` does (`incremental.current_gaps`): those of what the day changed
+    recomputed, the others carried over from the last computation."""
+    from returnbridge.reconcile.incremental import current_gaps
+    from returnbridge.reconcile.rules import GapConfig
     from returnbridge.reconcile.warehouse import Warehouse
 
-    config = GapConfig()
     started = time.perf_counter()
     wh = Warehouse(db, **warehouse)
-    last_load = wh.last_load_id()
     load = wh.load_files(data / "day", snapshot_date=now.date(), source="bench")
     loaded = time.perf_counter()
-    scope = wh.changed_scope(last_load, updated_after=last_run - config.grace)
-    scoped = time.perf_counter()
-    snapshot = wh.snapshot(scope=scope)
-    snapped = time.perf_counter()
-    fresh = compute_gaps(snapshot, config=config, now=now)
-    computed = time.perf_counter()
-    gaps = scope.carry(wh.gaps(last_run.date()), fresh, now=now)
+    computed = current_gaps(wh, config=GapConfig(), now=now)
     done = time.perf_counter()
     peak = _peak_mb()
-    wh.record_gaps(now.date(), gaps)
     wh.close()
+    assert computed.mode == "incremental", computed.reason
+    t = computed.timings
     return {
         "load_s": loaded - started,
-        "scope_s": scoped - loaded,
-        "snapshot_s": snapped - scoped,
-        "gaps_s": computed - snapped,
-        "carry_s": done - computed,
+        "scope_s": t["scope_s"],
+        "snapshot_s": t["snapshot_s"],
+        "gaps_s": t["gaps_s"],
+        "carry_s": t["carry_s"],
+        "state_s": t["state_s"] + t["save_s"],
         "seconds": done - started,
         "peak_rss_mb": peak,
         "rows": sum(load.rows.values()),
         "scope": {
-            "returns": scope.reveni_return_ids.len(),
-            "orders": scope.order_numbers.len(),
-            "rows": sum(snapshot.rows().values()),
+            "returns": computed.scope_returns,
+            "orders": computed.scope_orders,
+            "rows": computed.rows_read,
         },
-        "gaps": _counts(gaps),
-        "digest": _digest(gaps),
+        "gaps": _counts(computed.gaps),
+        "digest": _digest(computed.gaps),
     }
 
 
 def measure_naive(data: Path, db: Path, now: datetime, warehouse: dict[str, Any]) -> dict[str, Any]:
-    """Load the day, then snapshot and compute the gaps of everything."""
-    from returnbridge.reconcile.rules import GapConfig, compute_gaps
+    """Load the day, then compute the gaps of everything (`current_gaps(full=True)`, as with
+    `RETURNBRIDGE_RECONCILE__FULL_RECOMPUTE`)."""
+    from returnbridge.reconcile.incremental import current_gaps
+    from returnbridge.reconcile.rules import GapConfig
     from returnbridge.reconcile.warehouse import Warehouse
 
     started = time.perf_counter()
     wh = Warehouse(db, **warehouse)
     wh.load_files(data / "day", snapshot_date=now.date(), source="bench")
     loaded = time.perf_counter()
-    snapshot = wh.snapshot()
-    snapped = time.perf_counter()
-    gaps = compute_gaps(snapshot, config=GapConfig(), now=now)
+    computed = current_gaps(wh, config=GapConfig(), now=now, full=True)
     done = time.perf_counter()
     peak = _peak_mb()
     wh.close()
+    t = computed.timings
     return {
         "load_s": loaded - started,
-        "snapshot_s": snapped - loaded,
-        "gaps_s": done - snapped,
+        "snapshot_s": t["snapshot_s"],
+        "gaps_s": t["gaps_s"],
         "seconds": done - started,
         "peak_rss_mb": peak,
-        "gaps": _counts(gaps),
-        "digest": _digest(gaps),
+        "gaps": _counts(computed.gaps),
+        "digest": _digest(computed.gaps),
     }
 
 
@@ -445,7 +448,7 @@ def run(
         if memory_limit is not None:
             common += ["--memory-limit", memory_limit]
         at = ["--now", dataset.now.isoformat()]
-        day_at = ["--now", dataset.day_now.isoformat(), "--last-run", dataset.now.isoformat()]
+        day_at = ["--now", dataset.day_now.isoformat()]
         samples = []
         for i in range(runs):
             db = Path(scratch) / f"warehouse-{i}.duckdb"
@@ -497,6 +500,7 @@ _MEDIANS: Final = (
     "baseline_ratio",
     "incremental.seconds", "incremental.load_s", "incremental.scope_s",
     "incremental.snapshot_s", "incremental.gaps_s", "incremental.carry_s",
+    "incremental.state_s",
     "incremental.peak_rss_mb", "incremental_pct",
     "naive.seconds", "naive.peak_rss_mb", "naive_pct",
 )  # fmt: skip
@@ -537,7 +541,7 @@ def table(report: dict[str, Any]) -> str:
     rows = [
         "| run | full s (load / snapshot / gaps) | full peak MB | baseline s (read / match) "
         "| baseline peak MB | **baseline / full** | incremental s (load / scope / snapshot / "
-        "gaps / carry) | **incremental vs full** | naive day s (vs full) |",
+        "gaps / carry / state) | **incremental vs full** | naive day s (vs full) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
@@ -550,7 +554,9 @@ def table(report: dict[str, Any]) -> str:
             f"| {label} | {seconds('full', 'load_s', 'snapshot_s', 'gaps_s')} | "
             f"{get('full.peak_rss_mb'):,.0f} | {seconds('baseline', 'read_s', 'match_s')} | "
             f"{get('baseline.peak_rss_mb'):,.0f} | {get('baseline_ratio'):.1f}x | "
-            + seconds("incremental", "load_s", "scope_s", "snapshot_s", "gaps_s", "carry_s")
+            + seconds(
+                "incremental", "load_s", "scope_s", "snapshot_s", "gaps_s", "carry_s", "state_s"
+            )
             + f" | {get('incremental_pct'):.1f}% | {get('naive.seconds'):.2f} "
             f"({get('naive_pct'):.0f}%) |"
         )
@@ -631,7 +637,6 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--db", type=Path)
     parser.add_argument("--now", type=datetime.fromisoformat, required=True)
-    parser.add_argument("--last-run", type=datetime.fromisoformat)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--memory-limit")
     args = parser.parse_args(argv)
@@ -639,7 +644,7 @@ def _child_main(argv: list[str]) -> None:
     if args.child == "full":
         result = measure_full(args.data, args.db, args.now, warehouse)
     elif args.child == "incremental":
-        result = measure_incremental(args.data, args.db, args.now, args.last_run, warehouse)
+        result = measure_incremental(args.data, args.db, args.now, warehouse)
     elif args.child == "naive":
         result = measure_naive(args.data, args.db, args.now, warehouse)
     else:

@@ -3,7 +3,8 @@
 1. **Load** what changed in both systems since the last load (less a look-back) into the
    warehouse (`extract.py`), as that day's snapshot.
 2. **Gaps**: the rules (`rules.py`) over the warehouse, leaving out what the ledger's open
-   exceptions already explain.
+   exceptions already explain; recomputed only for what changed since the last computation,
+   the others carried over (`incremental.py`: the same gaps as recomputing everything).
 3. **Fix** the fixable gaps through the exactly-once core, under the same ledger keys: an action
    the ledger thinks done whose effect Centra does not show is put back in doubt (the executor
    reads Centra back before it sends anything), a failed one is retried, and a return the
@@ -40,7 +41,8 @@ from returnbridge.reconcile.extract import (
     extract_centra,
     look_back,
 )
-from returnbridge.reconcile.rules import EXPLAINED_BY, GapConfig, compute_gaps
+from returnbridge.reconcile.incremental import current_gaps
+from returnbridge.reconcile.rules import EXPLAINED_BY, GapConfig, without_explained
 from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.reconcile.tables import LEDGER_EXCEPTIONS
 from returnbridge.reconcile.warehouse import Warehouse
@@ -139,6 +141,8 @@ class ReconcileReport:
     requeued: list[str] = field(default_factory=list)
     replanned_returns: list[str] = field(default_factory=list)
     fix_sync: dict[str, Any] = field(default_factory=dict)
+    # each gap computation (before the fixes, after them): full or incremental, and why
+    gap_computations: list[dict[str, Any]] = field(default_factory=list)
     exceptions_new: int = 0
     exceptions_healed: int = 0
     digests: list[Delivery] = field(default_factory=list)
@@ -171,6 +175,7 @@ class ReconcileReport:
             "requeued": self.requeued,
             "replanned_returns": self.replanned_returns,
             "fix_sync": self.fix_sync,
+            "gap_computations": self.gap_computations,
             "exceptions_new": self.exceptions_new,
             "exceptions_healed": self.exceptions_healed,
             "digests": [d.as_summary() for d in self.digests],
@@ -281,8 +286,9 @@ class Reconciliation:
         if not self.settings.recheck_days:
             return []
         since = as_of - timedelta(days=self.settings.recheck_days)
-        returns = self.warehouse.snapshot().reveni_returns
-        recent = returns.filter(pl.col("updated_at") >= since, pl.col("order_number").is_not_null())
+        recent = self.warehouse.rows_of(
+            "reveni_returns", "updated_at >= ? AND order_number IS NOT NULL", [since]
+        )
         return sorted(recent["order_number"].unique().to_list())
 
     # ------------------------------------------------------------------ 2. gaps
@@ -298,12 +304,26 @@ class Reconciliation:
         return pl.DataFrame(rows, schema=LEDGER_EXCEPTIONS, orient="row")
 
     def find_gaps(self, report: ReconcileReport) -> pl.DataFrame:
-        return compute_gaps(
-            self.warehouse.snapshot(),
+        """The warehouse's gaps at the run's time, less those the ledger explains: recomputed
+        where the loads since the last computation changed something, carried over elsewhere
+        (`incremental.current_gaps`; everything the first time, when the rules changed, after
+        `full_recompute_after`, or with `full_recompute`)."""
+        computed = current_gaps(
+            self.warehouse,
             config=self.gap_config,
             now=report.as_of,
-            explained=self.explained(),
+            full=self.settings.full_recompute,
+            max_age=self.settings.full_recompute_after,
         )
+        report.gap_computations.append(computed.summary())
+        log.info(
+            "reconciliation %s: %s gap computation (%s): %d gaps",
+            report.run_date,
+            computed.mode,
+            computed.reason,
+            computed.gaps.height,
+        )
+        return without_explained(computed.gaps, self.explained())
 
     # ------------------------------------------------------------------ 3. fix
 
@@ -338,8 +358,9 @@ class Reconciliation:
         """Read Centra again for the orders of the fixed gaps (and new stock changes)."""
         numbers = set(fixed["order_number"].drop_nulls().to_list())
         rids = fixed["reveni_return_id"].unique().to_list()
-        items = self.warehouse.snapshot().reveni_items
-        mine = items.filter(pl.col("reveni_return_id").is_in(rids))
+        mine = self.warehouse.rows_of(
+            "reveni_items", "list_contains(?::VARCHAR[], reveni_return_id)", [rids]
+        )
         numbers |= exchange_candidates(mine, self.exchange_order_base)
         read = await extract_centra(
             self.centra,

@@ -40,6 +40,16 @@ class ReconcileSettings(BaseModel):
         timedelta(hours=1),
         description="A missing effect counts only once Reveni's change is this old.",
     )
+    full_recompute: bool = Field(
+        False,
+        description="Recompute every gap each run instead of only those of what changed since "
+        "the last run (the result is the same; for when in doubt).",
+    )
+    full_recompute_after: timedelta = Field(
+        timedelta(days=7),
+        description="Recompute every gap when the last computation is further than this "
+        "from the run's time (either way: a run for a date long past too).",
+    )
     fix: bool = Field(True, description="Re-enqueue fixable gaps through the ledger.")
     fix_limit: int = Field(
         500, ge=0, description="Most returns re-enqueued per run (the rest wait a day)."

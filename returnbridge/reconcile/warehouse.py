@@ -43,7 +43,10 @@ import pyarrow as pa
 
 from returnbridge.reconcile.tables import GAPS, SNAPSHOT_TABLES, TABLE_KEYS, conform, empty
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+# Versions this code opens: 1 lacks the gap state (`gap_state`, `gap_runs`), added on opening
+# for writing; a reader needs neither.
+_UPGRADABLE: Final = frozenset({1})
 
 # child table -> its parent table (the key column is shared)
 PARENTS: Final[dict[str, str]] = {
@@ -68,6 +71,18 @@ LOADS: Final = pl.Schema(
         ("replaced", pl.String()),  # JSON {table: rows deleted because newer ones came}
         ("seconds", pl.Float64()),
         ("loaded_at", pl.Datetime("us", "UTC")),
+    ]
+)
+
+GAP_RUNS: Final = pl.Schema(
+    [
+        ("as_of", pl.Datetime("us", "UTC")),
+        ("load_id", pl.Int64()),
+        ("rules", pl.String()),
+        ("mode", pl.String()),
+        ("reason", pl.String()),
+        ("gaps", pl.Int64()),
+        ("computed_at", pl.Datetime("us", "UTC")),
     ]
 )
 
@@ -124,11 +139,12 @@ class Scope:
     (`Warehouse.changed_scope`).
 
     `reveni_return_ids`: the returns whose gaps must be recomputed; `order_numbers`: the Centra
-    orders likewise. A gap about anything else is as the last run found it. An incremental run:
+    orders likewise. A gap about anything else is as the last run found it. An incremental run
+    (`incremental.current_gaps`, which also keeps the last run's gaps in the warehouse):
 
-        scope = warehouse.changed_scope(last_load_id, updated_after=last_run - config.grace)
+        scope = warehouse.changed_scope(state.load_id, updated_after=...)
         fresh = compute_gaps(warehouse.snapshot(scope=scope), config=config, now=now)
-        gaps = scope.carry(warehouse.gaps(last_run_date), fresh, now=now)
+        gaps = scope.carry(state.gaps, fresh, now=now)
 
     `previous` must hold every gap of the last run, before any was dropped as explained by an
     open ledger exception (an exception resolved since would otherwise hide its gap): filter
@@ -158,6 +174,18 @@ class Scope:
         return pl.concat([kept, conform(fresh, GAPS, "fresh gaps")]).sort(
             "owner", "code", "since", "order_number", "reveni_return_id", nulls_last=True
         )
+
+
+@dataclass(frozen=True)
+class GapState:
+    """The latest gap computation (`Warehouse.gap_state`): every gap of the warehouse as it was
+    after load `load_id`, at `as_of`, by the rules of version `rules`, before any was left out
+    as explained by an open ledger exception. What an incremental computation carries over."""
+
+    as_of: datetime
+    load_id: int
+    rules: str
+    gaps: pl.DataFrame  # GAPS
 
 
 class Warehouse:
@@ -213,7 +241,7 @@ class Warehouse:
                 "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
             )
             version = self._value("SELECT max(version) FROM schema_version")
-            if version is None:
+            if version is None or version in _UPGRADABLE:
                 self._rows(
                     "INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION, self._clock()]
                 )
@@ -235,6 +263,16 @@ class Warehouse:
                 "loaded_at TIMESTAMPTZ NOT NULL)"
             )
             self._rows(f"CREATE TABLE IF NOT EXISTS gaps ({_columns_ddl(GAP_COLUMNS)})")
+            # The latest gap computation, every gap before any is left out as explained by the
+            # ledger (`GapState`), and the log of computations (the latest row goes with it).
+            self._rows(f"CREATE TABLE IF NOT EXISTS gap_state ({_columns_ddl(GAPS)})")
+            self._rows("CREATE SEQUENCE IF NOT EXISTS gap_run_ids START 1")
+            self._rows(
+                "CREATE TABLE IF NOT EXISTS gap_runs ("
+                "id BIGINT PRIMARY KEY DEFAULT nextval('gap_run_ids'), as_of TIMESTAMPTZ NOT NULL, "
+                "load_id BIGINT NOT NULL, rules VARCHAR NOT NULL, mode VARCHAR NOT NULL, "
+                "reason VARCHAR NOT NULL, gaps BIGINT NOT NULL, computed_at TIMESTAMPTZ NOT NULL)"
+            )
             self._rows("CREATE SEQUENCE IF NOT EXISTS digest_ids START 1")
             self._rows(
                 "CREATE TABLE IF NOT EXISTS digests ("
@@ -250,7 +288,7 @@ class Warehouse:
             version = self._value("SELECT max(version) FROM schema_version")
         except duckdb.CatalogException:
             raise RuntimeError(f"{self.path} is not a returnbridge warehouse") from None
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and version not in _UPGRADABLE:
             raise RuntimeError(
                 f"{self.path}: warehouse schema version {version}, this code knows {SCHEMA_VERSION}"
             )
@@ -441,6 +479,14 @@ class Warehouse:
             self._con.unregister("_scope_returns")
             self._con.unregister("_scope_orders")
 
+    def rows_of(self, table: str, where: str, params: list[Any] | None = None) -> pl.DataFrame:
+        """The rows of snapshot table `table` that satisfy the SQL condition `where` (with
+        `params`), in the table's schema: a narrow read where a whole snapshot is not needed."""
+        schema = SNAPSHOT_TABLES[table]
+        return self._frame(
+            f"SELECT {', '.join(schema.names())} FROM {table} WHERE {where}", schema, params
+        )
+
     def changed_scope(self, since_load: int, *, updated_after: datetime | None = None) -> Scope:
         """The returns and orders whose gaps may differ from those of the state after load
         `since_load`: everything the later loads wrote, closed over what the gap rules read
@@ -562,6 +608,50 @@ class Warehouse:
             "ORDER BY code, order_number, reveni_return_id, sku",
             GAP_COLUMNS,
             [run_date],
+        )
+
+    def record_gap_state(
+        self,
+        gaps: pl.DataFrame,
+        *,
+        as_of: datetime,
+        load_id: int,
+        rules: str,
+        mode: str,
+        reason: str,
+    ) -> None:
+        """Keep `gaps` (every gap of the warehouse after load `load_id` at `as_of`, none left
+        out as explained) as the latest computation (`gap_state`), replacing the one before,
+        and log it (`mode`: full | incremental, and why)."""
+        frame = conform(gaps, GAPS, "gap state")
+        self._con.register("_new_gap_state", frame.to_arrow())
+        try:
+            with self._transaction():
+                self._rows("DELETE FROM gap_state")
+                self._rows("INSERT INTO gap_state SELECT * FROM _new_gap_state")
+                self._rows(
+                    "INSERT INTO gap_runs (as_of, load_id, rules, mode, reason, gaps, computed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [as_of, load_id, rules, mode, reason, frame.height, self._clock()],
+                )
+        finally:
+            self._con.unregister("_new_gap_state")
+
+    def gap_state(self) -> GapState | None:
+        """The latest gap computation (None: none yet)."""
+        latest = self._rows("SELECT as_of, load_id, rules FROM gap_runs ORDER BY id DESC LIMIT 1")
+        if not latest:
+            return None
+        as_of, load_id, rules = latest[0]
+        gaps = self._frame(f"SELECT {', '.join(GAPS.names())} FROM gap_state", GAPS)
+        return GapState(as_of=as_of.astimezone(UTC), load_id=int(load_id), rules=rules, gaps=gaps)
+
+    def gap_runs(self) -> pl.DataFrame:
+        """The log of gap computations, oldest first."""
+        return self._frame(
+            "SELECT as_of, load_id, rules, mode, reason, gaps, computed_at FROM gap_runs "
+            "ORDER BY id",
+            GAP_RUNS,
         )
 
     # ------------------------------------------------------------------------------ digests
