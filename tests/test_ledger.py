@@ -497,6 +497,26 @@ def test_cursor_is_set_and_moved(ledger: Ledger) -> None:
     assert ledger.cursor("centra.orders") == "7"
 
 
+def test_inbox_resources_lists_what_a_source_announced_since(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    ledger.inbox_add("centra", "e1", "{}", resource_id="1001", event_type="order.update")
+    clock.advance(minutes=10)
+    since = clock.now
+    ledger.inbox_add("centra", "e2", "{}", resource_id="1002", event_type="order.update")
+    ledger.inbox_add("centra", "e3", "{}", resource_id="1002", event_type="order.create")
+    ledger.inbox_add("centra", "e4", "{}", resource_id="77", event_type="return.update")
+    ledger.inbox_add("reveni", "e5", "{}", resource_id="ret_1", event_type="return.updated")
+    ledger.inbox_processed([1, 2])
+    assert ledger.inbox_resources("centra", since=since, event_prefix="order.") == ["1002"]
+    assert ledger.inbox_resources("centra", since=since) == ["1002", "77"]
+    assert ledger.inbox_resources("centra", since=since - timedelta(hours=1)) == [
+        "1001",
+        "1002",
+        "77",
+    ]
+
+
 def test_inbox_keeps_each_event_once_oldest_first(ledger: Ledger, clock: ManualClock) -> None:
     assert ledger.inbox_add("reveni", "evt-2", '{"id": "evt-2"}', resource_id="R2")
     clock.advance(seconds=1)

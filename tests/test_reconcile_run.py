@@ -209,3 +209,22 @@ def test_the_warehouse_holds_integer_minor_units(showcase: Integration) -> None:
         pl.col("order_number") == 1016, pl.col("entry_type") == "REFUND"
     )
     assert sorted(dup["amount_minor"].to_list()) == [29900, 29900]
+
+
+def test_an_order_centra_announced_is_read_again_without_a_reveni_change(
+    showcase: Integration,
+) -> None:
+    """A refund made directly in Centra on an order whose Reveni return changed long ago is
+    seen once Centra's order webhook is in the inbox (no recheck window, no look-back)."""
+    quiet = {"look_back": timedelta(0), "recheck_days": 0}
+    showcase.reconcile()  # fixes ret_old_1017 (July): its Centra return is created now
+    showcase.reconcile(**quiet)  # reads that new Centra return's order once
+    showcase.manual_refund(1017, "20.00")
+    unseen = showcase.reconcile(**quiet)
+    assert ("unmatched_centra_refund", None, 1017) not in {g[:3] for g in gap_set(unseen.gaps)}
+    event = '{"type":"order","action":"update","id":"1017","date":null}'
+    showcase.ledger.inbox_add(
+        "centra", "order:1017:update:", event, resource_id="1017", event_type="order.update"
+    )
+    seen = showcase.reconcile(**quiet)
+    assert ("unmatched_centra_refund", None, 1017, "still_open") in gap_set(seen.gaps)

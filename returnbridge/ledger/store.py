@@ -625,6 +625,21 @@ class Ledger:
         rows = self._read(lambda conn: conn.execute(stmt).all())
         return [_columns_record(InboxEvent, r) for r in rows]
 
+    def inbox_resources(
+        self, source: str, *, since: datetime, event_prefix: str | None = None
+    ) -> list[str]:
+        """The distinct resource ids of `source`'s events received at or after `since`
+        (processed or not), optionally only events whose type starts with `event_prefix`."""
+        t = schema.inbox
+        stmt = (
+            sa.select(t.c.resource_id)
+            .where(t.c.source == source, t.c.received_at >= since, t.c.resource_id.is_not(None))
+            .distinct()
+        )
+        if event_prefix is not None:
+            stmt = stmt.where(t.c.event_type.startswith(event_prefix, autoescape=True))
+        return sorted(self._read(lambda conn: list(conn.execute(stmt).scalars())))
+
     def inbox_processed(self, ids: Iterable[int], *, now: datetime | None = None) -> None:
         at = self._now(now)
         wanted = list(dict.fromkeys(ids))

@@ -245,12 +245,13 @@ class Reconciliation:
         marks = self._watermarks()
         first = report.as_of - self.settings.first_load_since
         reveni_mark = _parse(marks.get("reveni"))
-        recheck = self._recheck(report.as_of)
+        centra_since = look_back(_parse(marks.get("centra")), self.settings.look_back, first)
+        recheck = self._recheck(report.as_of, centra_since)
         extracted = await extract(
             self.reveni,
             self.centra,
             reveni_since=look_back(reveni_mark, self.settings.look_back, first),
-            centra_since=look_back(_parse(marks.get("centra")), self.settings.look_back, first),
+            centra_since=centra_since,
             stock_cursor=marks.get("stock_cursor"),
             returns_warehouse_ids=self.returns_warehouse_ids,
             recheck=recheck,
@@ -280,16 +281,20 @@ class Reconciliation:
             extracted.orders_read,
         )
 
-    def _recheck(self, as_of: datetime) -> list[int]:
-        """Orders with a Reveni return changed in the last `recheck_days`, already in the
-        warehouse: re-read every run."""
-        if not self.settings.recheck_days:
-            return []
-        since = as_of - timedelta(days=self.settings.recheck_days)
-        recent = self.warehouse.rows_of(
-            "reveni_returns", "updated_at >= ? AND order_number IS NOT NULL", [since]
-        )
-        return sorted(recent["order_number"].unique().to_list())
+    def _recheck(self, as_of: datetime, centra_since: datetime) -> list[int]:
+        """Orders to re-read although no Reveni return of theirs changed: those with a Reveni
+        return changed in the last `recheck_days`, and those Centra announced a change of
+        (order webhooks in the ledger's inbox since the last load, when the receiver gets
+        Centra's): a refund made directly in Centra changes no Reveni return."""
+        announced = self.ledger.inbox_resources("centra", since=centra_since, event_prefix="order.")
+        numbers = {int(n) for n in announced if n.isdigit()}
+        if self.settings.recheck_days:
+            since = as_of - timedelta(days=self.settings.recheck_days)
+            recent = self.warehouse.rows_of(
+                "reveni_returns", "updated_at >= ? AND order_number IS NOT NULL", [since]
+            )
+            numbers.update(recent["order_number"].unique().to_list())
+        return sorted(numbers)
 
     # ------------------------------------------------------------------ 2. gaps
 
