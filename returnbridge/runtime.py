@@ -96,10 +96,11 @@ async def open_reconciliation(
     poster: DigestPoster | None = None,
 ) -> AsyncIterator[Reconciliation]:
     """A `Reconciliation` over the sync's clients and ledger, the warehouse, and Slack (a
-    `DigestPoster` from `settings.slack` unless one is given, none when Slack is disabled);
+    `DigestPoster` from `settings.slack` unless one is given, none when Slack is disabled or has
+    no token);
     closes what it opened."""
     rec = settings.reconcile
-    if poster is None and settings.slack.enabled:
+    if poster is None and settings.slack.active:
         poster = DigestPoster(settings.slack)
     with Warehouse(
         rec.warehouse_path, threads=rec.duckdb_threads, memory_limit=rec.duckdb_memory_limit

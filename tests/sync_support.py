@@ -84,7 +84,11 @@ class Integration:
             "RETURNBRIDGE_RECONCILE__TIMEZONE": s.reconcile.timezone,
             "RETURNBRIDGE_SLACK__ENABLED": "true" if s.slack.enabled else "false",
             "RETURNBRIDGE_SLACK__BASE_URL": s.slack.base_url,
-            "RETURNBRIDGE_SLACK__TOKEN": s.slack.token.get_secret_value(),
+            **(
+                {"RETURNBRIDGE_SLACK__TOKEN": s.slack.token.get_secret_value()}
+                if s.slack.token is not None
+                else {}
+            ),
         }
 
     def reconcile(self, run_date: date | None = None, **settings: Any) -> ReconcileReport:

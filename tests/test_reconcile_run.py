@@ -228,3 +228,19 @@ def test_an_order_centra_announced_is_read_again_without_a_reveni_change(
     )
     seen = showcase.reconcile(**quiet)
     assert ("unmatched_centra_refund", None, 1017, "still_open") in gap_set(seen.gaps)
+
+
+def test_without_a_slack_token_digests_are_composed_and_not_kept(tmp_path: Path) -> None:
+    from returnbridge.connectors.slack import SlackSettings
+
+    with integration(builtin_scenario("basic"), tmp_path, slack=SlackSettings()) as it:
+        settle(it)
+        report = it.reconcile()
+        with Warehouse(it.settings.reconcile.warehouse_path, read_only=True) as warehouse:
+            pending = warehouse.pending_digests()
+    assert [(d.owner, d.sent, d.error) for d in report.digests] == [
+        ("cx", False, "no Slack token configured"),
+        ("finance", False, "no Slack token configured"),
+        ("ops", False, "no Slack token configured"),
+    ]
+    assert pending == []

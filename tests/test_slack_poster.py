@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from reports.digest import Digest, DigestItem, render_digest
 from returnbridge.connectors.slack import (
@@ -120,7 +120,9 @@ def test_down_is_unavailable(slack: SlackStandIn, sleeps: Sleeps) -> None:
 
 
 def test_nothing_listening_is_unavailable(sleeps: Sleeps) -> None:
-    settings = SlackSettings(base_url=f"http://127.0.0.1:{free_port()}/api/", timeout_seconds=2)
+    settings = SlackSettings(
+        base_url=f"http://127.0.0.1:{free_port()}/api/", timeout_seconds=2, token=SecretStr("t")
+    )
     with pytest.raises(SlackUnavailable, match="could not reach Slack"):
         DigestPoster(settings, sleep=sleeps).post("#returns-ops", "x", BLOCKS)
     assert sleeps.seen == []
@@ -194,7 +196,11 @@ def test_a_rendered_digest_arrives_as_rendered(slack: SlackStandIn, sleeps: Slee
 
 def test_settings_defaults_and_lookups() -> None:
     settings = SlackSettings()
-    assert settings.token.get_secret_value() == "xoxb-returnbridge-sim"
+    assert settings.token is None and settings.enabled and not settings.active
+    with pytest.raises(ValueError, match="RETURNBRIDGE_SLACK__TOKEN is not set"):
+        DigestPoster(settings)
+    assert SlackSettings(token=SecretStr("t")).active
+    assert not SlackSettings(token=SecretStr("t"), enabled=False).active
     assert settings.base_url == "https://slack.com/api/"
     assert settings.channels == {
         "finance": "#returns-finance",

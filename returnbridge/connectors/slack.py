@@ -46,8 +46,8 @@ class SlackSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    token: SecretStr = Field(
-        SecretStr("xoxb-returnbridge-sim"), description="Bot token (Bearer), `chat:write` scope."
+    token: SecretStr | None = Field(
+        None, description="Bot token (Bearer), `chat:write` scope; none: nothing is posted."
     )
     base_url: str = Field(
         "https://slack.com/api/", description="Web API base; methods are <base_url><method>."
@@ -69,6 +69,11 @@ class SlackSettings(BaseModel):
         description="A Retry-After above this is not waited: the digest is kept for the next run.",
     )
     enabled: bool = Field(True, description="Whether digests are posted at all.")
+
+    @property
+    def active(self) -> bool:
+        """Whether digests are posted: enabled, with a token."""
+        return self.enabled and self.token is not None
 
     def channel_for(self, owner: str) -> str:
         """The channel of `owner`'s digest; KeyError names the owner when none is configured."""
@@ -106,7 +111,7 @@ class DigestPoster:
         self.settings = settings
         self._sleep = sleep
         self.client = WebClient(
-            token=settings.token.get_secret_value(),
+            token=_token(settings),
             base_url=settings.base_url,
             # slack_sdk types the timeout as whole seconds.
             timeout=max(1, math.ceil(settings.timeout_seconds)),
@@ -189,3 +194,9 @@ def _parse_retry_after(headers: Mapping[str, Any]) -> float:
 
 def _short(error: str, limit: int = 200) -> str:
     return error if len(error) <= limit else error[: limit - 1] + "…"
+
+
+def _token(settings: SlackSettings) -> str:
+    if settings.token is None:
+        raise ValueError("RETURNBRIDGE_SLACK__TOKEN is not set: no bot token to post digests with")
+    return settings.token.get_secret_value()

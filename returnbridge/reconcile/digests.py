@@ -124,18 +124,20 @@ def deliver_digests(
     """Store `digests` in the outbox, then send every pending one, oldest first (earlier runs'
     kept digests included). Slack unavailable: stop, everything stays pending for the next run.
     A digest Slack refuses (unknown channel, bad token) stays pending too, and is logged: it
-    needs a configuration fix, not a retry storm. Slack disabled: composed and returned, not
-    stored (there is nothing to send them to)."""
+    needs a configuration fix, not a retry storm. Slack disabled or without a token: composed
+    and returned, not stored (there is nothing to send them to)."""
     rendered: list[dict[str, Any]] = []
     for digest in digests:
         text, blocks = render_digest(digest)
         channel = settings.channel_for(digest.owner)
         rendered.append({"owner": digest.owner, "channel": channel, "text": text, "blocks": blocks})
-    if not settings.enabled or poster is None:
-        return [
-            Delivery(r["owner"], r["channel"], r["text"], d.run_date, sent=False, error="disabled")
+    if not settings.active or poster is None:
+        why = "Slack disabled" if not settings.enabled else "no Slack token configured"
+        kept = [
+            Delivery(r["owner"], r["channel"], r["text"], d.run_date, sent=False, error=why)
             for r, d in zip(rendered, digests, strict=True)
         ]
+        return sorted(kept, key=lambda d: d.owner)
     run_dates = {d.run_date for d in digests}
     if rendered:
         warehouse.put_digests(digests[0].run_date, rendered)
