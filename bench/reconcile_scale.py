@@ -71,102 +71,61 @@ def _digest(gaps: Any) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
-def measure_full(data: Path, db: Path, now: datetime, warehouse: dict[str, Any]) -> dict[str, Any]:
-    """Load the history into a new warehouse, then compute its gaps as `Reconciliation` does
-    (`incremental.current_gaps`: everything, there being no earlier computation), which keeps
-    them for the next run."""
+# What each mode loads, how it computes the gaps, and which step timings it reports.
+_PATHS: Final[dict[str, tuple[str, bool, tuple[str, ...]]]] = {
+    # mode: (the files loaded, a full recompute forced, the timings of `current_gaps` kept)
+    "full": ("full", False, ("snapshot_s", "gaps_s")),
+    "incremental": ("day", False, ("scope_s", "snapshot_s", "gaps_s", "carry_s")),
+    "naive": ("day", True, ("snapshot_s", "gaps_s")),
+}
+
+
+def measure(
+    mode: str, data: Path, db: Path, now: datetime, warehouse: dict[str, Any]
+) -> dict[str, Any]:
+    """One warehouse path, timed as the daily run does it: load `mode`'s files, then compute
+    the gaps with `Reconciliation`'s own function (`incremental.current_gaps`).
+
+    - *full*: the history into a new warehouse; everything computed (there is no earlier
+      computation), and kept for the next run;
+    - *incremental*: the day on top of the warehouse *full* left; only what the day changed
+      recomputed, the rest carried over;
+    - *naive*: the day, then everything recomputed (`RETURNBRIDGE_RECONCILE__FULL_RECOMPUTE`).
+    """
     from returnbridge.reconcile.incremental import current_gaps
     from returnbridge.reconcile.rules import GapConfig
     from returnbridge.reconcile.warehouse import Warehouse
 
+    files, forced, steps = _PATHS[mode]
     started = time.perf_counter()
     wh = Warehouse(db, **warehouse)
-    load = wh.load_files(data / "full", snapshot_date=now.date(), source="bench")
+    load = wh.load_files(data / files, snapshot_date=now.date(), source="bench")
     loaded = time.perf_counter()
-    computed = current_gaps(wh, config=GapConfig(), now=now)
+    computed = current_gaps(wh, config=GapConfig(), now=now, full=forced)
     done = time.perf_counter()
     peak = _peak_mb()
     wh.close()
-    assert computed.mode == "full", computed.reason
+    expected = "incremental" if mode == "incremental" else "full"
+    assert computed.mode == expected, computed.reason
     t = computed.timings
-    return {
+    result: dict[str, Any] = {
         "load_s": loaded - started,
-        "snapshot_s": t["snapshot_s"],
-        "gaps_s": t["gaps_s"],
-        "state_s": t["state_s"] + t["save_s"],
+        **{step: t[step] for step in steps},
         "seconds": done - started,
         "peak_rss_mb": peak,
         "rows": sum(load.rows.values()),
         "gaps": _counts(computed.gaps),
         "digest": _digest(computed.gaps),
     }
-
-
-def measure_incremental(
-    data: Path, db: Path, now: datetime, warehouse: dict[str, Any]
-) -> dict[str, Any]:
-    """Load the day into the warehouse `measure_full` left, then compute the gaps as
-    `Reconciliation` does (`incremental.current_gaps`): those of what the day changed
-    recomputed, the others carried over from the last computation."""
-    from returnbridge.reconcile.incremental import current_gaps
-    from returnbridge.reconcile.rules import GapConfig
-    from returnbridge.reconcile.warehouse import Warehouse
-
-    started = time.perf_counter()
-    wh = Warehouse(db, **warehouse)
-    load = wh.load_files(data / "day", snapshot_date=now.date(), source="bench")
-    loaded = time.perf_counter()
-    computed = current_gaps(wh, config=GapConfig(), now=now)
-    done = time.perf_counter()
-    peak = _peak_mb()
-    wh.close()
-    assert computed.mode == "incremental", computed.reason
-    t = computed.timings
-    return {
-        "load_s": loaded - started,
-        "scope_s": t["scope_s"],
-        "snapshot_s": t["snapshot_s"],
-        "gaps_s": t["gaps_s"],
-        "carry_s": t["carry_s"],
-        "state_s": t["state_s"] + t["save_s"],
-        "seconds": done - started,
-        "peak_rss_mb": peak,
-        "rows": sum(load.rows.values()),
-        "scope": {
+    if mode != "naive":
+        result["state_s"] = t["state_s"] + t["save_s"]
+    if mode == "incremental":
+        result["scope"] = {
             "returns": computed.scope_returns,
             "orders": computed.scope_orders,
             "rows": computed.rows_read,
-        },
-        "gaps": _counts(computed.gaps),
-        "digest": _digest(computed.gaps),
-    }
-
-
-def measure_naive(data: Path, db: Path, now: datetime, warehouse: dict[str, Any]) -> dict[str, Any]:
-    """Load the day, then compute the gaps of everything (`current_gaps(full=True)`, as with
-    `RETURNBRIDGE_RECONCILE__FULL_RECOMPUTE`)."""
-    from returnbridge.reconcile.incremental import current_gaps
-    from returnbridge.reconcile.rules import GapConfig
-    from returnbridge.reconcile.warehouse import Warehouse
-
-    started = time.perf_counter()
-    wh = Warehouse(db, **warehouse)
-    wh.load_files(data / "day", snapshot_date=now.date(), source="bench")
-    loaded = time.perf_counter()
-    computed = current_gaps(wh, config=GapConfig(), now=now, full=True)
-    done = time.perf_counter()
-    peak = _peak_mb()
-    wh.close()
-    t = computed.timings
-    return {
-        "load_s": loaded - started,
-        "snapshot_s": t["snapshot_s"],
-        "gaps_s": t["gaps_s"],
-        "seconds": done - started,
-        "peak_rss_mb": peak,
-        "gaps": _counts(computed.gaps),
-        "digest": _digest(computed.gaps),
-    }
+        }
+    return result
 
 
 def measure_baseline(data: Path, now: datetime) -> dict[str, Any]:
@@ -641,14 +600,10 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--memory-limit")
     args = parser.parse_args(argv)
     warehouse = {"threads": args.threads, "memory_limit": args.memory_limit}
-    if args.child == "full":
-        result = measure_full(args.data, args.db, args.now, warehouse)
-    elif args.child == "incremental":
-        result = measure_incremental(args.data, args.db, args.now, warehouse)
-    elif args.child == "naive":
-        result = measure_naive(args.data, args.db, args.now, warehouse)
-    else:
+    if args.child == "baseline":
         result = measure_baseline(args.data, args.now)
+    else:
+        result = measure(args.child, args.data, args.db, args.now, warehouse)
     print(json.dumps(result))
 
 

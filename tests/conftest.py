@@ -10,6 +10,7 @@ import pytest
 from centra_sim_support import CentraSimHandle, centra_sim_scenario_data, running_centra_sim
 
 from returnbridge.scenario import Scenario, parse_scenario
+from returnbridge.simulators.slack import SlackStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
@@ -68,3 +69,17 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="module")
+def slack_standin() -> Iterator[SlackStandIn]:
+    """One Slack Web API stand-in per test module (`slack` resets it for each test)."""
+    with SlackStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def slack(slack_standin: SlackStandIn) -> SlackStandIn:
+    """The module's Slack stand-in, with no messages, calls or faults left from earlier tests."""
+    slack_standin.reset()
+    return slack_standin

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -36,18 +35,6 @@ class Sleeps:
 
     def __call__(self, seconds: float) -> None:
         self.seen.append(seconds)
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def slack(running: SlackStandIn) -> Iterator[SlackStandIn]:
-    running.reset()
-    yield running
 
 
 @pytest.fixture

@@ -22,18 +22,6 @@ BLOCKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[SlackStandIn]:
-    with SlackStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-def slack(running: SlackStandIn) -> Iterator[SlackStandIn]:
-    running.reset()
-    yield running
-
-
 @pytest.fixture
 def http(slack: SlackStandIn) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=slack.url, timeout=5) as client:
