@@ -99,3 +99,36 @@ def test_stock_changes_are_read_after_the_cursor(synced: Integration, tmp_path: 
     again = _extract(synced, stock_cursor=first.stock_cursor)
     assert again.frames["centra_stock_changes"].height == 0
     assert again.stock_cursor == first.stock_cursor
+
+
+def test_an_exchanges_next_number_is_read_only_when_another_exchange_holds_the_first(
+    synced: Integration,
+) -> None:
+    from returnbridge.connectors.centra.inputs import CreatedFromOrigin, OrderProduct
+    from returnbridge.core.actions import exchange_marker, exchange_order_numbers
+    from returnbridge.reconcile.extract import read_orders
+
+    first, second, third, _ = exchange_order_numbers("ret_x", 0)
+
+    async def run() -> dict[int, object]:
+        async with CentraClient(synced.settings.centra) as centra:
+            for number, marker in ((first, exchange_marker("ret_y", 0)),
+                                   (second, exchange_marker("ret_x", 0))):  # fmt: skip
+                await centra.create_order(
+                    order_number=number,
+                    products=[OrderProduct("TEE-BLK-S", 1, Decimal(0))],
+                    created_from_origin=CreatedFromOrigin("return", 1),
+                    extra={
+                        "address": {"email": "a@example.com", "country": "SE"},
+                        "internalComment": marker,
+                    },
+                )
+            before = synced.centra.get("/_sim/counters").json()["requests"]
+            found = await read_orders(centra, [1001], [("ret_x", 0), ("ret_z", 0)], 900_000_000)
+            reads = synced.centra.get("/_sim/counters").json()["requests"] - before
+            assert reads == 2  # the first numbers and 1001, then ret_x's second number only
+            return dict(found)
+
+    found = asyncio.run(run())
+    assert {1001, first, second} <= set(found)
+    assert third not in found

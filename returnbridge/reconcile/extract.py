@@ -4,7 +4,7 @@ Reveni: the returns changed since the last load's watermark, less a look-back (i
 `changed_since`, whose `high_water` becomes the next watermark), with their items and refunds.
 
 Centra has no "changed since" for orders, so the orders to (re)load are named:
-- the orders of the Reveni returns just read, and their exchange orders' numbers;
+- the orders of the Reveni returns just read, and their exchange orders (`read_orders`);
 - the orders of Centra returns created since the last load (less the look-back);
 - `recheck`: orders the caller wants re-read anyway (the warehouse's orders with a Reveni return
   active in the last days, where a refund made directly in Centra would otherwise go unseen).
@@ -233,14 +233,37 @@ def centra_frames(
     return {name: columns.frame() for name, columns in tables.items()}
 
 
-def exchange_candidates(items: pl.DataFrame, base: int) -> set[int]:
-    """Every order number the exchange items' orders can have (see exchange_order_numbers)."""
+def exchanges_of(items: pl.DataFrame) -> list[tuple[str, int]]:
+    """`(rid, n)` of every exchange item among `items` (reveni_items rows)."""
     exchanges = items.filter(pl.col("exchange_n").is_not_null())
-    return {
-        number
-        for rid, n in exchanges.select("reveni_return_id", "exchange_n").iter_rows()
-        for number in exchange_order_numbers(rid, n, base)
-    }
+    return list(exchanges.select("reveni_return_id", "exchange_n").unique().iter_rows())
+
+
+async def read_orders(
+    centra: CentraClient,
+    numbers: Iterable[int],
+    exchanges: Iterable[tuple[str, int]],
+    base: int,
+) -> dict[int, Order]:
+    """These orders, and the exchanges' orders: each exchange's first candidate number, and
+    its next one only where an order marked as another exchange's holds the one before
+    (`exchange_order_numbers`): almost always a single batched read."""
+    pending = {(rid, n): exchange_order_numbers(rid, n, base) for rid, n in exchanges}
+    wanted = set(numbers) | {candidates[0] for candidates in pending.values()}
+    orders: dict[int, Order] = {}
+    attempt = 0
+    while wanted:
+        orders.update(await centra.orders_by_number(sorted(wanted - set(orders))))
+        wanted = set()
+        for (rid, n), candidates in pending.items():
+            held = orders.get(candidates[attempt])
+            if held is None or held.internal_comment is None or attempt + 1 == len(candidates):
+                continue  # free, or unmarked (taken as the exchange's), or no candidate left
+            if exchange_of(held.internal_comment) != f"{rid}:{n}":
+                wanted.add(candidates[attempt + 1])
+        attempt += 1
+        pending = {key: c for key, c in pending.items() if c[attempt - 1] in orders}
+    return orders
 
 
 @dataclass
@@ -256,13 +279,15 @@ async def extract_centra(
     centra: CentraClient,
     numbers: Iterable[int],
     *,
+    exchanges: Iterable[tuple[str, int]] = (),
+    exchange_order_base: int,
     stock_cursor: str | None,
     returns_warehouse_ids: Sequence[int],
     snapshot_date: date,
 ) -> CentraRead:
-    """These orders with all their returns (batched), and the returns warehouse's stock changes
-    after `stock_cursor`."""
-    orders = await centra.orders_by_number(sorted(set(numbers)))
+    """These orders and the exchanges' orders (`read_orders`) with all their returns
+    (batched), and the returns warehouse's stock changes after `stock_cursor`."""
+    orders = await read_orders(centra, numbers, exchanges, exchange_order_base)
     returns = await centra.returns_for_orders(list(orders))
     changes, cursor = await centra.stock_changes_after(returns_warehouse_ids, stock_cursor)
     frames = centra_frames(
@@ -306,13 +331,14 @@ async def extract(
     )
     numbers: set[int] = set(recheck)
     numbers.update(r.order.number for r in changed.returns if r.order.number is not None)
-    numbers.update(exchange_candidates(reveni_tables["reveni_items"], exchange_order_base))
     created: DateRange = {"from": centra_since.isoformat()}
     async for centra_return in centra.iter_returns({"createdAt": created}, page_size=200):
         numbers.add(centra_return.order_number)
     read = await extract_centra(
         centra,
         numbers,
+        exchanges=exchanges_of(reveni_tables["reveni_items"]),
+        exchange_order_base=exchange_order_base,
         stock_cursor=stock_cursor,
         returns_warehouse_ids=returns_warehouse_ids,
         snapshot_date=snapshot_date,

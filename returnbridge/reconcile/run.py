@@ -36,7 +36,7 @@ from returnbridge.core.planner import PlannerConfig
 from returnbridge.ledger.store import Ledger
 from returnbridge.reconcile.digests import Delivery, compose_digest, deliver_digests
 from returnbridge.reconcile.extract import (
-    exchange_candidates,
+    exchanges_of,
     extract,
     extract_centra,
     look_back,
@@ -366,10 +366,11 @@ class Reconciliation:
         mine = self.warehouse.rows_of(
             "reveni_items", "list_contains(?::VARCHAR[], reveni_return_id)", [rids]
         )
-        numbers |= exchange_candidates(mine, self.exchange_order_base)
         read = await extract_centra(
             self.centra,
             numbers,
+            exchanges=exchanges_of(mine),
+            exchange_order_base=self.exchange_order_base,
             stock_cursor=self._watermarks().get("stock_cursor"),
             returns_warehouse_ids=self.returns_warehouse_ids,
             snapshot_date=report.run_date,
