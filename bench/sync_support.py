@@ -26,8 +26,8 @@ import statistics
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,19 +35,18 @@ from typing import Any
 
 import httpx
 
-from returnbridge.connectors.centra import CentraClient, Governor
+from returnbridge.connectors.centra import Governor
 from returnbridge.connectors.centra.plans import Plan
-from returnbridge.core.executor import Executor
 from returnbridge.demo import CENTRA_SECRET, CENTRA_TOKEN, REVENI_KEY, demo_settings, scenario_clock
 from returnbridge.ledger import Ledger
-from returnbridge.runtime import sync_config
+from returnbridge.runtime import open_sync
 from returnbridge.scenario import Scenario
 from returnbridge.scenarios.generate import generate_scenario
 from returnbridge.settings import Settings
 from returnbridge.simulators.centra.app import create_app as create_centra_app
 from returnbridge.simulators.reveni.app import create_app as create_reveni_app
 from returnbridge.simulators.server import serve_in_thread
-from returnbridge.sync import ReturnSync
+from returnbridge.sync import ReturnSync, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -210,42 +209,23 @@ def bench_clock(scenario: Scenario) -> Callable[[], datetime]:
     return scenario_clock(scenario)
 
 
-@asynccontextmanager
-async def open_bench_sync(
+def open_bench_sync(
     settings: Settings,
     ledger: Ledger,
     *,
     governor: Governor | None = None,
     orders_per_query: int | None = None,
     clock: Callable[[], datetime] | None = None,
-) -> AsyncIterator[ReturnSync]:
-    """A `ReturnSync` wired as `runtime.open_sync` wires it, with the Centra client's governor
-    and batch size given here (open_sync's client takes the process-wide governor of the
-    environment, on the real clock)."""
-    inferred = settings.centra.inferred
-    config = sync_config(
-        settings.sync,
-        not_returnable=frozenset({inferred.order_status_archived, "CANCELLED"}),
-        payment_entry_type_refund=inferred.payment_entry_type_refund,
+) -> AbstractAsyncContextManager[ReturnSync]:
+    """`runtime.open_sync` with a governor of its own for each run (open_sync's default, the
+    process-wide one, would carry one run's spending into the next) unless one is given."""
+    return open_sync(
+        settings,
+        ledger=ledger,
+        clock=clock or utc_now,
+        governor=governor or Governor(settings.centra.plan, settings.centra.budget_share),
+        orders_per_query=orders_per_query,
     )
-    now = clock or (lambda: datetime.now(UTC))
-    async with (
-        settings.reveni.client() as reveni,
-        CentraClient(
-            settings.centra,
-            governor=governor or Governor(settings.centra.plan, settings.centra.budget_share),
-            orders_per_query=orders_per_query,
-        ) as centra,
-    ):
-        executor = Executor(centra, ledger, config.executor, clock=now)
-        yield ReturnSync(
-            reveni=reveni,
-            centra=centra,
-            ledger=ledger,
-            config=config,
-            executor=executor,
-            clock=now,
-        )
 
 
 def owed(ledger: Ledger) -> int:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from returnbridge.connectors.centra import CentraClient
+from returnbridge.connectors.centra import CentraClient, Governor
 from returnbridge.connectors.slack import DigestPoster
 from returnbridge.core.budget import BudgetGate
 from returnbridge.core.executor import Executor, ExecutorConfig
@@ -57,8 +57,12 @@ async def open_sync(
     ledger: Ledger | None = None,
     budget: BudgetGate | None = None,
     clock: Callable[[], datetime] = utc_now,
+    governor: Governor | None = None,
+    orders_per_query: int | None = None,
 ) -> AsyncIterator[ReturnSync]:
-    """A `ReturnSync` with its clients open; closes what it opened."""
+    """A `ReturnSync` with its clients open; closes what it opened. `governor` /
+    `orders_per_query`: the Centra client's (default: the process-wide governor of the plan,
+    the configured batch size)."""
     own_ledger = ledger is None
     ledger = ledger or Ledger(settings.sync.ledger_url)
     inferred = settings.centra.inferred
@@ -70,7 +74,9 @@ async def open_sync(
     try:
         async with (
             settings.reveni.client() as reveni,
-            CentraClient(settings.centra) as centra,
+            CentraClient(
+                settings.centra, governor=governor, orders_per_query=orders_per_query
+            ) as centra,
         ):
             executor = Executor(centra, ledger, config.executor, budget=budget, clock=clock)
             yield ReturnSync(

@@ -28,7 +28,7 @@ for the amount of one already credited, it is a `duplicate_refund`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
@@ -37,16 +37,16 @@ from typing import Final
 import polars as pl
 
 from returnbridge.connectors.centra.inferred import DEFAULT_INFERRED
-from returnbridge.connectors.reveni.models import currency_exponent
-from returnbridge.connectors.reveni.statuses import ACCEPTED
+from returnbridge.connectors.reveni.models import DEFAULT_EXPONENT, OTHER_EXPONENTS
+from returnbridge.core import planner
 from returnbridge.core.actions import RESTOCK_DESCRIPTION
 from returnbridge.core.codes import CODES
 from returnbridge.core.validation import NOT_RETURNABLE
 from returnbridge.reconcile.tables import GAPS, LEDGER_EXCEPTIONS, UTC_TS
 from returnbridge.reconcile.warehouse import Snapshot
 
-# Reveni statuses in which Centra effects are due (the planner's ACCEPTING).
-ACCEPTING: Final = sorted(ACCEPTED | {"completed"})
+# Reveni statuses in which Centra effects are due: the planner's.
+ACCEPTING: Final = sorted(planner.ACCEPTING)
 
 # Open exceptions (raised by the sync) that already explain a gap: the owner knows, and the
 # gap is not raised a second time under another code.
@@ -93,13 +93,17 @@ class GapConfig:
 
     def tolerance_minor(self, currency: pl.Expr) -> pl.Expr:
         """The refund tolerance in `currency`'s minor units."""
-        known = {c: int(self.refund_tolerance.scaleb(currency_exponent(c))) for c in _CURRENCIES}
-        return currency.replace_strict(
-            known, default=int(self.refund_tolerance.scaleb(2)), return_dtype=pl.Int64
-        )
+        tolerance = self.refund_tolerance
+        known = {c: int(tolerance.scaleb(e)) for c, e in OTHER_EXPONENTS.items()}
+        default = int(tolerance.scaleb(DEFAULT_EXPONENT))
+        return currency.replace_strict(known, default=default, return_dtype=pl.Int64)
 
 
-_CURRENCIES: Final = ("JPY", "KRW", "ISK", "CLP", "BHD", "KWD", "OMR", "JOD")
+def _exponent(currency: pl.Expr) -> pl.Expr:
+    """`currency_exponent` of each currency, as a Polars expression."""
+    return currency.replace_strict(
+        dict(OTHER_EXPONENTS), default=DEFAULT_EXPONENT, return_dtype=pl.Int64
+    )
 
 
 @dataclass
@@ -109,7 +113,6 @@ class Inputs:
     snapshot: Snapshot
     config: GapConfig
     now: datetime
-    _cache: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     @property
     def cutoff(self) -> datetime:
@@ -339,9 +342,7 @@ def rule(code: str) -> Callable[[Rule], Rule]:
 
 def _money(amount: pl.Expr, currency: pl.Expr) -> pl.Expr:
     """'299.00 SEK' from minor units (for details; exponents by currency)."""
-    exponent = currency.replace_strict(
-        {c: currency_exponent(c) for c in _CURRENCIES}, default=2, return_dtype=pl.Int64
-    )
+    exponent = _exponent(currency)
     scale = pl.lit(10, pl.Int64).pow(exponent)
     units = amount.abs() // scale
     cents = (amount.abs() % scale).cast(pl.String).str.zfill(exponent.cast(pl.Int64))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -73,7 +74,6 @@ GAP_ONLY_CODES: frozenset[str] = frozenset(
         "exchange_not_zero_value",
     }
 )
-GapKey = tuple[str, str | None, int | None, str | None]
 GAP_KEY = ("code", "reveni_return_id", "order_number", "sku")
 
 
@@ -149,17 +149,11 @@ class ReconcileReport:
 
     def counts(self) -> dict[str, int]:
         """Gaps per code."""
-        counts: dict[str, int] = {}
-        for gap in self.gaps:
-            counts[gap["code"]] = counts.get(gap["code"], 0) + 1
-        return dict(sorted(counts.items()))
+        return dict(sorted(Counter(gap["code"] for gap in self.gaps).items()))
 
     def outcomes(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for gap in self.gaps:
-            outcome = gap["outcome"] or "none"
-            counts[outcome] = counts.get(outcome, 0) + 1
-        return dict(sorted(counts.items()))
+        """Gaps per outcome."""
+        return dict(sorted(Counter(gap["outcome"] or "none" for gap in self.gaps).items()))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -300,11 +294,11 @@ class Reconciliation:
 
     def explained(self) -> pl.DataFrame:
         """The ledger's open exceptions that can explain a gap."""
-        codes = sorted(set().union(*EXPLAINED_BY.values()))
+        codes = set().union(*EXPLAINED_BY.values())
         rows = [
             (r.code, r.reveni_return_id, r.order_number)
-            for code in codes
-            for r in self.ledger.exceptions(code=code, statuses=("open", "retrying"))
+            for r in self.ledger.exceptions(statuses=("open", "retrying"))
+            if r.code in codes
         ]
         return pl.DataFrame(rows, schema=LEDGER_EXCEPTIONS, orient="row")
 

@@ -12,9 +12,11 @@ Money arrives in the format `ReveniInferred.money_format` names; validate with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -33,12 +35,15 @@ from returnbridge.connectors.reveni.inferred import DEFAULT_REVENI_INFERRED, Rev
 from returnbridge.connectors.reveni.statuses import ReturnStatus
 
 # ISO 4217 exponents that are not 2 (the rest of the world uses cents).
-_EXPONENTS = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3}
+OTHER_EXPONENTS: Final[Mapping[str, int]] = MappingProxyType(
+    {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3}
+)
+DEFAULT_EXPONENT: Final = 2
 
 
 def currency_exponent(currency: str) -> int:
     """Digits after the decimal point of `currency`'s minor unit."""
-    return _EXPONENTS.get(currency.upper(), 2)
+    return OTHER_EXPONENTS.get(currency.upper(), DEFAULT_EXPONENT)
 
 
 def wire_context(inferred: ReveniInferred = DEFAULT_REVENI_INFERRED) -> dict[str, Any]:
