@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from returnbridge.cli import app
 from returnbridge.demo import DemoRun, render_report, run_demo
+from returnbridge.scenario import Scenario
 from returnbridge.scenarios import builtin_scenario
 
 SUMMARY_KEYS = {"centra", "exceptions", "gaps", "digests", "report", "api_calls"}
@@ -232,11 +233,21 @@ def test_human_output_shows_credits_and_exceptions_by_owner(showcase_run: DemoRu
     assert "recorded (paid by Reveni)" in text
 
 
+def unlimited_showcase() -> Scenario:
+    """The showcase on Centra's `unlimited` plan: the same effects and exceptions, without
+    waiting for Growth's rate-limit windows (`showcase_run` keeps those, once per module)."""
+    scenario = builtin_scenario("showcase")
+    centra = scenario.centra.model_copy(update={"plan": "unlimited"})
+    return scenario.model_copy(update={"centra": centra})
+
+
 def test_demo_json_on_stdout_is_exactly_one_document(tmp_path: Path) -> None:
     """Through the installed command: stdout holds the JSON and nothing else; exit 0."""
     exe = Path(sys.executable).with_name("returnbridge")
+    scenario = tmp_path / "showcase-unlimited.json"
+    scenario.write_text(unlimited_showcase().model_dump_json(by_alias=True))
     result = subprocess.run(
-        [str(exe), "demo", "--json", "--out", str(tmp_path)],
+        [str(exe), "demo", "--json", "--out", str(tmp_path), "--scenario", str(scenario)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -303,7 +314,7 @@ def test_demo_exits_1_on_anything_unexpected(monkeypatch: pytest.MonkeyPatch) ->
 def test_lost_duplicated_and_reordered_webhooks_change_nothing(showcase_run: DemoRun) -> None:
     """Webhooks only wake the sync; the listing is the backstop, so faulty delivery can neither
     hide nor double an exception or an effect."""
-    scenario = builtin_scenario("showcase")
+    scenario = unlimited_showcase()
     reveni_faults = scenario.faults.reveni.model_copy(
         update={
             "duplicate_webhook_rate": 0.3,

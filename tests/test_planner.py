@@ -327,6 +327,26 @@ def test_units_left_after_a_lost_ledger_row_go_to_another_shipment_under_their_o
     assert p.adopted == {"return:r1:11": "77"} and keys(p) == ["return:r1:12"]
 
 
+def test_an_adopted_part_keeps_its_key_when_the_other_parts_ledger_row_is_lost() -> None:
+    # Found by the stateful test: `return:r1:11` was adopted (no payload) while the return had
+    # two parts; then the row of the part on shipment 12 was lost before it reached Centra.
+    # Centra shows one part now, which must still be matched to the adopted key (not re-keyed
+    # `return:r1`, leaving `return:r1:11` unmatched and the return waiting for ever).
+    order = priced_order(1, [("A", 2, "10.00")], [(True, [(1, 1)]), (True, [(1, 1)])])
+    ret = reveni_return_of("r1", 1, [item("A", 2)])
+    first = plan([ret], [order])["r1"].actions
+    adopted = replace(rows(first[:1], "done", "77")[0], payload={})
+    shown = own_return(order, "r1", [(1101, 1)], rid=77)
+    p = plan([ret], [with_returns(order, shown)], [adopted])["r1"]
+    assert keys(p) == ["return:r1:12"] and p.waiting == ("restock:r1",)
+    # The single-part key of an adopted part matches whichever shipment Centra shows it on.
+    alone = reveni_return_of("r2", 1, [item("A")])
+    single = replace(rows(plan([alone], [order])["r2"].actions, "done", "78")[0], payload={})
+    shown = own_return(order, "r2", [(1201, 1)], rid=78)
+    p = plan([alone], [with_returns(order, shown)], [single])["r2"]
+    assert (p.waiting, keys(p)) == ((), ["restock:r2"])
+
+
 def test_keys_the_executor_owns_or_finished_are_not_emitted_pending_ones_are() -> None:
     order = priced_order(1, [("A", 1, "10.00")])
     ret = reveni_return_of("r1", 1, [item("A")])

@@ -227,7 +227,11 @@ def _existing_parts(
             for line in centra_return.lines:
                 extra[slot[1]][line.sku] += line.quantity
             continue
-        key = from_ledger[slot][0] if slot in from_ledger else ""
+        if slot in from_ledger:
+            key = from_ledger[slot][0]
+        else:
+            key = _adopted_key(rid, slot, unreadable)
+            key = "" if key in {p.key for p in parts.values()} else key
         lines = tuple(
             ReturnLinePlan(
                 shipment_line_id=line.shipment_line_id, quantity=line.quantity, sku=line.sku
@@ -247,6 +251,19 @@ def _existing_parts(
                 key=key, shipment_id=slot[0], lines=payload.lines, exchange=slot[1]
             )
     return _Existing([parts[slot] for slot in sorted(parts)], extra, unreadable)
+
+
+def _adopted_key(rid: str, slot: tuple[int, bool], unreadable: tuple[str, ...]) -> str:
+    """The payload-less ledger key (an adopted effect) that names `slot`, else "".
+
+    Its key says where it is: `return:{rid}:{shipment}[:exchange]`, or `return:{rid}` when it was
+    the return's only part. Matched by key, not re-derived from the parts present now: after a
+    lost ledger row the return may show fewer parts than when the key was given, and a re-derived
+    key would leave the adopted one unmatched, waiting for ever."""
+    exact = return_key(rid, slot[0], exchange=slot[1])
+    if exact in unreadable:
+        return exact
+    return return_key(rid) if return_key(rid) in unreadable else ""
 
 
 def _place(ret: ReveniReturn, found: _Existing, slots: dict[int, _Slot]) -> ShipmentMapping:
