@@ -23,7 +23,7 @@ from builders import (
 )
 
 from returnbridge.connectors.centra.client import CentraClient
-from returnbridge.connectors.centra.models import Order
+from returnbridge.connectors.centra.models import Order, PaymentEntry
 from returnbridge.connectors.centra.models import Return as CentraReturn
 from returnbridge.connectors.reveni.models import Return as ReveniReturn
 from returnbridge.core.actions import (
@@ -529,6 +529,65 @@ def test_a_psp_refund_on_a_return_reveni_paid_is_a_duplicate_refund() -> None:
     p = plan([ret], [history])["r1"]
     assert codes(p) == [("duplicate_refund", None)] and p.actions == ()
     assert "refund:r1:f1" not in p.adopted
+
+
+def _made_in_centra(history: OrderHistory, *entries: dict[str, object]) -> OrderHistory:
+    """`history` with refunds someone made directly in Centra: on the order, on no return."""
+    made = [PaymentEntry.model_validate(entry) for entry in entries]
+    order = history.order.model_copy(
+        update={"payment_history": [*history.order.payment_history, *made]}
+    )
+    return OrderHistory(order, history.returns)
+
+
+def test_a_psp_refund_already_made_by_hand_in_centra_is_not_paid_again() -> None:
+    ret, history = _accepted_with_centra([reveni_refund("f1", "original_payment_method", "10.00")])
+    p = plan([ret], [_made_in_centra(history, refund_entry(55, "10.00"))])["r1"]
+    assert p.actions == () and codes(p) == [("duplicate_refund", None)] and not p.complete
+    exc = p.exceptions[0]
+    assert (exc.owner, exc.amount, exc.currency) == (Owner.FINANCE, Decimal("10.00"), "EUR")
+    assert "payment entry 55" in exc.detail and "not refund it again" in exc.detail
+    # A hand-made refund of another amount is not this one (the reconciliation reports it).
+    other = _made_in_centra(
+        history, refund_entry(55, "4.00"), refund_entry(56, "10.00", status="FAILED")
+    )
+    assert keys(plan([ret], [other])["r1"]) == ["refund:r1:f1"]
+
+
+def test_finance_posting_the_credit_by_hand_lets_the_return_complete() -> None:
+    ret, history = _accepted_with_centra(
+        [reveni_refund("f1", "original_payment_method", "10.00")], [refund_entry(9, "10.00")]
+    )
+    p = plan([ret], [_made_in_centra(history, refund_entry(55, "10.00"))])["r1"]
+    assert p.adopted == {"return:r1": "77", "refund:r1:f1": "9"}
+    assert (p.actions, p.exceptions, p.complete) == ((), (), True)
+
+
+def test_a_reveni_paid_refund_is_still_recorded_over_a_refund_made_by_hand() -> None:
+    # Reveni paid the customer: the non-PSP credit moves no money and records what Reveni paid;
+    # the hand-made refund then repeats a credited refund, which the reconciliation reports.
+    ret, history = _accepted_with_centra([reveni_refund("f1", "bank_transfer", "10.00")])
+    p = plan([ret], [_made_in_centra(history, refund_entry(55, "10.00"))])["r1"]
+    assert keys(p) == ["refund:r1:f1"] and p.exceptions == ()
+
+
+def test_one_refund_made_by_hand_stands_for_one_reveni_refund_the_oldest() -> None:
+    order = priced_order(1, [("A", 1, "10.00"), ("B", 1, "10.00")])
+    psp = "original_payment_method"
+    first = reveni_return_of(
+        "r1", 1, [item("A", restock=False)], refunds=[reveni_refund("f1", psp, "10.00")]
+    )
+    second = reveni_return_of(
+        "r2", 1, [item("B", restock=False)], refunds=[reveni_refund("f2", psp, "10.00", minutes=5)]
+    )
+    history = with_returns(
+        order,
+        own_return(order, "r1", [(1101, 1)], rid=77),
+        own_return(order, "r2", [(1102, 1)], rid=78),
+    )
+    plans = plan([second, first], [_made_in_centra(history, refund_entry(55, "10.00"))])
+    assert codes(plans["r1"]) == [("duplicate_refund", None)] and keys(plans["r1"]) == []
+    assert codes(plans["r2"]) == [] and keys(plans["r2"]) == ["refund:r2:f2"]
 
 
 def test_a_second_live_reveni_refund_is_a_duplicate_and_a_failed_one_is_ignored() -> None:

@@ -244,3 +244,20 @@ def test_without_a_slack_token_digests_are_composed_and_not_kept(tmp_path: Path)
         ("ops", False, "no Slack token configured"),
     ]
     assert pending == []
+
+
+def test_a_refund_made_by_hand_before_the_sync_is_not_paid_again(tmp_path: Path) -> None:
+    """CX refunds ret_std_1001's 299.00 directly in Centra before returnbridge posts Reveni's
+    refund: the sync does not refund it through the PSP a second time; Finance gets a
+    `duplicate_refund` to decide, and the reconciliation agrees the refund is covered."""
+    with integration(builtin_scenario("showcase"), tmp_path) as it:
+        it.manual_refund(1001, "299.00")
+        settle(it)
+        psp = [r for r in it.effects()["refunds"] if r["order_number"] == 1001 and r["via_psp"]]
+        assert sorted(r["amount"] for r in psp) == ["299.00", "49.00"]  # the hand-made ones
+        (held,) = it.ledger.exceptions(reveni_return_id="ret_std_1001")
+        assert (held.code, held.owner, held.status) == ("duplicate_refund", "finance", "open")
+        report = it.reconcile(fix=False, grace=timedelta(0))
+    found = gap_set(report.gaps)
+    assert not {g for g in found if g[1] == "ret_std_1001"}
+    assert ("unmatched_centra_refund", None, 1001, "still_open") in found  # the 49.00 plant

@@ -129,6 +129,7 @@ def plan_returns(
     problems = validation.validate_returns(latest, orders, not_returnable=config.not_returnable)
     mappings = _map_all(latest, orders, ledger, problems)
     stock_left = stock_after_unsettled_exchanges(stock, ledger)
+    covered = refunds_made_in_centra(latest, orders, config)
     known_orders = set(orders)
     plans: dict[str, ReturnPlan] = {}
     for ret in latest:
@@ -139,9 +140,69 @@ def plan_returns(
         elif awaiting_inspection(ret):
             draft.flag_all(check_instant_deadline(ret, config, now))
         elif ret.status in ACCEPTING and history is not None:
-            plan_accepted(draft, ret, history, mappings[ret.id], known_orders, stock_left, config)
+            plan_accepted(
+                draft,
+                ret,
+                history,
+                mappings[ret.id],
+                known_orders,
+                stock_left,
+                config,
+                covered.get(ret.id),
+            )
         plans[ret.id] = draft.finish(decided=ret.status in DECIDED and not problems[ret.id])
     return plans
+
+
+def refunds_made_in_centra(
+    returns: Sequence[ReveniReturn], orders: Mapping[int, OrderHistory], config: PlannerConfig
+) -> dict[str, PaymentEntry]:
+    """Reveni return id -> the refund someone made directly in Centra for its Reveni refund.
+
+    On each order, the successful refund entries on no Centra return of a Reveni return (made
+    by hand, on the order) are paired one to one with the first live Reveni refunds that have no
+    credit in Centra yet: same amount and currency, oldest with oldest. The reconciliation's
+    gap rules pair them the same way (`reconcile.rules.Inputs.unlinked`), so the sync and the
+    reconciliation agree on which refund a hand-made one stands for."""
+    by_order: dict[int, list[ReveniReturn]] = defaultdict(list)
+    for ret in returns:
+        if ret.order.number is not None and ret.order.number in orders:
+            by_order[ret.order.number].append(ret)
+    covered: dict[str, PaymentEntry] = {}
+    for number, order_returns in by_order.items():
+        history = orders[number]
+        linked = {
+            entry.id
+            for centra_return in history.returns
+            if centra_return.external_id is not None
+            for entry in centra_return.refund_payment_history
+        }
+        loose: dict[tuple[Decimal, str], list[PaymentEntry]] = defaultdict(list)
+        for entry in sorted(history.order.payment_history, key=lambda e: (e.created_at, e.id)):
+            if (
+                entry.entry_type == config.payment_entry_type_refund
+                and entry.status == "SUCCESS"
+                and entry.id not in linked
+            ):
+                loose[entry.value.value, entry.value.currency].append(entry)
+        if not loose:
+            continue
+        due: dict[tuple[Decimal, str], list[tuple[datetime, str, str]]] = defaultdict(list)
+        for ret in order_returns:
+            live = sorted(
+                (r for r in ret.refunds if r.status != "failed"),
+                key=lambda r: (r.created_at, r.id),
+            )
+            if ret.status not in ACCEPTING or not live:
+                continue
+            own = [r for r in history.returns if r.external_id == ret.id]
+            if any(_refund_entries(r, "SUCCESS", config) for r in own):
+                continue  # credited: a hand-made refund of its amount repeats it, not covers it
+            due[live[0].amount, live[0].currency].append((live[0].created_at, live[0].id, ret.id))
+        for money, refunds in due.items():
+            for (_, _, rid), entry in zip(sorted(refunds), loose.get(money, []), strict=False):
+                covered[rid] = entry
+    return covered
 
 
 def stock_after_unsettled_exchanges(
@@ -316,8 +377,11 @@ def plan_accepted(
     known_orders: set[int],
     stock_left: dict[str, int],
     config: PlannerConfig,
+    made_in_centra: PaymentEntry | None = None,
 ) -> None:
-    """Step 4: the Centra return parts, then restock, refund and exchanges as they become due."""
+    """Step 4: the Centra return parts, then restock, refund and exchanges as they become due.
+    `made_in_centra`: a refund made directly in Centra for this return's refund
+    (`refunds_made_in_centra`)."""
     if mapping.unplaced:
         for sku, units in mapping.unplaced.items():
             draft.flag(
@@ -335,7 +399,7 @@ def plan_accepted(
         return
     plan_return_parts(draft, ret, history.order, mapping.parts)
     plan_restock(draft, ret, history.order, mapping.parts, config)
-    plan_refunds(draft, ret, history.order, mapping.parts, config)
+    plan_refunds(draft, ret, history.order, mapping.parts, config, made_in_centra)
     plan_exchanges(draft, ret, mapping, known_orders, stock_left, config)
 
 
@@ -432,6 +496,7 @@ def plan_refunds(
     order: Order,
     parts: Sequence[ReturnPart],
     config: PlannerConfig,
+    made_in_centra: PaymentEntry | None = None,
 ) -> None:
     """Post Reveni's refund on the Centra return part(s), in the form Reveni paid it.
 
@@ -447,7 +512,14 @@ def plan_refunds(
     Centra holds one credit per return, so only the first live (not failed) Reveni refund is
     posted; a second live one is `duplicate_refund`. Needs every part visible in Centra (its id
     and grand total); a credit Centra already shows is adopted; a FAILED PSP entry is
-    `refund_failed_at_gateway` and never retried here."""
+    `refund_failed_at_gateway` and never retried here.
+
+    A PSP refund that someone already made directly in Centra for this refund
+    (`made_in_centra`) would be paid a second time: nothing is posted, and `duplicate_refund`
+    asks Finance to decide (ignore the exception if the hand-made refund was this one, or post
+    the credit on the Centra return by hand, which is then adopted). When Reveni paid, the
+    non-PSP credit that records Reveni's payment is posted all the same; the reconciliation
+    reports the hand-made refund that repeats it (`duplicate_refund`)."""
     live = sorted(
         (r for r in ret.refunds if r.status != "failed"), key=lambda r: (r.created_at, r.id)
     )
@@ -507,6 +579,14 @@ def plan_refunds(
         if not draft.taken(key):
             todo.append(part)
     if not todo:
+        return
+    if made_in_centra is not None and psp:
+        draft.flag(
+            "duplicate_refund",
+            amount=refund.amount,
+            currency=refund.currency,
+            detail=_made_in_centra(made_in_centra, refund, order),
+        )
         return
     problem = _amount_problem(refund, psp, sum(credits.values(), Decimal(0)), order, config)
     if problem:
@@ -576,6 +656,17 @@ def _duplicate_credit(
                 f"refund on Centra return {centra_return.id}: the customer was paid twice"
             )
     return None
+
+
+def _made_in_centra(entry: PaymentEntry, refund: ReveniRefund, order: Order) -> str:
+    """The `duplicate_refund` detail for a PSP refund already made by hand in Centra."""
+    return (
+        f"a refund of {_money(entry.value.value, entry.value.currency)} was made directly in "
+        f"Centra on order {order.number} (payment entry {entry.id}, {entry.created_at.date()}, "
+        f"on no return); Reveni refund {refund.id} is for the same amount, so returnbridge did "
+        "not refund it again through the PSP. If that refund was this one, ignore this "
+        "exception; if it was for something else, post the credit on the Centra return by hand"
+    )
 
 
 def _amount_problem(
