@@ -171,7 +171,7 @@ def demo(
     loaded = _scenario_or_exit(scenario, default="showcase")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     try:
-        run = demo_module.run_demo(loaded, out=out)
+        run = demo_module.run_demo(loaded, out=out, progress=lambda m: typer.echo(m, err=True))
     except Exception as exc:  # exit 1, one line on stderr, nothing on stdout
         logging.getLogger("returnbridge.demo").debug("demo failed", exc_info=True)
         typer.echo(f"returnbridge: demo failed: {type(exc).__name__}: {exc}", err=True)

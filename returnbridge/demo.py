@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from returnbridge.connectors.centra.plans import get_plan
 from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.reveni import ReveniClient
 from returnbridge.connectors.reveni.settings import ReveniSettings
@@ -172,10 +173,34 @@ def _idle(ledger: Ledger) -> bool:
     return owed == 0 and not ledger.inbox_pending(limit=1)
 
 
+Progress = Callable[[str], None]
+
+
+def pacing(settings: Settings) -> str:
+    """What Centra's plan allows returnbridge, in words (the demo's first progress line)."""
+    plan = get_plan(settings.centra.plan)
+    if plan.mutations is None or plan.requests is None or plan.complexity is None:
+        return f"plan {plan.name}: no rate limits"
+    share = settings.centra.budget_share
+    writes = int(plan.mutations.ten_seconds * share)
+    requests = int(plan.requests.ten_seconds * share)
+    complexity = int(plan.complexity.ten_seconds * share)
+    return (
+        f"plan {plan.name}: returnbridge uses {share:.0%} of its limits, {writes} writes, "
+        f"{requests} requests and {complexity:,} query complexity per 10 s, so what follows is "
+        "paced and takes a while"
+    )
+
+
 def run_demo(
-    scenario: Scenario, *, out: Path | None = None, timeout: float = RUN_TIMEOUT_SECONDS
+    scenario: Scenario,
+    *,
+    out: Path | None = None,
+    timeout: float = RUN_TIMEOUT_SECONDS,
+    progress: Progress | None = None,
 ) -> DemoRun:
-    """Run the cycle over real HTTP until nothing is left to do; return what happened."""
+    """Run the cycle over real HTTP until nothing is left to do; return what happened.
+    `progress` is told each step as it starts and ends (the CLI prints it to stderr)."""
     with tempfile.TemporaryDirectory(prefix="returnbridge-demo-") as tmp:
         folder = out if out is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -186,11 +211,20 @@ def run_demo(
         for stale in folder.glob("warehouse.duckdb*"):
             stale.unlink()
         with Ledger(f"sqlite:///{db}") as ledger, SlackStandIn() as slack:
-            return _run(scenario, ledger, timeout, warehouse, slack)
+            return _run(scenario, ledger, timeout, warehouse, slack, progress or _quiet)
+
+
+def _quiet(_message: str) -> None:
+    pass
 
 
 def _run(
-    scenario: Scenario, ledger: Ledger, timeout: float, warehouse: Path, slack: SlackStandIn
+    scenario: Scenario,
+    ledger: Ledger,
+    timeout: float,
+    warehouse: Path,
+    slack: SlackStandIn,
+    say: Progress,
 ) -> DemoRun:
     reports: list[SyncReport] = []
     clock = scenario_clock(scenario)
@@ -209,12 +243,30 @@ def _run(
         )
 
     async def one_run() -> None:
+        n, started = len(reports) + 1, time.monotonic()
+        say(f"Sync run {n}: reading Reveni and Centra, planning, writing to Centra ...")
         async with open_sync(settings(), ledger=ledger, clock=clock) as sync:
-            reports.append(await sync.run())
+            report = await sync.run()
+        reports.append(report)
+        say(
+            f"Sync run {n} done in {time.monotonic() - started:.1f} s: "
+            f"{report.returns_seen} returns read, {sum(r.done for r in report.executed)} "
+            f"Centra writes done, {report.exceptions_new} new exceptions."
+        )
 
     async def reconcile() -> ReconcileReport:
+        started = time.monotonic()
+        say(
+            "Daily reconciliation: both systems into DuckDB, gaps, fixes, one Slack digest "
+            "per owner ..."
+        )
         async with open_reconciliation(settings(), ledger=ledger, clock=clock) as rec:
-            return await rec.run()
+            report = await rec.run()
+        say(
+            f"Reconciliation done in {time.monotonic() - started:.1f} s: "
+            f"{len(report.gaps)} gaps, {len(report.digests)} digests."
+        )
+        return report
 
     def run_sync() -> None:
         asyncio.run(one_run())
@@ -226,9 +278,12 @@ def _run(
         httpx.Client(base_url=reveni_url, timeout=10) as reveni_control,
     ):
         urls.update(centra=centra_url, reveni=reveni_url)
+        say(f"Simulators on loopback: Centra {centra_url} ({pacing(settings())}).")
+        say(f"Reveni {reveni_url}; returnbridge's webhook receiver {receiver_url}.")
         asyncio.run(_subscribe(reveni_url, scenario.reveni.store_id, receiver_url))
         walked = reveni_control.post("/_sim/walk").raise_for_status().json()["steps"]
         _wait_for_webhooks(reveni_control)
+        say(f"Reveni: {walked} status changes walked, their webhooks delivered.")
         deadline = time.monotonic() + timeout
         while True:  # until idle: a run after the last webhook, then as long as work is owed
             trigger.notify()
@@ -244,6 +299,10 @@ def _run(
             if refund.after_sync:
                 body = {"order_number": refund.order_number, "amount": str(refund.amount)}
                 centra_control.post("/_sim/manual_refunds", json=body).raise_for_status()
+                say(
+                    f"Centra: someone refunds {refund.amount} by hand on order "
+                    f"{refund.order_number} (the scenario's after_sync plant)."
+                )
         reconciliation = asyncio.run(reconcile())
         effects = centra_control.get("/_sim/effects").raise_for_status().json()
         centra_counters = centra_control.get("/_sim/counters").raise_for_status().json()

@@ -254,6 +254,7 @@ def test_demo_json_on_stdout_is_exactly_one_document(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert result.returncode == 0, result.stderr
+    assert "Sync run 1 done in" in result.stderr  # progress goes to stderr, never stdout
     summary = json.loads(result.stdout)
     assert set(summary) == SUMMARY_KEYS
     assert set(summary["centra"]) == {"returns", "stock_changes", "refunds", "orders_created"}
@@ -328,3 +329,33 @@ def test_lost_duplicated_and_reordered_webhooks_change_nothing(showcase_run: Dem
     run = run_demo(faulty)
     assert _rows(run.summary) == ALL_EXCEPTIONS
     assert _ground_truth(run.summary) == _ground_truth(showcase_run.summary)
+
+
+def test_progress_tells_each_step_and_how_centra_paces_it() -> None:
+    said: list[str] = []
+    run_demo(unlimited_showcase(), progress=said.append)
+    steps = [line.split(":")[0].split(" done")[0] for line in said]
+    assert steps == [
+        "Simulators on loopback",
+        "Reveni http",
+        "Reveni",
+        "Sync run 1",
+        "Sync run 1",
+        "Centra",
+        "Daily reconciliation",
+        "Reconciliation",
+    ], said
+    assert "plan unlimited: no rate limits" in said[0]
+    assert said[-1].endswith("7 gaps, 3 digests.")
+
+
+def test_pacing_names_the_share_of_the_plan_returnbridge_uses() -> None:
+    from returnbridge.connectors.centra.settings import CentraSettings
+    from returnbridge.demo import pacing
+    from returnbridge.settings import Settings
+
+    growth = Settings(centra=CentraSettings(base_url="http://x", plan="growth"))
+    assert pacing(growth).startswith(
+        "plan growth: returnbridge uses 50% of its limits, 10 writes, 30 requests and 125,000 "
+        "query complexity per 10 s"
+    )
