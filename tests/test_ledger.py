@@ -348,6 +348,36 @@ def test_resolved_exception_found_again_reopens_and_ignored_stays_ignored(
     assert (still_ignored.detail, still_ignored.attempts) == (ignored.detail, 0)
 
 
+def test_an_ignored_exception_reopens_when_it_is_about_more_money(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    """Ignoring accepts an amount: a second refund made by hand on an order whose first was
+    accepted raises the order's unmatched sum, and that is a new finding."""
+
+    def unmatched(amount: str, currency: str = "SEK") -> ReturnException:
+        return ReturnException(
+            "unmatched_centra_refund", None, 1001, amount=Decimal(amount), currency=currency
+        )
+
+    first = ledger.raise_exception(unmatched("49.00"))
+    ledger.resolve_exception(first.id, note="goodwill (anna)", status="ignored")
+    clock.advance(days=1)
+    assert ledger.raise_exception(unmatched("49.00")).status == "ignored"
+    assert ledger.raise_exception(unmatched("20.00")).status == "ignored"  # less: still covered
+    assert ledger.raise_exception(unmatched("99.00", "EUR")).status == "ignored"
+    grown = ledger.raise_exception(unmatched("69.00"))
+    assert (grown.id, grown.status, grown.amount, grown.resolution_note) == (
+        first.id,
+        "open",
+        Decimal("69.00"),
+        None,
+    )
+    changes = ledger.observe_exceptions(
+        [unmatched("69.00")], scope_return_ids=None, scope_codes=["unmatched_centra_refund"]
+    )
+    assert not changes.new  # open already: seen, not new
+
+
 def test_resolve_exception_names_what_is_wrong(ledger: Ledger) -> None:
     with pytest.raises(KeyError, match="no exception with id 999"):
         ledger.resolve_exception(999, note="x")

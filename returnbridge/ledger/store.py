@@ -464,7 +464,8 @@ class Ledger:
     ) -> ExceptionRecord:
         """Record `exc` by its identity (code, return, order, SKU): new → open; open/retrying
         seen again → last_seen, attempts + 1, detail and money updated; resolved → reopened;
-        ignored stays ignored (last_seen updated)."""
+        ignored stays ignored (last_seen updated) unless it is now about more money in the same
+        currency than when it was ignored: then it reopens."""
         at = self._now(now)
         return self._write(lambda conn: _raise(conn, exc, action_key, at)[0])
 
@@ -799,10 +800,12 @@ def _raise(
         return _exception_record(inserted), True
     # Already there: lock it (PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the file).
     current = conn.execute(
-        sa.select(t.c.id, t.c.status).where(t.c.identity == identity).with_for_update()
+        sa.select(t.c.id, t.c.status, t.c.amount, t.c.currency)
+        .where(t.c.identity == identity)
+        .with_for_update()
     ).one()
     values: dict[str, Any] = {"last_seen": at}
-    if current.status != "ignored":
+    if current.status != "ignored" or _grown(exc, current.amount, current.currency):
         values.update(
             attempts=t.c.attempts + 1,
             detail=exc.detail,
@@ -811,13 +814,24 @@ def _raise(
         )
         if action_key is not None:
             values["action_key"] = action_key
-    reopened = current.status == "resolved"
+    reopened = current.status == "resolved" or (
+        current.status == "ignored" and _grown(exc, current.amount, current.currency)
+    )
     if reopened:
         values.update(status="open", resolved_at=None, resolution_note=None)
     row = conn.execute(
         sa.update(t).where(t.c.id == current.id).values(values).returning(*t.c)
     ).one()
     return _exception_record(row), reopened
+
+
+def _grown(exc: ReturnException, amount: Any, currency: str | None) -> bool:
+    """Whether `exc` is about more money, in the same currency, than the ignored exception of
+    its identity was when someone accepted it (a second refund made by hand on an order whose
+    first was accepted, say): then what was accepted no longer covers it, and it opens again."""
+    if exc.amount is None or amount is None or exc.currency != currency:
+        return False
+    return bool(exc.amount > Decimal(amount))
 
 
 def _heal(
