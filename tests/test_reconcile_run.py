@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -261,3 +262,21 @@ def test_a_refund_made_by_hand_before_the_sync_is_not_paid_again(tmp_path: Path)
     found = gap_set(report.gaps)
     assert not {g for g in found if g[1] == "ret_std_1001"}
     assert ("unmatched_centra_refund", None, 1001, "still_open") in found  # the 49.00 plant
+
+
+def test_an_ignored_hand_refund_does_not_hide_a_later_one_on_the_same_order(
+    showcase: Integration,
+) -> None:
+    showcase.reconcile()
+    (unmatched,) = showcase.ledger.exceptions(code="unmatched_centra_refund")
+    showcase.ledger.resolve_exception(unmatched.id, note="goodwill (anna)", status="ignored")
+    assert showcase.reconcile().exceptions_new == 0
+    showcase.manual_refund(1001, "20.00")
+    later = showcase.reconcile()
+    (reopened,) = showcase.ledger.exceptions(code="unmatched_centra_refund")
+    assert (reopened.id, reopened.status, reopened.amount) == (
+        unmatched.id,
+        "open",
+        Decimal("69.00"),
+    )
+    assert later.exceptions_new == 1
