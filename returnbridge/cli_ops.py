@@ -317,7 +317,12 @@ def exceptions_retry(
     with _ledger() as ledger:
         record = _exception_or_exit(ledger, exception_id)
         keys = ledger.retry_exception(exception_id)
-    if keys:
+    if record.code == "duplicate_refund" and (record.action_key or "").startswith("refund:"):
+        typer.echo(
+            f"#{exception_id}: released; the next sync run refunds {record.reveni_return_id} "
+            "through the PSP although a refund made by hand in Centra looks like it."
+        )
+    elif keys:
         typer.echo(f"#{exception_id}: re-queued {', '.join(keys)}; the next sync run sends it.")
     elif record.code in GAP_ONLY_CODES:
         typer.echo(

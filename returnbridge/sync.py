@@ -37,7 +37,7 @@ from returnbridge.connectors.reveni.models import Return as ReveniReturn
 from returnbridge.connectors.reveni.pagination import RejectedRow
 from returnbridge.connectors.reveni.statuses import ACCEPTED
 from returnbridge.connectors.reveni.webhooks import WebhookError, parse_envelope
-from returnbridge.core.actions import Action
+from returnbridge.core.actions import Action, ActionStateError
 from returnbridge.core.executor import (
     ExecutionReport,
     Executor,
@@ -232,13 +232,17 @@ class ReturnSync:
 
     def unfinished_ids(self) -> set[str]:
         """Returns a previous run left unfinished: unsettled or retryable actions, exceptions
-        that heal by themselves (stock coming back, a read-back), plans still waiting."""
+        that heal by themselves (stock coming back, a read-back) or that a person is retrying,
+        plans still waiting."""
         stored = self.ledger.cursor(CARRY_OVER)
         ids: set[str] = set(json.loads(stored)) if stored else set()
         for record in self.ledger.actions(states=["pending", "in_flight", "in_doubt"]):
             ids.add(record.reveni_return_id)
         for exc in self.ledger.exceptions(statuses=["open", "retrying"]):
-            if exc.reveni_return_id and exc.code in {"exchange_out_of_stock", "action_in_doubt"}:
+            if not exc.reveni_return_id:
+                continue
+            # a person's retry asks for a re-check (a released refund, say), until it heals
+            if exc.status == "retrying" or exc.code in {"exchange_out_of_stock", "action_in_doubt"}:
                 ids.add(exc.reveni_return_id)
         return ids
 
@@ -286,7 +290,14 @@ class ReturnSync:
             stock=stock,
             config=self.config.planner,
             now=self.clock(),
+            released=self.released(),
         )
+
+    def released(self) -> set[str]:
+        """Returns whose held PSP refund Finance chose to send all the same: their
+        `duplicate_refund` is being retried (`returnbridge exceptions retry`)."""
+        retrying = self.ledger.exceptions(statuses=["retrying"], code="duplicate_refund")
+        return {e.reveni_return_id for e in retrying if e.reveni_return_id is not None}
 
     def record(self, plans: Mapping[str, ReturnPlan], report: SyncReport) -> list[str]:
         """Write the plans to the ledger; the keys planned (new or not) are returned."""
@@ -301,14 +312,37 @@ class ReturnSync:
                     centra_ref=ref,
                 ):
                     report.adopted += 1
+        self._block_held(plans)
         changes = self.ledger.observe_exceptions(
             [e for plan in plans.values() for e in plan.exceptions],
             scope_return_ids=list(plans),
             scope_codes=PLANNER_CODES,
+            action_keys={
+                e.key: plan.held[0]
+                for plan in plans.values()
+                if plan.held
+                for e in plan.exceptions
+                if e.code == "duplicate_refund"
+            },
         )
         report.exceptions_new += len(changes.new)
         report.exceptions_healed += len(changes.healed)
         return [a.key for a in actions]
+
+    def _block_held(self, plans: Mapping[str, ReturnPlan]) -> None:
+        """Block the held actions an earlier plan left pending, so the executor never sends
+        them (a retry of their exception puts them back)."""
+        held = [key for plan in plans.values() for key in plan.held]
+        for record in self.ledger.actions(keys=held, states=["pending"]) if held else []:
+            try:
+                self.ledger.transition(
+                    record.key,
+                    "blocked",
+                    expected="pending",
+                    error="held: a refund made by hand in Centra looks like this one",
+                )
+            except ActionStateError:
+                continue  # a worker claimed it meanwhile: its send is the executor's business
 
     # -- the run ------------------------------------------------------------------------------
 

@@ -547,11 +547,22 @@ def test_a_psp_refund_already_made_by_hand_in_centra_is_not_paid_again() -> None
     exc = p.exceptions[0]
     assert (exc.owner, exc.amount, exc.currency) == (Owner.FINANCE, Decimal("10.00"), "EUR")
     assert "payment entry 55" in exc.detail and "not refund it again" in exc.detail
+    assert p.held == ("refund:r1:f1",)  # an action left pending by an earlier plan is blocked
     # A hand-made refund of another amount is not this one (the reconciliation reports it).
     other = _made_in_centra(
         history, refund_entry(55, "4.00"), refund_entry(56, "10.00", status="FAILED")
     )
     assert keys(plan([ret], [other])["r1"]) == ["refund:r1:f1"]
+
+
+def test_a_held_refund_finance_released_is_sent_and_stays_flagged_until_credited() -> None:
+    ret, history = _accepted_with_centra([reveni_refund("f1", "original_payment_method", "10.00")])
+    made = _made_in_centra(history, refund_entry(55, "10.00"))
+    p = plan_returns([ret], {1: made}, {}, stock={}, config=CONFIG, now=NOW, released={"r1"})["r1"]
+    assert keys(p) == ["refund:r1:f1"] and p.held == ()
+    assert codes(p) == [("duplicate_refund", None)] and "released by Finance" in (
+        p.exceptions[0].detail
+    )
 
 
 def test_finance_posting_the_credit_by_hand_lets_the_return_complete() -> None:

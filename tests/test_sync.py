@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sync_support import Integration, integration
+from typer.testing import CliRunner
 
+from returnbridge.cli import app
 from returnbridge.connectors.centra import CentraClient
 from returnbridge.connectors.centra.inputs import StockLevel
+from returnbridge.core.executor import ExecutionReport
+from returnbridge.demo import scenario_clock
+from returnbridge.runtime import open_sync
 from returnbridge.scenarios import builtin_scenario
 from returnbridge.sync import ReturnSync
 
@@ -130,3 +136,49 @@ def test_inbox_events_are_fetched_back_and_settled(showcase: Integration) -> Non
     report = showcase.run()
     assert report.inbox_events == 1
     assert showcase.ledger.inbox_pending() == []
+
+
+def _run_sending_no_refunds(it: Integration) -> None:
+    """One sync run whose executor sends everything but refunds: they stay pending, as when a
+    run ends (budget, crash) between planning a refund and sending it."""
+
+    async def once() -> None:
+        clock = scenario_clock(it.scenario)
+        async with open_sync(it.settings, ledger=it.ledger, clock=clock) as sync:
+            send = sync.executor.run
+
+            async def no_refunds(**kwargs: Any) -> ExecutionReport:
+                due = it.ledger.actions(states=["pending", "in_doubt"])
+                return await send(keys=[a.key for a in due if a.kind != "refund"], **kwargs)
+
+            sync.executor.run = no_refunds  # type: ignore[method-assign]
+            await sync.run()
+
+    asyncio.run(once())
+
+
+def test_a_pending_refund_is_blocked_when_a_hand_made_refund_appears_and_retry_sends_it(
+    showcase: Integration,
+) -> None:
+    showcase.walk()
+    _run_sending_no_refunds(showcase)
+    (pending,) = showcase.ledger.actions(reveni_return_ids=["ret_std_1001"], kinds=["refund"])
+    assert pending.state == "pending"
+    showcase.manual_refund(1001, "299.00")  # CX refunds the shopper by hand meanwhile
+    showcase.run()
+    assert showcase.ledger.action(pending.key).state == "blocked"  # type: ignore[union-attr]
+    psp = [r["amount"] for r in showcase.effects()["refunds"] if r["order_number"] == 1001]
+    assert sorted(psp) == ["299.00", "49.00"]  # the hand-made ones: nothing sent twice
+    (held,) = showcase.ledger.exceptions(reveni_return_id="ret_std_1001")
+    assert (held.code, held.status, held.action_key) == ("duplicate_refund", "open", pending.key)
+    # Finance: it was for something else; send it all the same.
+    retried = CliRunner().invoke(app, ["exceptions", "retry", str(held.id)], env=showcase.env())
+    assert retried.exit_code == 0 and "released" in retried.stdout, retried.output
+    assert showcase.ledger.action(pending.key).state == "pending"  # type: ignore[union-attr]
+    showcase.run()
+    assert showcase.ledger.action(pending.key).state == "done"  # type: ignore[union-attr]
+    psp = [r["amount"] for r in showcase.effects()["refunds"] if r["order_number"] == 1001]
+    assert sorted(psp) == ["299.00", "299.00", "49.00"]
+    assert showcase.ledger.exception(held.id).status == "retrying"  # type: ignore[union-attr]
+    showcase.run()  # credited now: nothing to hold, the exception heals
+    assert showcase.ledger.exception(held.id).status == "resolved"  # type: ignore[union-attr]

@@ -29,7 +29,7 @@ restocked like any part, and are where the exchange orders come from, but are ne
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -102,6 +102,9 @@ class ReturnPlan:
     adopted: Mapping[str, str]  # ledger key -> Centra ref of an effect Centra already shows
     waiting: tuple[str, ...]  # keys desired but not plannable yet (prerequisite not done)
     complete: bool  # every desired effect done or adopted; Reveni has decided; no exception
+    # Keys that must not be sent although they may be pending in the ledger from an earlier
+    # plan (a PSP refund someone has since made by hand): the sync blocks them.
+    held: tuple[str, ...] = ()
 
 
 def plan_returns(
@@ -112,6 +115,7 @@ def plan_returns(
     stock: Mapping[str, int],
     config: PlannerConfig,
     now: datetime,
+    released: Collection[str] = (),
 ) -> dict[str, ReturnPlan]:
     """The plan of every return, keyed by Reveni return id, in (created_at, id) order.
 
@@ -120,6 +124,9 @@ def plan_returns(
     keys. `stock`: available units per replacement SKU; a SKU missing from it was not read, and
     its exchange waits. Pass every Reveni return of a touched order, not only the touched one:
     validation and shipment-line placement share the order's quantities between its returns.
+
+    `released`: the returns whose PSP refund Finance chose to send although a refund made by
+    hand in Centra looks like it (`plan_refunds`).
 
     A rejected, cancelled or expired return that nevertheless has a Centra return is left alone:
     nothing is deleted, and no exception code of design.md §4 fits it (reconciliation's gap rules
@@ -149,6 +156,7 @@ def plan_returns(
                 stock_left,
                 config,
                 covered.get(ret.id),
+                released=ret.id in released,
             )
         plans[ret.id] = draft.finish(decided=ret.status in DECIDED and not problems[ret.id])
     return plans
@@ -288,6 +296,7 @@ class _Draft:
     adopted: dict[str, str] = field(default_factory=dict)
     waiting: list[str] = field(default_factory=list)
     owned: list[str] = field(default_factory=list)  # desired keys the executor holds
+    held: list[str] = field(default_factory=list)  # keys that must not be sent (ReturnPlan)
 
     def state(self, key: str) -> str | None:
         record = self.ledger.get(key)
@@ -343,6 +352,7 @@ class _Draft:
             adopted=dict(self.adopted),
             waiting=tuple(self.waiting),
             complete=decided and nothing_left,
+            held=tuple(self.held),
         )
 
 
@@ -378,10 +388,12 @@ def plan_accepted(
     stock_left: dict[str, int],
     config: PlannerConfig,
     made_in_centra: PaymentEntry | None = None,
+    *,
+    released: bool = False,
 ) -> None:
     """Step 4: the Centra return parts, then restock, refund and exchanges as they become due.
     `made_in_centra`: a refund made directly in Centra for this return's refund
-    (`refunds_made_in_centra`)."""
+    (`refunds_made_in_centra`); `released`: Finance sends it all the same."""
     if mapping.unplaced:
         for sku, units in mapping.unplaced.items():
             draft.flag(
@@ -399,7 +411,9 @@ def plan_accepted(
         return
     plan_return_parts(draft, ret, history.order, mapping.parts)
     plan_restock(draft, ret, history.order, mapping.parts, config)
-    plan_refunds(draft, ret, history.order, mapping.parts, config, made_in_centra)
+    plan_refunds(
+        draft, ret, history.order, mapping.parts, config, made_in_centra, released=released
+    )
     plan_exchanges(draft, ret, mapping, known_orders, stock_left, config)
 
 
@@ -497,6 +511,8 @@ def plan_refunds(
     parts: Sequence[ReturnPart],
     config: PlannerConfig,
     made_in_centra: PaymentEntry | None = None,
+    *,
+    released: bool = False,
 ) -> None:
     """Post Reveni's refund on the Centra return part(s), in the form Reveni paid it.
 
@@ -515,11 +531,13 @@ def plan_refunds(
     `refund_failed_at_gateway` and never retried here.
 
     A PSP refund that someone already made directly in Centra for this refund
-    (`made_in_centra`) would be paid a second time: nothing is posted, and `duplicate_refund`
-    asks Finance to decide (ignore the exception if the hand-made refund was this one, or post
-    the credit on the Centra return by hand, which is then adopted). When Reveni paid, the
-    non-PSP credit that records Reveni's payment is posted all the same; the reconciliation
-    reports the hand-made refund that repeats it (`duplicate_refund`)."""
+    (`made_in_centra`) would be paid a second time: it is held (not emitted, and listed in
+    `held` so that an action an earlier plan left pending is blocked, never sent), and
+    `duplicate_refund` asks Finance to decide: ignore the exception if the hand-made refund was
+    this one; retry it to send the refund all the same (`released`: the exception stays until
+    the credit is in Centra). When Reveni paid, the non-PSP credit that records Reveni's payment
+    is posted all the same; the reconciliation reports the hand-made refund that repeats it
+    (`duplicate_refund`)."""
     live = sorted(
         (r for r in ret.refunds if r.status != "failed"), key=lambda r: (r.created_at, r.id)
     )
@@ -585,9 +603,11 @@ def plan_refunds(
             "duplicate_refund",
             amount=refund.amount,
             currency=refund.currency,
-            detail=_made_in_centra(made_in_centra, refund, order),
+            detail=_made_in_centra(made_in_centra, refund, order, released=released),
         )
-        return
+        if not released:
+            draft.held.extend(keys[part.shipment_id] for part in todo)
+            return
     problem = _amount_problem(refund, psp, sum(credits.values(), Decimal(0)), order, config)
     if problem:
         draft.flag(
@@ -658,14 +678,21 @@ def _duplicate_credit(
     return None
 
 
-def _made_in_centra(entry: PaymentEntry, refund: ReveniRefund, order: Order) -> str:
+def _made_in_centra(
+    entry: PaymentEntry, refund: ReveniRefund, order: Order, *, released: bool
+) -> str:
     """The `duplicate_refund` detail for a PSP refund already made by hand in Centra."""
-    return (
+    made = (
         f"a refund of {_money(entry.value.value, entry.value.currency)} was made directly in "
         f"Centra on order {order.number} (payment entry {entry.id}, {entry.created_at.date()}, "
-        f"on no return); Reveni refund {refund.id} is for the same amount, so returnbridge did "
-        "not refund it again through the PSP. If that refund was this one, ignore this "
-        "exception; if it was for something else, post the credit on the Centra return by hand"
+        f"on no return); Reveni refund {refund.id} is for the same amount"
+    )
+    if released:
+        return f"{made}; released by Finance: refunding it through the PSP all the same"
+    return (
+        f"{made}, so returnbridge did not refund it again through the PSP. If that refund was "
+        "this one, ignore this exception; if it was for something else, retry it to send the "
+        "refund all the same"
     )
 
 
