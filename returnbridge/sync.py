@@ -53,6 +53,9 @@ __all__ = ["ReturnSync", "SyncConfig", "SyncReport", "SyncSettings"]
 
 log = logging.getLogger(__name__)
 
+# The error of a refund action blocked because a refund made by hand looks like it.
+HELD_REFUND = "held: a refund made by hand in Centra looks like this one"
+
 CURSOR = "reveni_returns"
 CARRY_OVER = "reveni_returns:unfinished"
 # Codes the planner decides: a return re-planned without one of them has healed it. Codes the
@@ -331,18 +334,20 @@ class ReturnSync:
 
     def _block_held(self, plans: Mapping[str, ReturnPlan]) -> None:
         """Block the held actions an earlier plan left pending, so the executor never sends
-        them (a retry of their exception puts them back)."""
+        them; put back every one of a return Finance released (a retry of its exception
+        re-queues one key, a refund over several shipments has one per part)."""
         held = [key for plan in plans.values() for key in plan.held]
         for record in self.ledger.actions(keys=held, states=["pending"]) if held else []:
             try:
-                self.ledger.transition(
-                    record.key,
-                    "blocked",
-                    expected="pending",
-                    error="held: a refund made by hand in Centra looks like this one",
-                )
+                self.ledger.transition(record.key, "blocked", expected="pending", error=HELD_REFUND)
             except ActionStateError:
                 continue  # a worker claimed it meanwhile: its send is the executor's business
+        released = sorted(self.released() & plans.keys())
+        if released:
+            blocked = self.ledger.actions(
+                reveni_return_ids=released, kinds=["refund"], states=["blocked"]
+            )
+            self.ledger.retry(r.key for r in blocked if r.last_error == HELD_REFUND)
 
     # -- the run ------------------------------------------------------------------------------
 

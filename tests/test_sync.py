@@ -182,3 +182,34 @@ def test_a_pending_refund_is_blocked_when_a_hand_made_refund_appears_and_retry_s
     assert showcase.ledger.exception(held.id).status == "retrying"  # type: ignore[union-attr]
     showcase.run()  # credited now: nothing to hold, the exception heals
     assert showcase.ledger.exception(held.id).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_held_parts_are_blocked_and_a_release_puts_every_part_back(
+    showcase: Integration,
+) -> None:
+    from dataclasses import replace
+
+    from ledger_support import refund
+
+    from returnbridge.core.codes import ReturnException
+    from returnbridge.core.planner import ReturnPlan
+    from returnbridge.sync import HELD_REFUND, SyncReport
+
+    parts = [replace(refund("r9"), key=f"refund:r9:rf1:{sid}") for sid in (11, 12)]
+    showcase.ledger.plan(parts)
+    held = ReturnException("duplicate_refund", "r9", 1001, detail="made by hand")
+    plan = ReturnPlan("r9", 1001, (), (held,), {}, (), False, held=tuple(a.key for a in parts))
+
+    async def record(*plans: ReturnPlan) -> None:
+        clock = scenario_clock(showcase.scenario)
+        async with open_sync(showcase.settings, ledger=showcase.ledger, clock=clock) as sync:
+            sync.record({p.reveni_return_id: p for p in plans}, SyncReport())
+
+    asyncio.run(record(plan))
+    rows = showcase.ledger.actions(reveni_return_ids=["r9"])
+    assert [(r.state, r.last_error) for r in rows] == [("blocked", HELD_REFUND)] * 2
+    (exc,) = showcase.ledger.exceptions(reveni_return_id="r9")
+    assert exc.action_key == parts[0].key
+    assert showcase.ledger.retry_exception(exc.id) == [parts[0].key]  # one key per exception
+    asyncio.run(record(replace(plan, held=())))  # released: the planner holds nothing
+    assert {r.state for r in showcase.ledger.actions(reveni_return_ids=["r9"])} == {"pending"}
