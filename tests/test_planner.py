@@ -548,6 +548,11 @@ def test_a_psp_refund_already_made_by_hand_in_centra_is_not_paid_again() -> None
     assert (exc.owner, exc.amount, exc.currency) == (Owner.FINANCE, Decimal("10.00"), "EUR")
     assert "payment entry 55" in exc.detail and "not refund it again" in exc.detail
     assert p.held == ("refund:r1:f1",)  # an action left pending by an earlier plan is blocked
+    earlier = plan([ret], [history])["r1"].actions  # planned before the refund by hand
+    stale = plan(
+        [ret], [_made_in_centra(history, refund_entry(55, "10.00"))], rows(earlier, "pending")
+    )
+    assert (stale["r1"].actions, stale["r1"].held) == ((), ("refund:r1:f1",))
     # A hand-made refund of another amount is not this one (the reconciliation reports it).
     other = _made_in_centra(
         history, refund_entry(55, "4.00"), refund_entry(56, "10.00", status="FAILED")

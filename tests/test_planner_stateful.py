@@ -5,7 +5,7 @@ A Hypothesis state machine drives Reveni returns on one Centra order through the
 plans from what it observes: the latest snapshots, older ones, duplicates, in any order. A small
 simulated Centra plus ledger applies the planned actions like the executor would, and sometimes
 crashes after Centra's effect but before the ledger's commit (or before sending), loses such a
-ledger row, or reads the outcome back later.
+ledger row, or reads the outcome back later. Someone may also refund on the order by hand.
 
 Returns may be refunds, exchanges or mixed (some items refunded, some exchanged, the same SKU
 possibly in both roles); a mixed return's exchanged and refunded items go into separate Centra
@@ -19,6 +19,9 @@ Invariants, after every step:
 - the exchange part of a mixed return is never credited;
 - credits on the order never exceed what was captured; no shipment line is returned twice;
 - no exchange order takes stock that is not there;
+- no PSP refund is sent for a return whose refund a refund made by hand in Centra stands for
+  (`planner.refunds_made_in_centra`, on what the run saw), even one an earlier run left pending:
+  held keys are blocked, as the sync blocks them;
 - the planner emits only keys it may (not done, not the executor's) whose prerequisites are
   done, the same plan whatever the order of the observations.
 And once settled (every effect applied, no crash), every decided return's plan is complete or
@@ -30,6 +33,7 @@ amount, an exchange order per accepted exchange item.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -40,6 +44,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from returnbridge.connectors.centra.models import PaymentEntry
 from returnbridge.connectors.centra.models import Return as CentraReturn
 from returnbridge.connectors.reveni.models import Return as ReveniReturn
 from returnbridge.connectors.reveni.statuses import allowed_moves
@@ -52,7 +57,15 @@ from returnbridge.core.actions import (
     exchange_order_number,
     is_exchange_part,
 )
-from returnbridge.core.planner import ACCEPTING, DECIDED, PlannerConfig, ReturnPlan, plan_returns
+from returnbridge.core.planner import (
+    ACCEPTING,
+    DECIDED,
+    PlannerConfig,
+    ReturnPlan,
+    latest_snapshots,
+    plan_returns,
+    refunds_made_in_centra,
+)
 from returnbridge.core.shipment_mapping import is_mixed
 from returnbridge.core.validation import OrderHistory
 from returnbridge.ledger.records import ActionRecord
@@ -135,6 +148,7 @@ class CentraSim:
     effects: Counter[str] = field(default_factory=Counter)
     gateway_fails: bool = False
     next_id: int = 1000
+    by_hand: list[dict[str, Any]] = field(default_factory=list)  # refunds made on the order
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -157,7 +171,9 @@ class CentraSim:
         ]
 
     def histories(self) -> dict[int, OrderHistory]:
-        orders = {NUMBER: OrderHistory(ORDER, tuple(self.models()))}
+        made = [PaymentEntry.model_validate(entry) for entry in self.by_hand]
+        order = ORDER.model_copy(update={"payment_history": [*ORDER.payment_history, *made]})
+        orders = {NUMBER: OrderHistory(order, tuple(self.models()))}
         for number in self.exchange_orders:
             orders[number] = OrderHistory(priced_order(number, [("X", 1, "0.00")]))
         return orders
@@ -425,6 +441,17 @@ class PlannerMachine(RuleBasedStateMachine):
     def stock_returns(self, sku: str, units: int) -> None:
         self.centra.stock[sku] = self.centra.stock.get(sku, 0) + units
 
+    @precondition(lambda self: len(self.centra.by_hand) < 2)
+    @rule(data=st.data())
+    def refund_by_hand(self, data: st.DataObject) -> None:
+        """Someone refunds on the order directly in Centra: mostly the amount of a refund
+        Reveni has (CX refunding the shopper themselves), sometimes something else."""
+        amounts = sorted({r["amount"] for s in self.reveni.values() for r in s.refunds})
+        amount = data.draw(st.sampled_from([*amounts, *amounts, "5.00"]), label="by hand")
+        entry = refund_entry(self.centra.new_id(), amount, payment_method=PSP_METHOD)
+        entry["createdAt"] = (T0 + timedelta(minutes=self.tick())).isoformat()
+        self.centra.by_hand.append(entry)
+
     @rule()
     def toggle_gateway(self) -> None:
         self.centra.gateway_fails = not self.centra.gateway_fails
@@ -473,6 +500,13 @@ class PlannerMachine(RuleBasedStateMachine):
             for key, ref in plan.adopted.items():
                 assert self.ledger.get(key) is None or self.ledger[key].state != "done"
                 self.ledger[key] = _adopted_row(self.ledger.get(key), key, ref, plan)
+            if plan.held:
+                event("held " + ",".join(sorted({self._state_of(k) for k in plan.held})))
+            for key in plan.held:  # as the sync does: a held key left pending is blocked
+                assert key not in {a.key for a in plan.actions}, f"{key} held and emitted"
+                row = self.ledger.get(key)
+                if row is not None and row.state == "pending":
+                    self.ledger[key] = _with_state(row, "blocked", None)
             for action in plan.actions:
                 assert action.key not in emitted, f"{action.key} planned twice"
                 emitted.add(action.key)
@@ -481,19 +515,34 @@ class PlannerMachine(RuleBasedStateMachine):
                 for dep in action.depends_on:
                     assert self._done(dep), f"{action.key} emitted before {dep} is done"
                 self.ledger.setdefault(action.key, ledger_row(action, "pending"))
-        self.execute(data)
+        covered = refunds_made_in_centra(
+            latest_snapshots(observed), self.centra.histories(), CONFIG
+        )
+        self.execute(data, covered)
         return plans
+
+    def _state_of(self, key: str) -> str:
+        row = self.ledger.get(key)
+        return "unplanned" if row is None else row.state
 
     def _done(self, key: str) -> bool:
         row = self.ledger.get(key)
         return row is not None and row.state == "done"
 
-    def execute(self, data: st.DataObject | None) -> None:
-        """The executor: every pending row whose prerequisites are done, once."""
+    def execute(
+        self, data: st.DataObject | None, covered: Mapping[str, object] | None = None
+    ) -> None:
+        """The executor: every pending row whose prerequisites are done, once. `covered`:
+        the returns whose refund a refund made by hand stands for, as this run saw them."""
         for key in sorted(self.ledger):
             row = self.ledger[key]
             if row.state != "pending" or not all(self._done(d) for d in row.depends_on):
                 continue
+            payload = row.action().payload
+            if isinstance(payload, Refund) and payload.via_psp:
+                assert row.reveni_return_id not in (covered or {}), (
+                    f"{key}: PSP refund sent although a refund made by hand stands for it"
+                )
             crash = "none"
             if data is not None:
                 crash = data.draw(
