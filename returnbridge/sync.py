@@ -330,6 +330,11 @@ class ReturnSync:
         )
         report.exceptions_new += len(changes.new)
         report.exceptions_healed += len(changes.healed)
+        # A person's retry asked for this re-check; what it still finds is open again. A
+        # released refund's `duplicate_refund` stays retrying: that is how the release lasts.
+        self.ledger.retried(
+            e.id for e in changes.seen if e.status == "retrying" and e.code != "duplicate_refund"
+        )
         return [a.key for a in actions]
 
     def _block_held(self, plans: Mapping[str, ReturnPlan]) -> None:

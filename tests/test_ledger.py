@@ -378,6 +378,15 @@ def test_an_ignored_exception_reopens_when_it_is_about_more_money(
     assert not changes.new  # open already: seen, not new
 
 
+def test_retried_moves_only_retrying_exceptions_back_to_open(ledger: Ledger) -> None:
+    retrying = ledger.raise_exception(_mismatch("R1"))
+    ledger.retry_exception(retrying.id)
+    still_open = ledger.raise_exception(_mismatch("R2"))
+    assert ledger.retried([retrying.id, still_open.id, 999]) == [retrying.id]
+    assert ledger.exception(retrying.id).status == "open"  # type: ignore[union-attr]
+    assert ledger.retried([]) == []
+
+
 def test_resolve_exception_names_what_is_wrong(ledger: Ledger) -> None:
     with pytest.raises(KeyError, match="no exception with id 999"):
         ledger.resolve_exception(999, note="x")

@@ -213,3 +213,19 @@ def test_held_parts_are_blocked_and_a_release_puts_every_part_back(
     assert showcase.ledger.retry_exception(exc.id) == [parts[0].key]  # one key per exception
     asyncio.run(record(replace(plan, held=())))  # released: the planner holds nothing
     assert {r.state for r in showcase.ledger.actions(reveni_return_ids=["r9"])} == {"pending"}
+
+
+def test_a_retried_exception_is_checked_again_next_run_and_open_again_if_still_found(
+    showcase: Integration,
+) -> None:
+    showcase.walk()
+    showcase.run()
+    baseline = showcase.run().carried_over  # returns re-checked every run (stock, read-back)
+    (exc,) = showcase.ledger.exceptions(
+        code="quantity_exceeds_shipped", reveni_return_id="ret_part_1003"
+    )
+    showcase.ledger.retry_exception(exc.id)  # Ops fixed something in Centra, they think
+    assert showcase.run().carried_over == baseline + 1
+    again = showcase.ledger.exception(exc.id)
+    assert again is not None and (again.status, again.attempts) == ("open", exc.attempts + 1)
+    assert showcase.run().carried_over == baseline  # checked once, not every run

@@ -502,6 +502,21 @@ class Ledger:
 
         return self._write(run)
 
+    def retried(self, ids: Iterable[int], *, now: datetime | None = None) -> list[int]:
+        """`retrying` exceptions among `ids` back to `open`: the re-check a person asked for
+        found them again. The ids moved."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        t = schema.exceptions
+        stmt = (
+            sa.update(t)
+            .where(t.c.id.in_(wanted), t.c.status == "retrying")
+            .values(status="open", last_seen=self._now(now))
+            .returning(t.c.id)
+        )
+        return sorted(self._write(lambda conn: list(conn.execute(stmt).scalars())))
+
     def exceptions(
         self,
         *,
