@@ -62,7 +62,12 @@ from returnbridge.core.actions import (
     return_comment,
 )
 from returnbridge.core.codes import ReturnException
-from returnbridge.core.shipment_mapping import ReturnPart, ShipmentMapping, map_to_shipment_lines
+from returnbridge.core.shipment_mapping import (
+    ReturnPart,
+    ShipmentMapping,
+    map_to_shipment_lines,
+    own_centra_returns,
+)
 from returnbridge.core.validation import OrderHistory
 from returnbridge.ledger.records import ActionRecord
 
@@ -203,7 +208,7 @@ def refunds_made_in_centra(
             )
             if ret.status not in ACCEPTING or not live:
                 continue
-            own = [r for r in history.returns if r.external_id == ret.id]
+            own = own_centra_returns(history.returns, ret.id)
             if any(_refund_entries(r, "SUCCESS", config) for r in own):
                 continue  # credited: a hand-made refund of its amount repeats it, not covers it
             due[live[0].amount, live[0].currency].append((live[0].created_at, live[0].id, ret.id))
