@@ -244,8 +244,10 @@ class ReturnSync:
         for exc in self.ledger.exceptions(statuses=["open", "retrying"]):
             if not exc.reveni_return_id:
                 continue
-            # a person's retry asks for a re-check (a released refund, say), until it heals
-            if exc.status == "retrying" or exc.code in {"exchange_out_of_stock", "action_in_doubt"}:
+            # a person's retry of what planning finds asks for a re-check (a released refund,
+            # say); the reconciliation re-checks its own gaps, the executor its actions
+            retried = exc.status == "retrying" and exc.code in PLANNER_CODES
+            if retried or exc.code in {"exchange_out_of_stock", "action_in_doubt"}:
                 ids.add(exc.reveni_return_id)
         return ids
 

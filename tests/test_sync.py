@@ -229,3 +229,9 @@ def test_a_retried_exception_is_checked_again_next_run_and_open_again_if_still_f
     again = showcase.ledger.exception(exc.id)
     assert again is not None and (again.status, again.attempts) == ("open", exc.attempts + 1)
     assert showcase.run().carried_over == baseline  # checked once, not every run
+    # a gap the reconciliation found is re-checked by the reconciliation, not by every sync run
+    from returnbridge.core.codes import ReturnException
+
+    gap = showcase.ledger.raise_exception(ReturnException("refund_missing", "ret_std_1001", 1001))
+    showcase.ledger.retry_exception(gap.id)
+    assert showcase.run().carried_over == baseline
