@@ -447,7 +447,26 @@ class PlannerMachine(RuleBasedStateMachine):
         """Someone refunds on the order directly in Centra: mostly the amount of a refund
         Reveni has (CX refunding the shopper themselves), sometimes something else."""
         amounts = sorted({r["amount"] for s in self.reveni.values() for r in s.refunds})
-        amount = data.draw(st.sampled_from([*amounts, *amounts, "5.00"]), label="by hand")
+        self._by_hand(data.draw(st.sampled_from([*amounts, *amounts, "5.00"]), label="by hand"))
+
+    @precondition(lambda self: len(self.centra.by_hand) < 2 and any(self._pending_psp_refunds()))
+    @rule(data=st.data())
+    def refund_by_hand_before_the_send(self, data: st.DataObject) -> None:
+        """The race: a PSP refund is planned and not sent yet (the run ended) when someone
+        refunds the shopper by hand for the same amount."""
+        amounts = sorted(self._pending_psp_refunds())
+        self._by_hand(data.draw(st.sampled_from(amounts), label="by hand, before the send"))
+        event("by hand, a refund pending")
+
+    def _pending_psp_refunds(self) -> list[str]:
+        return [
+            str(payload.amount)
+            for row in self.ledger.values()
+            if row.kind == "refund" and row.state == "pending"
+            if isinstance(payload := row.action().payload, Refund) and payload.via_psp
+        ]
+
+    def _by_hand(self, amount: str) -> None:
         entry = refund_entry(self.centra.new_id(), amount, payment_method=PSP_METHOD)
         entry["createdAt"] = (T0 + timedelta(minutes=self.tick())).isoformat()
         self.centra.by_hand.append(entry)
