@@ -177,10 +177,7 @@ def refunds_made_in_centra(
     credit in Centra yet: same amount and currency, oldest with oldest. The reconciliation's
     gap rules pair them the same way (`reconcile.rules.Inputs.unlinked`), so the sync and the
     reconciliation agree on which refund a hand-made one stands for."""
-    by_order: dict[int, list[ReveniReturn]] = defaultdict(list)
-    for ret in returns:
-        if ret.order.number is not None and ret.order.number in orders:
-            by_order[ret.order.number].append(ret)
+    by_order = _by_order(returns, orders)
     covered: dict[str, PaymentEntry] = {}
     for number, order_returns in by_order.items():
         history = orders[number]
@@ -216,6 +213,17 @@ def refunds_made_in_centra(
             for (_, _, rid), entry in zip(sorted(refunds), loose.get(money, []), strict=False):
                 covered[rid] = entry
     return covered
+
+
+def _by_order(
+    returns: Sequence[ReveniReturn], orders: Mapping[int, OrderHistory]
+) -> dict[int, list[ReveniReturn]]:
+    """The returns of each order Centra has, in the order given."""
+    by_order: dict[int, list[ReveniReturn]] = defaultdict(list)
+    for ret in returns:
+        if ret.order.number is not None and ret.order.number in orders:
+            by_order[ret.order.number].append(ret)
+    return by_order
 
 
 def stock_after_unsettled_exchanges(
@@ -368,10 +376,7 @@ def _map_all(
     problems: Mapping[str, list[ReturnException]],
 ) -> dict[str, ShipmentMapping]:
     """Shipment-line mapping of every return, order by order (returns share an order's room)."""
-    by_order: dict[int, list[ReveniReturn]] = defaultdict(list)
-    for ret in returns:
-        if ret.order.number is not None and ret.order.number in orders:
-            by_order[ret.order.number].append(ret)
+    by_order = _by_order(returns, orders)
     mappings: dict[str, ShipmentMapping] = {ret.id: ShipmentMapping() for ret in returns}
     for number, order_returns in by_order.items():
         placing = frozenset(

@@ -820,7 +820,8 @@ def _raise(
         .with_for_update()
     ).one()
     values: dict[str, Any] = {"last_seen": at}
-    if current.status != "ignored" or _grown(exc, current.amount, current.currency):
+    grown = current.status == "ignored" and _grown(exc, current.amount, current.currency)
+    if current.status != "ignored" or grown:
         values.update(
             attempts=t.c.attempts + 1,
             detail=exc.detail,
@@ -829,9 +830,7 @@ def _raise(
         )
         if action_key is not None:
             values["action_key"] = action_key
-    reopened = current.status == "resolved" or (
-        current.status == "ignored" and _grown(exc, current.amount, current.currency)
-    )
+    reopened = current.status == "resolved" or grown
     if reopened:
         values.update(status="open", resolved_at=None, resolution_note=None)
     row = conn.execute(
