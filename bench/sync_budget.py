@@ -69,7 +69,7 @@ from bench.sync_support import (
 )
 from returnbridge.ledger import Ledger
 from returnbridge.settings import Settings
-from returnbridge.sync import SyncReport
+from returnbridge.sync.run import SyncReport
 
 TARGET_RATE = 0.90
 MAX_SYNC_RUNS = 8  # a drain normally takes one run; more only while actions are owed

@@ -58,7 +58,7 @@ from bench.sync_support import (
 from returnbridge.ledger import Ledger
 from returnbridge.scenario import Scenario
 from returnbridge.settings import Settings
-from returnbridge.sync import Collected, SyncReport
+from returnbridge.sync.run import Collected, SyncReport
 
 MODES = ("sync", "naive")
 TARGET_READS_PER_RETURN = 1.2

@@ -2,7 +2,7 @@
 
 The simulators run in this process (uvicorn in threads) over loopback HTTP, as in the demo; the
 sync is returnbridge's own `ReturnSync` (planner, executor, ledger on a SQLite file), wired as
-`returnbridge.runtime.open_sync` wires it, except that the Centra client can be given its own
+`returnbridge.sync.runtime.open_sync` wires it, except that the Centra client can be given its own
 `Governor` (a scaled clock, a counting subclass) and batch size.
 
 Time scaling (`ScaledClock`): Centra's limits are windows of 10 s and one hour. The client's
@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,18 +35,19 @@ from typing import Any
 
 import httpx
 
+from returnbridge.clock import Now, utc_now
 from returnbridge.connectors.centra import Governor
 from returnbridge.connectors.centra.plans import Plan
 from returnbridge.demo import CENTRA_SECRET, CENTRA_TOKEN, REVENI_KEY, demo_settings, scenario_clock
 from returnbridge.ledger import Ledger
-from returnbridge.runtime import open_sync
 from returnbridge.scenario import Scenario
 from returnbridge.scenarios.generate import generate_scenario
 from returnbridge.settings import Settings
 from returnbridge.simulators.centra.app import create_app as create_centra_app
 from returnbridge.simulators.reveni.app import create_app as create_reveni_app
 from returnbridge.simulators.server import serve_in_thread
-from returnbridge.sync import ReturnSync, utc_now
+from returnbridge.sync.run import ReturnSync
+from returnbridge.sync.runtime import open_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -203,7 +204,7 @@ def bench_settings(
     return settings.model_copy(update={"centra": centra})
 
 
-def bench_clock(scenario: Scenario) -> Callable[[], datetime]:
+def bench_clock(scenario: Scenario) -> Now:
     """The sync's and ledger's clock: the scenario's `now`, moving with real time (as in the
     demo), so that the planner judges the scenario's dates as of the scenario."""
     return scenario_clock(scenario)
@@ -215,7 +216,7 @@ def open_bench_sync(
     *,
     governor: Governor | None = None,
     orders_per_query: int | None = None,
-    clock: Callable[[], datetime] | None = None,
+    clock: Now | None = None,
 ) -> AbstractAsyncContextManager[ReturnSync]:
     """`runtime.open_sync` with a governor of its own for each run (open_sync's default, the
     process-wide one, would carry one run's spending into the next) unless one is given."""

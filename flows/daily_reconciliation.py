@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from returnbridge.runtime import open_reconciliation
+from returnbridge.reconcile.runtime import open_reconciliation
 from returnbridge.settings import load_settings
 from tasks.budget import PrefectBudgetGate
 from tasks.reconcile_steps import (

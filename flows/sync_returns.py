@@ -10,9 +10,9 @@ from typing import Any
 
 from prefect import flow
 
-from returnbridge.runtime import open_sync
 from returnbridge.settings import load_settings
-from returnbridge.sync import SyncReport
+from returnbridge.sync.run import SyncReport
+from returnbridge.sync.runtime import open_sync
 from tasks.budget import PrefectBudgetGate
 from tasks.sync_steps import advance_cursor, collect_changes, plan_and_execute, publish_sync_report
 

@@ -82,7 +82,7 @@ def _print_report(report: Any, as_json: bool) -> None:
 
 
 async def _run_sync(**kwargs: Any) -> Any:
-    from returnbridge.runtime import open_sync
+    from returnbridge.sync.runtime import open_sync
 
     async with open_sync(_settings()) as sync:
         return await sync.run(**kwargs)
@@ -152,7 +152,7 @@ def replay(
 async def _replay(
     return_ids: list[str] | None, order: int | None, since: datetime | None, dry_run: bool
 ) -> Any:
-    from returnbridge.runtime import open_sync
+    from returnbridge.sync.runtime import open_sync
 
     async with open_sync(_settings()) as sync:
         ids: list[str] | None = list(return_ids) if return_ids else None
@@ -379,7 +379,7 @@ def receiver(
 
 
 async def _run_reconciliation(settings: Any, run_date: date | None, fix: bool) -> Any:
-    from returnbridge.runtime import open_reconciliation
+    from returnbridge.reconcile.runtime import open_reconciliation
 
     settings.reconcile = settings.reconcile.model_copy(update={"fix": fix})
     async with open_reconciliation(settings) as reconciliation:

@@ -30,13 +30,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
+from returnbridge.clock import Now
 from returnbridge.connectors.centra.plans import get_plan
 from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.reveni import ReveniClient
@@ -49,16 +50,17 @@ from returnbridge.receiver.app import create_receiver
 from returnbridge.receiver.settings import ReceiverSettings
 from returnbridge.receiver.trigger import DebouncedTrigger
 from returnbridge.reconcile.run import ReconcileReport
+from returnbridge.reconcile.runtime import open_reconciliation
 from returnbridge.reconcile.settings import ReconcileSettings
-from returnbridge.runtime import open_reconciliation, open_sync
 from returnbridge.scenario import Scenario
 from returnbridge.settings import Settings
 from returnbridge.simulators.centra.app import create_app as create_centra_app
 from returnbridge.simulators.reveni.app import create_app as create_reveni_app
 from returnbridge.simulators.server import serve_in_thread
 from returnbridge.simulators.slack import SlackStandIn
-from returnbridge.sync import SyncReport
-from returnbridge.sync_settings import SyncSettings
+from returnbridge.sync.run import SyncReport
+from returnbridge.sync.runtime import open_sync
+from returnbridge.sync.settings import SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,7 @@ def demo_settings(
     )
 
 
-def scenario_clock(scenario: Scenario) -> Callable[[], datetime]:
+def scenario_clock(scenario: Scenario) -> Now:
     """The simulators' clock: the scenario's `now`, moving with real time from the start."""
     start, began = scenario.start_time(), time.monotonic()
     return lambda: start + timedelta(seconds=time.monotonic() - began)

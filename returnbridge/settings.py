@@ -15,7 +15,7 @@ from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.slack import SlackSettings
 from returnbridge.receiver.settings import ReceiverSettings
 from returnbridge.reconcile.settings import ReconcileSettings
-from returnbridge.sync_settings import SyncSettings
+from returnbridge.sync.settings import SyncSettings
 
 __all__ = [
     "CentraSettings",

@@ -21,7 +21,7 @@ from prefect.concurrency.asyncio import rate_limit
 
 from returnbridge.connectors.centra.plans import Plan, get_plan
 from returnbridge.connectors.centra.settings import CentraSettings
-from returnbridge.core.budget import BudgetKind, BudgetNames, RateLimitSpec, rate_limit_specs
+from returnbridge.sync.budget import BudgetKind, BudgetNames, RateLimitSpec, rate_limit_specs
 
 
 class PrefectBudgetGate:

@@ -1,4 +1,4 @@
-"""The sync's steps as Prefect tasks: each one a thin call into `returnbridge.sync.ReturnSync`.
+"""The sync's steps as Prefect tasks: each one a thin call into `returnbridge.sync.run.ReturnSync`.
 
 They exist so the Prefect UI shows where a run spends its time and where it failed; the logic is
 in the core, tested without Prefect. No task retries: the core retries what is safe to retry
@@ -11,7 +11,7 @@ from prefect import task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from returnbridge.core.planner import ReturnPlan
-from returnbridge.sync import Collected, ReturnSync, SyncReport
+from returnbridge.sync.run import Collected, ReturnSync, SyncReport
 
 
 @task(name="collect-changes", persist_result=False)

@@ -24,13 +24,14 @@ from returnbridge.demo import (
 )
 from returnbridge.ledger import Ledger
 from returnbridge.reconcile.run import ReconcileReport
-from returnbridge.runtime import open_reconciliation, open_sync
+from returnbridge.reconcile.runtime import open_reconciliation
 from returnbridge.scenario import Scenario
 from returnbridge.settings import Settings
 from returnbridge.simulators.centra.app import create_app as create_centra_app
 from returnbridge.simulators.reveni.app import create_app as create_reveni_app
 from returnbridge.simulators.server import serve_in_thread
-from returnbridge.sync import SyncReport
+from returnbridge.sync.run import SyncReport
+from returnbridge.sync.runtime import open_sync
 
 
 @dataclass

@@ -47,11 +47,11 @@ from returnbridge.core.actions import (
     restock_key,
     return_key,
 )
-from returnbridge.core.budget import BudgetKind
-from returnbridge.core.executor import ExecutionReport, Executor, ExecutorConfig
-from returnbridge.core.readback import Absent, Found, read_back
 from returnbridge.ledger import Ledger
 from returnbridge.scenario import Scenario
+from returnbridge.sync.budget import BudgetKind
+from returnbridge.sync.executor import ExecutionReport, Executor, ExecutorConfig
+from returnbridge.sync.readback import Absent, Found, read_back
 
 # --------------------------------------------------------------------------- harness
 

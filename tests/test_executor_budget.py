@@ -14,9 +14,9 @@ from test_executor import restock_action
 from returnbridge.connectors.centra import CentraClient, Governor
 from returnbridge.connectors.centra.plans import PLANS
 from returnbridge.connectors.centra.settings import CentraSettings
-from returnbridge.core.budget import BudgetNames, NoGate, rate_limit_specs
-from returnbridge.core.executor import Executor, ExecutorConfig
 from returnbridge.ledger import Ledger
+from returnbridge.sync.budget import BudgetNames, NoGate, rate_limit_specs
+from returnbridge.sync.executor import Executor, ExecutorConfig
 
 # --------------------------------------------------------------------------- pure
 

@@ -41,9 +41,9 @@ from returnbridge.core.actions import (
 )
 from returnbridge.core.codes import Owner
 from returnbridge.core.planner import PlannerConfig, ReturnPlan, plan_returns
-from returnbridge.core.readback import Absent, Found, ReadBack, read_back
 from returnbridge.core.validation import OrderHistory
 from returnbridge.ledger.records import ActionRecord
+from returnbridge.sync.readback import Absent, Found, ReadBack, read_back
 
 CONFIG = PlannerConfig(returns_warehouse_id=2)
 NOW = T0 + timedelta(days=10)

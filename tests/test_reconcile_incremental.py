@@ -19,11 +19,11 @@ from sync_support import Integration, integration
 from returnbridge.demo import scenario_clock
 from returnbridge.reconcile.incremental import current_gaps, rules_version
 from returnbridge.reconcile.rules import GapConfig, compute_gaps, without_explained
+from returnbridge.reconcile.runtime import open_reconciliation
 from returnbridge.reconcile.tables import GAPS, LEDGER_EXCEPTIONS
 from returnbridge.reconcile.warehouse import SCHEMA_VERSION, Snapshot, Warehouse
-from returnbridge.runtime import open_reconciliation
 from returnbridge.scenarios import builtin_scenario
-from returnbridge.sync_settings import SyncSettings
+from returnbridge.sync.settings import SyncSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `bench` is a top-level package of the project, not installed

@@ -17,7 +17,7 @@ from returnbridge.reconcile.warehouse import Warehouse
 from returnbridge.scenarios import builtin_scenario
 from returnbridge.scenarios.generate import generate_scenario
 from returnbridge.simulators.slack import SlackStandIn
-from returnbridge.sync_settings import SyncSettings
+from returnbridge.sync.settings import SyncSettings
 
 MENTIONS = {"finance": "S0FIN", "ops": "S0OPS", "cx": "S0CX"}
 

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from returnbridge.cli import app
 from returnbridge.connectors.centra import CentraClient
 from returnbridge.connectors.centra.inputs import StockLevel
-from returnbridge.core.executor import ExecutionReport
 from returnbridge.demo import scenario_clock
-from returnbridge.runtime import open_sync
 from returnbridge.scenarios import builtin_scenario
-from returnbridge.sync import ReturnSync
+from returnbridge.sync.executor import ExecutionReport
+from returnbridge.sync.run import ReturnSync
+from returnbridge.sync.runtime import open_sync
 
 
 @pytest.fixture
@@ -193,7 +193,7 @@ def test_held_parts_are_blocked_and_a_release_puts_every_part_back(
 
     from returnbridge.core.codes import ReturnException
     from returnbridge.core.planner import ReturnPlan
-    from returnbridge.sync import HELD_REFUND, SyncReport
+    from returnbridge.sync.run import HELD_REFUND, SyncReport
 
     parts = [replace(refund("r9"), key=f"refund:r9:rf1:{sid}") for sid in (11, 12)]
     showcase.ledger.plan(parts)

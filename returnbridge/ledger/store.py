@@ -15,7 +15,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, TypeAlias, TypeVar
@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
+from returnbridge.clock import Now, utc_now
 from returnbridge.core.actions import (
     ACTION_STATES,
     Action,
@@ -67,10 +68,6 @@ _CHUNK: Final = 500  # keys per IN (...) list
 _WRITE_TRIES: Final = 5  # a deadlock or a busy SQLite file is retried, the whole transaction
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def clip(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
     """`text` cut to at most `limit` characters, saying how much was cut."""
     if text is None or len(text) <= limit:
@@ -88,11 +85,9 @@ class Ledger:
     clock wherever an operation's `now` is not given.
     """
 
-    def __init__(
-        self, url: str | None = None, *, clock: Callable[[], datetime] | None = None
-    ) -> None:
+    def __init__(self, url: str | None = None, *, clock: Now | None = None) -> None:
         self._url = resolve_url(url)
-        self._clock = clock or _utcnow
+        self._clock = clock or utc_now
         self._engine: Engine = create_engine(self._url)
         _ENGINES.add(self._engine)
         try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -28,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from returnbridge.clock import Now
 from returnbridge.connectors.centra.client import CentraClient
 from returnbridge.connectors.reveni.client import ReveniClient
 from returnbridge.connectors.reveni.models import currency_exponent
@@ -47,7 +47,7 @@ from returnbridge.reconcile.rules import EXPLAINED_BY, GapConfig, without_explai
 from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.reconcile.tables import LEDGER_EXCEPTIONS
 from returnbridge.reconcile.warehouse import Warehouse
-from returnbridge.sync import ReturnSync
+from returnbridge.sync.run import ReturnSync
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Reconciliation:
         settings: ReconcileSettings,
         slack: SlackSettings,
         poster: DigestPoster | None,
-        clock: Callable[[], datetime],
+        clock: Now,
     ) -> None:
         self.reveni, self.centra, self.ledger = reveni, centra, ledger
         self.warehouse, self.sync, self.settings = warehouse, sync, settings

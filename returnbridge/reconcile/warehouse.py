@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -41,6 +41,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from returnbridge.clock import Now, utc_now
 from returnbridge.reconcile.tables import GAPS, SNAPSHOT_TABLES, TABLE_KEYS, conform, empty
 
 SCHEMA_VERSION: Final = 2
@@ -198,10 +199,10 @@ class Warehouse:
         threads: int | None = None,
         memory_limit: str | None = None,
         read_only: bool = False,
-        clock: Callable[[], datetime] | None = None,
+        clock: Now | None = None,
     ) -> None:
         self.path = str(path)
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utc_now
         config: dict[str, Any] = {}
         if threads is not None:
             config["threads"] = threads

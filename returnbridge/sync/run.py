@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from returnbridge.clock import Now, utc_now
 from returnbridge.connectors.centra import CentraClient
 from returnbridge.connectors.centra.models import Order
 from returnbridge.connectors.reveni import ReveniClient
@@ -38,16 +39,16 @@ from returnbridge.connectors.reveni.pagination import RejectedRow
 from returnbridge.connectors.reveni.statuses import ACCEPTED
 from returnbridge.connectors.reveni.webhooks import WebhookError, parse_envelope
 from returnbridge.core.actions import Action, ActionStateError
-from returnbridge.core.executor import (
+from returnbridge.core.planner import PlannerConfig, ReturnPlan, plan_returns
+from returnbridge.core.validation import OrderHistory
+from returnbridge.ledger import Ledger
+from returnbridge.sync.executor import (
     ExecutionReport,
     Executor,
     ExecutorConfig,
     request_summary,
 )
-from returnbridge.core.planner import PlannerConfig, ReturnPlan, plan_returns
-from returnbridge.core.validation import OrderHistory
-from returnbridge.ledger import Ledger
-from returnbridge.sync_settings import SyncSettings
+from returnbridge.sync.settings import SyncSettings
 
 __all__ = ["ReturnSync", "SyncConfig", "SyncReport", "SyncSettings"]
 
@@ -73,10 +74,6 @@ PLANNER_CODES: frozenset[str] = frozenset(
         "instant_deadline_near",
     }
 )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -164,7 +161,7 @@ class ReturnSync:
         ledger: Ledger,
         config: SyncConfig,
         executor: Executor | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Now = utc_now,
     ) -> None:
         self.reveni = reveni
         self.centra = centra

@@ -33,10 +33,11 @@ import random
 import sys
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, TypeVar
 
+from returnbridge.clock import Clock, Now, as_clock
 from returnbridge.connectors.centra.client import CentraClient
 from returnbridge.connectors.centra.inputs import (
     CreatedFromOrigin,
@@ -62,9 +63,10 @@ from returnbridge.core.actions import (
     Refund,
     Restock,
 )
-from returnbridge.core.budget import BudgetGate, BudgetKind, NoGate
 from returnbridge.core.codes import ReturnException
-from returnbridge.core.readback import (
+from returnbridge.ledger import ActionRecord, Ledger
+from returnbridge.sync.budget import BudgetGate, BudgetKind, NoGate
+from returnbridge.sync.readback import (
     Absent,
     Found,
     Problem,
@@ -73,7 +75,6 @@ from returnbridge.core.readback import (
     amount_problems,
     read_back,
 )
-from returnbridge.ledger import ActionRecord, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -99,39 +100,6 @@ READ_BACK: Final = "read back"
 # due at the end of the settle time, believes "absent".
 _TOO_SOON: Final = "read back too soon"
 _LIVE: Final = ("open", "retrying")
-
-
-@runtime_checkable
-class Clock(Protocol):
-    """Time source of an executor (aware datetimes); tests inject one that never sleeps."""
-
-    def now(self) -> datetime:
-        """The current time, timezone-aware."""
-        ...
-
-    def sleep(self, seconds: float) -> Awaitable[None]:
-        """Wait `seconds`."""
-        ...
-
-
-class WallClock:
-    """Real time: UTC now and `asyncio.sleep`."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-class _CallableClock:
-    """A plain `now()` function (the ledger's kind of clock) with real sleeps."""
-
-    def __init__(self, now: Callable[[], datetime]) -> None:
-        self.now = now
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -272,19 +240,14 @@ class Executor:
         config: ExecutorConfig | None = None,
         *,
         budget: BudgetGate | None = None,
-        clock: Clock | Callable[[], datetime] | None = None,
+        clock: Clock | Now | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.centra = centra
         self.ledger = ledger
         self.config = config or ExecutorConfig()
         self.budget: BudgetGate = budget or NoGate()
-        if clock is None:
-            self.clock: Clock = WallClock()
-        elif isinstance(clock, Clock):
-            self.clock = clock
-        else:  # a plain now() function, like the ledger's
-            self.clock = _CallableClock(clock)
+        self.clock: Clock = as_clock(clock)
         self._rng = rng or random.Random()
 
     # ------------------------------------------------------------------ scheduling

@@ -1,26 +1,23 @@
-"""Build a ready-to-run `ReturnSync` (clients, ledger, planner, executor) or `Reconciliation`
-(the same, plus the warehouse and Slack) from the settings.
+"""Build a ready-to-run `ReturnSync` (clients, ledger, planner, executor) from the settings.
 
-Flows, the CLI and the demo all start here, so there is one way to wire the parts together.
+Flows, the CLI, the demo and the reconciliation (`returnbridge.reconcile.runtime`) all start
+here, so there is one way to wire the sync's parts together.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
+from returnbridge.clock import Now, utc_now
 from returnbridge.connectors.centra import CentraClient, Governor
-from returnbridge.connectors.slack import DigestPoster
-from returnbridge.core.budget import BudgetGate
-from returnbridge.core.executor import Executor, ExecutorConfig
 from returnbridge.core.planner import PlannerConfig
 from returnbridge.ledger import Ledger
-from returnbridge.reconcile.run import Reconciliation
-from returnbridge.reconcile.warehouse import Warehouse
 from returnbridge.settings import Settings
-from returnbridge.sync import ReturnSync, SyncConfig, utc_now
-from returnbridge.sync_settings import SyncSettings
+from returnbridge.sync.budget import BudgetGate
+from returnbridge.sync.executor import Executor, ExecutorConfig
+from returnbridge.sync.run import ReturnSync, SyncConfig
+from returnbridge.sync.settings import SyncSettings
 
 
 def sync_config(
@@ -56,7 +53,7 @@ async def open_sync(
     *,
     ledger: Ledger | None = None,
     budget: BudgetGate | None = None,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Now = utc_now,
     governor: Governor | None = None,
     orders_per_query: int | None = None,
 ) -> AsyncIterator[ReturnSync]:
@@ -90,36 +87,3 @@ async def open_sync(
     finally:
         if own_ledger:
             ledger.close()
-
-
-@asynccontextmanager
-async def open_reconciliation(
-    settings: Settings,
-    *,
-    ledger: Ledger | None = None,
-    budget: BudgetGate | None = None,
-    clock: Callable[[], datetime] = utc_now,
-    poster: DigestPoster | None = None,
-) -> AsyncIterator[Reconciliation]:
-    """A `Reconciliation` over the sync's clients and ledger, the warehouse, and Slack (a
-    `DigestPoster` from `settings.slack` unless one is given, none when Slack is disabled or has
-    no token);
-    closes what it opened."""
-    rec = settings.reconcile
-    if poster is None and settings.slack.active:
-        poster = DigestPoster(settings.slack)
-    with Warehouse(
-        rec.warehouse_path, threads=rec.duckdb_threads, memory_limit=rec.duckdb_memory_limit
-    ) as warehouse:
-        async with open_sync(settings, ledger=ledger, budget=budget, clock=clock) as sync:
-            yield Reconciliation(
-                reveni=sync.reveni,
-                centra=sync.centra,
-                ledger=sync.ledger,
-                warehouse=warehouse,
-                sync=sync,
-                settings=rec,
-                slack=settings.slack,
-                poster=poster,
-                clock=clock,
-            )

@@ -1,0 +1,68 @@
+"""returnbridge's one notion of time (docs/architecture.md, "Time").
+
+Everything that needs the time takes either a `Now` (a plain function returning an aware
+datetime: the ledger, the sync run, the reconciliation) or a `Clock` (a `Now` that can also
+wait: the executor, which sleeps between retries). Tests inject one that never sleeps; the
+benchmarks one that runs faster than real time. `as_clock` turns a `Now` into a `Clock` with
+real sleeps, so callers may give either.
+
+Centra's rate-limit governor keeps its own *monotonic* clock
+(`returnbridge.connectors.centra.governor.Clock`): sliding windows must not jump when the wall
+clock does, so that one is deliberately a different kind of time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Protocol, TypeAlias, runtime_checkable
+
+Now: TypeAlias = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """A time source that can also wait (aware datetimes)."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware."""
+        ...
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait `seconds`."""
+        ...
+
+
+class WallClock:
+    """Real time: `utc_now` and `asyncio.sleep`."""
+
+    def now(self) -> datetime:
+        return utc_now()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class _NowClock:
+    """A plain `Now` function with real sleeps."""
+
+    def __init__(self, now: Now) -> None:
+        self.now = now
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def as_clock(clock: Clock | Now | None) -> Clock:
+    """`clock` as a `Clock`: the wall clock for None, a `Now` given real sleeps."""
+    if clock is None:
+        return WallClock()
+    if isinstance(clock, Clock):
+        return clock
+    return _NowClock(clock)
