@@ -34,7 +34,7 @@ Prints one JSON document (figures and violations), also written to
 `bench/results/chaos-<UTC time>.json` (gitignored); exit status 1 when an invariant fails or the
 run did not converge. Throughput is bounded by the spurious 429s: the client rightly holds every
 call for the Retry-After of each, so about ten Centra requests a second get through.
-`tests/test_chaos.py` runs the same engine at `make test` size.
+`tests/bench/test_chaos.py` runs the same engine at `make test` size.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ assert all(code in CODES for codes in EXPLAINS.values() for code in codes)
 
 @dataclass(frozen=True)
 class ChaosConfig:
-    """One chaos run. The defaults are the full size; `tests/test_chaos.py` shrinks them."""
+    """One chaos run. The defaults are the full size; `tests/bench/test_chaos.py` shrinks them."""
 
     returns: int = 2000
     kills: int = 5

@@ -169,7 +169,7 @@ PLAIN_COLUMNS: Final = {
     ),
     "centra_stock_changes": ("stock_change_id", "description", "sku", "delta"),
 }  # fmt: skip
-# GapConfig's defaults (tests/test_bench_reconcile.py holds them equal)
+# GapConfig's defaults (tests/bench/test_bench_reconcile.py holds them equal)
 GRACE: Final = timedelta(hours=1)
 INSTANT_WINDOW: Final = timedelta(days=30)
 INSTANT_WARN: Final = timedelta(days=3)

@@ -38,7 +38,7 @@ def centra_sim(centra_scenario: Scenario) -> Iterator[CentraSimHandle]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[object]:
-    """A real PostgreSQL for the session (tests/pg_support.py); fails, never skips, without one."""
+    """A real PostgreSQL for the session (`support/pg_support.py`): fails, never skips."""
     from pg_support import PostgresUnavailable, running_postgres
 
     try:

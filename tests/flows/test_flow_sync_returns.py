@@ -13,7 +13,7 @@ from sync_support import Integration, environment, integration
 
 from returnbridge.scenarios import builtin_scenario
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from returnbridge.connectors.centra.pagination import chunked, iter_connection, 
 
 NOW = 1_800_000_000.0
 SDL = (
-    Path(__file__).resolve().parent.parent / "returnbridge/connectors/centra/schema.graphql"
+    Path(__file__).resolve().parents[3] / "returnbridge/connectors/centra/schema.graphql"
 ).read_text()
 
 

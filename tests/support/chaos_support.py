@@ -1,4 +1,4 @@
-"""Support for tests/test_chaos.py: the engine lives in `bench/chaos.py` (the benchmark runs it at
+"""Support for `bench/test_chaos.py`: the engine lives in `bench/chaos.py` (the benchmark runs it at
 full size, the tests at `make test` size), plus builders of small ground truths for testing the
 invariant checker itself."""
 
@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level package of the project, not installed
     sys.path.insert(0, str(ROOT))
 

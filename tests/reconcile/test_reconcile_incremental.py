@@ -25,7 +25,7 @@ from returnbridge.reconcile.warehouse import SCHEMA_VERSION, Snapshot, Warehouse
 from returnbridge.scenarios import builtin_scenario
 from returnbridge.sync.settings import SyncSettings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `bench` is a top-level package of the project, not installed
     sys.path.insert(0, str(ROOT))
 

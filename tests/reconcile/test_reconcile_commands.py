@@ -18,7 +18,7 @@ from returnbridge.cli import app
 from returnbridge.scenarios import builtin_scenario
 from returnbridge.simulators.slack import SlackStandIn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
