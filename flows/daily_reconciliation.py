@@ -12,6 +12,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
+from reports.digest import render_digest
 from returnbridge.reconcile.runtime import open_reconciliation
 from returnbridge.settings import load_settings
 from tasks.budget import PrefectBudgetGate
@@ -44,7 +45,9 @@ async def daily_reconciliation(
     settings = load_settings()
     budget = PrefectBudgetGate.for_settings(settings.centra) if use_prefect_budget else None
     url = flow_run_url(settings.reconcile.prefect_ui_url)
-    async with open_reconciliation(settings, budget=budget) as reconciliation:
+    async with open_reconciliation(
+        settings, budget=budget, render_digest=render_digest
+    ) as reconciliation:
         report = reconciliation.start(run_date)
         await load_snapshots(reconciliation, report)
         gaps = compute_gaps(reconciliation, report)

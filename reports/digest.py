@@ -1,9 +1,13 @@
 """An owner's exception digest as a Slack message: fallback text and Block Kit blocks.
 
 Pure functions, no I/O: `render_digest(digest)` answers `(text, blocks)` for
-`DigestPoster.post(channel, text, blocks)`. The inputs carry codes, order numbers, Reveni return
-ids, amounts and ages only, never a customer's e-mail or name; as a second line of defence any
-e-mail-looking string in a free-text field is masked before it is rendered.
+`DigestPoster.post(channel, text, blocks)`. The reconciliation composes the `Digest` (its data
+model lives in `returnbridge.reconcile.digests`) and is handed this renderer by whoever starts it
+(the flow, the CLI, the demo): the library never imports `reports/` (docs/architecture.md).
+
+The inputs carry codes, order numbers, Reveni return ids, amounts and ages only, never a
+customer's e-mail or name; as a second line of defence any e-mail-looking string in a
+free-text field is masked before it is rendered.
 
 Block Kit limits are kept whatever the input size: header text ≤ 150 characters, section text
 ≤ 3000, ≤ 10 fields per section (each ≤ 2000), ≤ 50 blocks; what does not fit is summarised as
@@ -13,14 +17,13 @@ Block Kit limits are kept whatever the input size: header text ≤ 150 character
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote
 
 from returnbridge.connectors.reveni.models import currency_exponent
+from returnbridge.reconcile.digests import Digest, DigestItem
 
 MAX_HEADER_TEXT = 150
 MAX_SECTION_TEXT = 3000
@@ -35,34 +38,6 @@ MAX_LINK_URL = 2000  # a longer link is left out rather than cut
 OWNER_TITLES = {"finance": "Finance", "ops": "Ops", "cx": "CX"}
 
 _EMAIL = re.compile(r"[^\s@<>|`]+@[^\s@<>|`]+\.[^\s@<>|`]+")
-
-
-@dataclass(frozen=True)
-class DigestItem:
-    """One open exception as the digest shows it."""
-
-    code: str
-    order_number: int | None
-    reveni_return_id: str | None
-    amount: Decimal | None
-    currency: str | None
-    age_days: int
-    status: str  # open | retrying
-
-
-@dataclass(frozen=True)
-class Digest:
-    """What one owner's digest says (the caller computes it from the ledger)."""
-
-    owner: str  # finance | ops | cx
-    run_date: date
-    counts_by_code: Mapping[str, int]  # open exceptions now, per code
-    new_by_code: Mapping[str, int]  # opened since the last digest
-    healed_by_code: Mapping[str, int]  # healed/resolved since the last digest
-    oldest_open: DigestItem | None
-    top: Sequence[DigestItem]  # the most important open items (caller picks, ≤ 10)
-    mention: str | None  # Slack user-group id, e.g. "S0FINANCE"
-    flow_run_url: str | None  # link to the Prefect flow run
 
 
 # --------------------------------------------------------------------------- formatting

@@ -379,10 +379,11 @@ def receiver(
 
 
 async def _run_reconciliation(settings: Any, run_date: date | None, fix: bool) -> Any:
+    from reports.digest import render_digest
     from returnbridge.reconcile.runtime import open_reconciliation
 
     settings.reconcile = settings.reconcile.model_copy(update={"fix": fix})
-    async with open_reconciliation(settings) as reconciliation:
+    async with open_reconciliation(settings, render_digest=render_digest) as reconciliation:
         return await reconciliation.run(run_date)
 
 

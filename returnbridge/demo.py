@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from reports.digest import render_digest
 from returnbridge.clock import Now
 from returnbridge.connectors.centra.plans import get_plan
 from returnbridge.connectors.centra.settings import CentraSettings
@@ -262,7 +263,9 @@ def _run(
             "Daily reconciliation: both systems into DuckDB, gaps, fixes, one Slack digest "
             "per owner ..."
         )
-        async with open_reconciliation(settings(), ledger=ledger, clock=clock) as rec:
+        async with open_reconciliation(
+            settings(), ledger=ledger, clock=clock, render_digest=render_digest
+        ) as rec:
             report = await rec.run()
         say(
             f"Reconciliation done in {time.monotonic() - started:.1f} s: "

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from reports.digest import Digest, DigestItem, render_digest
 from returnbridge.connectors.slack import (
     DigestPoster,
     SlackRejected,
@@ -30,6 +30,39 @@ from returnbridge.ledger.records import ExceptionRecord
 from returnbridge.reconcile.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One open exception as the digest shows it."""
+
+    code: str
+    order_number: int | None
+    reveni_return_id: str | None
+    amount: Decimal | None
+    currency: str | None
+    age_days: int
+    status: str  # open | retrying
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What one owner's digest says (the caller computes it from the ledger)."""
+
+    owner: str  # finance | ops | cx
+    run_date: date
+    counts_by_code: Mapping[str, int]  # open exceptions now, per code
+    new_by_code: Mapping[str, int]  # opened since the last digest
+    healed_by_code: Mapping[str, int]  # healed/resolved since the last digest
+    oldest_open: DigestItem | None
+    top: Sequence[DigestItem]  # the most important open items (caller picks, ≤ 10)
+    mention: str | None  # Slack user-group id, e.g. "S0FINANCE"
+    flow_run_url: str | None  # link to the Prefect flow run
+
+
+# (fallback text, Block Kit blocks) of a digest: `reports.digest.render_digest`, given by the
+# entry point that starts the reconciliation (the library never imports `reports/`).
+DigestRenderer = Callable[[Digest], tuple[str, list[dict[str, Any]]]]
 
 LIVE = ("open", "retrying")
 # Listed first in a digest: money paid twice or lost, and deadlines that cost money.
@@ -120,6 +153,7 @@ def deliver_digests(
     warehouse: Warehouse,
     settings: SlackSettings,
     poster: DigestPoster | None,
+    render: DigestRenderer,
 ) -> list[Delivery]:
     """Store `digests` in the outbox, then send every pending one, oldest first (earlier runs'
     kept digests included). Slack unavailable: stop, everything stays pending for the next run.
@@ -128,7 +162,7 @@ def deliver_digests(
     and returned, not stored (there is nothing to send them to)."""
     rendered: list[dict[str, Any]] = []
     for digest in digests:
-        text, blocks = render_digest(digest)
+        text, blocks = render(digest)
         channel = settings.channel_for(digest.owner)
         rendered.append({"owner": digest.owner, "channel": channel, "text": text, "blocks": blocks})
     if not settings.active or poster is None:

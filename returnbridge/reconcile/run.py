@@ -35,7 +35,12 @@ from returnbridge.connectors.slack import DigestPoster, SlackSettings
 from returnbridge.core.codes import Owner, ReturnException
 from returnbridge.core.planner import PlannerConfig
 from returnbridge.ledger.store import Ledger
-from returnbridge.reconcile.digests import Delivery, compose_digest, deliver_digests
+from returnbridge.reconcile.digests import (
+    Delivery,
+    DigestRenderer,
+    compose_digest,
+    deliver_digests,
+)
 from returnbridge.reconcile.extract import (
     exchanges_of,
     extract,
@@ -199,11 +204,13 @@ class Reconciliation:
         settings: ReconcileSettings,
         slack: SlackSettings,
         poster: DigestPoster | None,
+        render_digest: DigestRenderer,
         clock: Now,
     ) -> None:
         self.reveni, self.centra, self.ledger = reveni, centra, ledger
         self.warehouse, self.sync, self.settings = warehouse, sync, settings
         self.slack, self.poster, self.clock = slack, poster, clock
+        self.render_digest = render_digest
         planner = sync.config.planner
         self.gap_config = gap_config(planner, settings)
         self.returns_warehouse_ids = [planner.returns_warehouse_id]
@@ -441,7 +448,11 @@ class Reconciliation:
             for owner in Owner
         ]
         report.digests = deliver_digests(
-            digests, warehouse=self.warehouse, settings=self.slack, poster=self.poster
+            digests,
+            warehouse=self.warehouse,
+            settings=self.slack,
+            poster=self.poster,
+            render=self.render_digest,
         )
 
 

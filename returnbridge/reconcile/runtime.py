@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from returnbridge.clock import Now, utc_now
 from returnbridge.connectors.slack import DigestPoster
 from returnbridge.ledger import Ledger
+from returnbridge.reconcile.digests import DigestRenderer
 from returnbridge.reconcile.run import Reconciliation
 from returnbridge.reconcile.warehouse import Warehouse
 from returnbridge.settings import Settings
@@ -21,6 +22,7 @@ from returnbridge.sync.runtime import open_sync
 async def open_reconciliation(
     settings: Settings,
     *,
+    render_digest: DigestRenderer,
     ledger: Ledger | None = None,
     budget: BudgetGate | None = None,
     clock: Now = utc_now,
@@ -28,8 +30,9 @@ async def open_reconciliation(
 ) -> AsyncIterator[Reconciliation]:
     """A `Reconciliation` over the sync's clients and ledger, the warehouse, and Slack (a
     `DigestPoster` from `settings.slack` unless one is given, none when Slack is disabled or has
-    no token);
-    closes what it opened."""
+    no token); `render_digest` turns a digest into Slack's text and blocks
+    (`reports.digest.render_digest`, given by the entry point: the library never imports
+    `reports/`). Closes what it opened."""
     rec = settings.reconcile
     if poster is None and settings.slack.active:
         poster = DigestPoster(settings.slack)
@@ -46,5 +49,6 @@ async def open_reconciliation(
                 settings=rec,
                 slack=settings.slack,
                 poster=poster,
+                render_digest=render_digest,
                 clock=clock,
             )

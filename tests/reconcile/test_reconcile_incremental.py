@@ -16,6 +16,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 from sync_support import Integration, integration
 
+from reports.digest import render_digest
 from returnbridge.demo import scenario_clock
 from returnbridge.reconcile.incremental import current_gaps, rules_version
 from returnbridge.reconcile.rules import GapConfig, compute_gaps, without_explained
@@ -452,7 +453,10 @@ def state_and_full_recompute(it: Integration) -> tuple[pl.DataFrame, pl.DataFram
 
     async def read() -> tuple[pl.DataFrame, pl.DataFrame]:
         async with open_reconciliation(
-            it.settings, ledger=it.ledger, clock=scenario_clock(it.scenario)
+            it.settings,
+            ledger=it.ledger,
+            clock=scenario_clock(it.scenario),
+            render_digest=render_digest,
         ) as rec:
             state = rec.warehouse.gap_state()
             assert state is not None

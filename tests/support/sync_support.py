@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from reports.digest import render_digest
 from returnbridge.connectors.slack import SlackSettings
 from returnbridge.demo import (
     CENTRA_SECRET,
@@ -101,7 +102,10 @@ class Integration:
 
         async def once() -> ReconcileReport:
             async with open_reconciliation(
-                merged, ledger=self.ledger, clock=scenario_clock(self.scenario)
+                merged,
+                ledger=self.ledger,
+                clock=scenario_clock(self.scenario),
+                render_digest=render_digest,
             ) as rec:
                 return await rec.run(run_date)
 
