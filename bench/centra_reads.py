@@ -25,8 +25,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from bench.machine import machine
-from returnbridge.connectors.centra import CentraClient, Governor
+from returnbridge.connectors.centra import Governor
+from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.scenario import (
     CentraSection,
     Order,
@@ -82,14 +85,11 @@ class Run:
 
 async def _read(url: str, numbers: list[int], mode: str, ids: list[str]) -> Run:
     per_query = {"batched-50": 50, "batched-200": 200}.get(mode, 1)
-    async with CentraClient(
-        base_url=url,
-        token=TOKEN,
-        order_api_secret=SECRET,
-        plan="unlimited",
-        orders_per_query=per_query,
-        timeout_seconds=60,
-        governor=Governor("unlimited", 1.0),
+    settings = CentraSettings(
+        base_url=url, token=SecretStr(TOKEN), order_api_secret=SecretStr(SECRET), plan="unlimited"
+    )
+    async with settings.client(
+        orders_per_query=per_query, timeout_seconds=60, governor=Governor("unlimited", 1.0)
     ) as centra:
         started = time.perf_counter()
         if mode == "one-by-one-id":
@@ -102,9 +102,8 @@ async def _read(url: str, numbers: list[int], mode: str, ids: list[str]) -> Run:
 
 
 async def _ids(url: str, numbers: list[int]) -> list[str]:
-    async with CentraClient(
-        base_url=url, token=TOKEN, plan="unlimited", governor=Governor("unlimited", 1.0)
-    ) as centra:
+    settings = CentraSettings(base_url=url, token=SecretStr(TOKEN), plan="unlimited")
+    async with settings.client(governor=Governor("unlimited", 1.0)) as centra:
         return [o.id for o in (await centra.orders_by_number(numbers)).values()]
 
 

@@ -1,5 +1,5 @@
 """Chaos run: the sync under API faults, webhook faults and SIGKILLs must still do every Centra
-effect exactly once (design.md §3 invariants).
+effect exactly once (the invariants of docs/architecture.md#effects-and-idempotency-keys).
 
     .venv/bin/python -m bench.chaos [--returns 2000] [--kills 5] [--seed 1] [--waves 8]
                                     [--plan unlimited] [--timeout 3600] [--keep DIR]
@@ -60,8 +60,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+from pydantic import SecretStr
 
-from returnbridge.connectors.reveni import ReveniClient
+from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.reveni.statuses import ACCEPTED
 from returnbridge.connectors.reveni.wire import EVENT_TYPES
 from returnbridge.core.actions import RESTOCK_DESCRIPTION
@@ -88,8 +89,9 @@ LIVE = ("open", "retrying")
 PROBLEM_STATES = ("failed", "blocked", "in_doubt")
 OWED_STATES = ("pending", "in_flight", "in_doubt")
 
-# Which exception codes explain a missing effect (design.md §4): the effect itself failing, a
-# prerequisite failing (no Centra return, so nothing after it), or the return being invalid.
+# Which exception codes explain a missing effect (docs/architecture.md#exception-codes-and-owners):
+# the effect itself failing, a prerequisite failing (no Centra return, so nothing after it), or
+# the return being invalid.
 _INVALID = (
     "order_not_found",
     "order_not_returnable",
@@ -192,7 +194,7 @@ class ChaosResult:
 class GroundTruth:
     """Everything the invariants are checked against, read after the sync stopped."""
 
-    centra_effects: dict[str, list[dict[str, Any]]]  # GET /_sim/effects (contract.md §4)
+    centra_effects: dict[str, list[dict[str, Any]]]  # GET /_sim/effects (run summary's `centra`)
     # Centra returns with the shipment each was created on (not in the effects' shape).
     centra_returns: list[dict[str, Any]]
     stock_changes: list[dict[str, Any]]  # one per changeStock: id, description, lines
@@ -474,7 +476,7 @@ def _return_complete(
         total = sum((Decimal(e["amount"]) for e in entries), Decimal(0))
         if not entries:
             out += missing("refund", f"{refund['method']} refund {refund['amount']} not in Centra")
-        elif total != Decimal(refund["amount"]):  # tolerance 0.00 (design.md §2 step 4)
+        elif total != Decimal(refund["amount"]):  # tolerance 0.00 (docs/architecture.md#money)
             how = "refunded through the PSP" if psp else "credited"
             out.append(Violation("c", subject, f"{how} {total}, Reveni decided {refund['amount']}"))
     centra_ids = {r["id"] for r in centra}
@@ -700,7 +702,8 @@ def _workdir(config: ChaosConfig) -> Iterator[Path]:
 
 
 async def _subscribe(reveni_url: str, store_id: str, receiver_url: str) -> None:
-    async with ReveniClient(reveni_url, REVENI_KEY, store_id) as reveni:
+    settings = ReveniSettings(base_url=reveni_url, api_key=SecretStr(REVENI_KEY), store_id=store_id)
+    async with settings.client() as reveni:
         await reveni.ensure_webhook(receiver_url, list(EVENT_TYPES))
 
 

@@ -29,8 +29,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
-from returnbridge.connectors.reveni import ReveniClient
+from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.scenario import (
     CentraSection,
     Order,
@@ -129,8 +130,12 @@ class Sample:
     moves: int
 
 
+def _settings(url: str, page_size: int) -> ReveniSettings:
+    return ReveniSettings(base_url=url, api_key=SecretStr(KEY), store_id=STORE, page_size=page_size)
+
+
 async def _incremental(url: str, page_size: int) -> tuple[set[str], int, int, bool]:
-    async with ReveniClient(url, KEY, STORE, page_size=page_size) as client:
+    async with _settings(url, page_size).client() as client:
         result = await client.changed_since(BEGINNING)
         ids = [r.id for r in result.returns]
         assert len(ids) == len(set(ids)), "changed_since repeated a return"
@@ -138,7 +143,7 @@ async def _incremental(url: str, page_size: int) -> tuple[set[str], int, int, bo
 
 
 async def _naive(url: str, page_size: int) -> tuple[set[str], int, int, bool]:
-    async with ReveniClient(url, KEY, STORE, page_size=page_size) as client:
+    async with _settings(url, page_size).client() as client:
         ids = {r.id async for r in client.iter_returns(updated_from=BEGINNING)}
         return ids, client.requests, 1, True
 

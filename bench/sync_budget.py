@@ -1,4 +1,5 @@
-"""Benchmark: how fast the sync drains a backlog under Centra's rate limits (design.md §6).
+"""Benchmark: how fast the sync drains a backlog under Centra's rate limits
+(docs/architecture.md#governed-access-to-centra).
 
     .venv/bin/python -m bench.sync_budget [--returns 1000] [--runs 3] [--speed 20]
                                           [--plan growth] [--share 0.5] [--seed 1]

@@ -56,10 +56,9 @@ from bench.sync_support import (
     utc_stamp,
     write_results,
 )
-from returnbridge.connectors.reveni import ReveniClient
+from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.reveni.statuses import ACCEPTED
 from returnbridge.connectors.reveni.wire import EVENT_TYPES
-from returnbridge.demo import REVENI_KEY
 from returnbridge.ledger import Ledger, schema
 from returnbridge.receiver.app import create_receiver
 from returnbridge.receiver.settings import ReceiverSettings
@@ -84,8 +83,8 @@ def _set_status(control: httpx.Client, rid: str, status: str) -> None:
     control.post(f"/_sim/returns/{rid}/status", json={"status": status}).raise_for_status()
 
 
-async def _subscribe(reveni_url: str, store_id: str, receiver_url: str) -> None:
-    async with ReveniClient(reveni_url, REVENI_KEY, store_id) as reveni:
+async def _subscribe(settings: ReveniSettings, receiver_url: str) -> None:
+    async with settings.client() as reveni:
         await reveni.ensure_webhook(receiver_url, list(EVENT_TYPES))
 
 
@@ -143,13 +142,7 @@ def run_once(scenario: Scenario, rate: float, debounce: float, ledger_dir: Path)
         with DebouncedTrigger(run_sync, delay_seconds=debounce) as trigger:
             receiver_app = create_receiver(ledger, ReceiverSettings(), on_event=trigger.notify)
             with serve_in_thread(receiver_app) as receiver:
-                asyncio.run(
-                    _subscribe(
-                        servers.reveni_url,
-                        scenario.reveni.store_id,
-                        receiver.url + "/webhooks/reveni",
-                    )
-                )
+                asyncio.run(_subscribe(settings.reveni, receiver.url + "/webhooks/reveni"))
                 began = time.monotonic()
                 for i, (rid, status) in enumerate(accepted):
                     pause = began + i / rate - time.monotonic()

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.reveni.settings import ReveniSettings
-from returnbridge.connectors.slack import SlackSettings
+from returnbridge.connectors.slack.settings import SlackSettings
 from returnbridge.receiver.settings import ReceiverSettings
 from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.sync.settings import SyncSettings

@@ -119,7 +119,7 @@ def client_for(
         "key-1",
         STORE,
         inferred=inferred,
-        transport=httpx.MockTransport(handler),
+        http_transport=httpx.MockTransport(handler),
         sleep=sleep or RecordingSleep(),
         **kwargs,
     )

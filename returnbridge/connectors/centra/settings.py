@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from returnbridge.connectors.centra.inferred import CentraInferred
 from returnbridge.connectors.centra.plans import PLANS
+
+if TYPE_CHECKING:
+    from returnbridge.connectors.centra.client import CentraClient
+    from returnbridge.connectors.centra.governor import Governor
 
 
 class CentraSettings(BaseModel):
@@ -45,3 +54,37 @@ class CentraSettings(BaseModel):
         if value not in PLANS:
             raise ValueError(f"unknown Centra plan {value!r}; expected one of {sorted(PLANS)}")
         return value
+
+    def client(
+        self,
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
+        timeout_seconds: float | None = None,
+        governor: Governor | None = None,
+        orders_per_query: int | None = None,
+    ) -> CentraClient:
+        """A `CentraClient` of this environment (an async context manager), built the way every
+        connector's client is (docs/architecture.md):
+
+        - `http_transport`: the httpx transport under the client (tests: `httpx.MockTransport`);
+        - `sleep`: the async wait between read retries (default: the governor's clock);
+        - `rng`: the jitter of the retry backoff;
+        - `timeout_seconds`: replaces `self.timeout_seconds`.
+
+        Centra's own: `governor` (default: the process-wide one of this environment, so every
+        client shares one budget) and `orders_per_query` (default: `self.orders_per_query`, shrunk
+        to what the budget allows). Any other keyword is a TypeError naming it.
+        """
+        from returnbridge.connectors.centra.client import CentraClient  # client.py imports us
+
+        return CentraClient(
+            self,
+            timeout_seconds=timeout_seconds,
+            orders_per_query=orders_per_query,
+            governor=governor,
+            rng=rng,
+            http_transport=http_transport,
+            sleep=sleep,
+        )

@@ -2,14 +2,14 @@
 
 Both APIs go through here: the GraphQL Integration API (`POST /graphql`, `Authorization: Bearer`)
 and the REST Order API (`API-Authorization: <secret>`), which is still needed for refunds and order
-creation (reference/centra.md §3.3, §5).
+creation ([C] [OA-*]).
 
-The classification is the point of this module. Centra has no idempotency keys (§1.7), so:
+The classification is the point of this module. Centra has no idempotency keys, so:
 - a read that failed transiently is retried with exponential backoff and jitter;
 - a write is sent once. If it failed before any byte could reach Centra (connection refused,
   connect timeout, no pooled connection) it is `CentraTransient`, safe to send again. If it may
   have reached Centra (timeout or disconnect after sending, a 5xx, an unreadable 200, a GraphQL
-  error raised while executing it) it is `CentraInDoubt`, resolved by reading back (design.md §3);
+  error raised while executing it) it is `CentraInDoubt`, resolved by reading back;
 - a 429 (nothing executed) pauses the shared governor for Retry-After, so every caller waits.
 """
 
@@ -43,8 +43,10 @@ from returnbridge.connectors.centra.inferred import CentraInferred
 log = logging.getLogger(__name__)
 
 USER_AGENT = "returnbridge/0.1 (+centra-client)"
+# An injected wait (the `sleep` hook): `asyncio.sleep`'s shape.
+Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_RETRY_AFTER_SECONDS = 1.0
-# Centra's longest rate-limit window is one hour ([C] §1.6): every bucket has refilled by then. A
+# Centra's longest rate-limit window is one hour ([C]): every bucket has refilled by then. A
 # Retry-After further out is a skewed clock or a unit mix-up (a millisecond timestamp reads as
 # millennia) and must not freeze every caller of the shared governor.
 MAX_RETRY_AFTER_SECONDS = 3600.0
@@ -82,6 +84,7 @@ class CentraTransport:
         backoff_max_seconds: float = 8.0,
         rng: random.Random | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.graphql_url = f"{self.base_url}/graphql"
@@ -92,6 +95,8 @@ class CentraTransport:
         self.backoff_seconds = backoff_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self._rng = rng or random.Random()
+        # The wait between read retries; None: the governor's clock (which tests often fake).
+        self._sleep = sleep
         self._token = token
         self._order_api_secret = order_api_secret
         self._http = httpx.AsyncClient(
@@ -329,7 +334,7 @@ class CentraTransport:
                     raise
                 delay = self._backoff(failures)
                 log.warning("%s failed (%s); retry %d in %.2fs", name, exc, failures + 1, delay)
-                await self.governor.clock.sleep(delay)
+                await (self._sleep or self.governor.clock.sleep)(delay)
             failures += 1
             self.retries += 1
 

@@ -96,9 +96,11 @@ class ItemDecision:
 class ReveniClient(AsyncClient[ReveniTransport]):
     """Async client of one Reveni store (`/merchants/v0/stores/{store_id}/...`).
 
-    Use as `async with ReveniClient(base_url, api_key, store_id) as reveni: ...`; one httpx client
-    per instance. `transport` replaces the HTTP transport (tests); `sleep` the wait between
-    retries (tests pass one that does not really sleep).
+    Use as `async with settings.reveni.client() as reveni: ...` (`ReveniSettings.client`, whose
+    hooks are every connector's: `http_transport`, `sleep`, `rng`, `timeout_seconds`; see
+    docs/architecture.md#connectors) or `ReveniClient(base_url, api_key, store_id)`; one httpx
+    client per instance. `http_transport` replaces the HTTP transport (tests); `sleep` the wait
+    between retries (tests pass one that does not really sleep); `rng` the backoff's jitter.
     """
 
     def __init__(
@@ -108,9 +110,9 @@ class ReveniClient(AsyncClient[ReveniTransport]):
         store_id: str,
         *,
         inferred: ReveniInferred = DEFAULT_REVENI_INFERRED,
-        timeout: float = 10.0,
+        timeout_seconds: float = 10.0,
         read_retries: int = 4,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
         page_size: int | None = None,
         backoff_seconds: float = 0.25,
         max_retry_after_seconds: float = 60.0,
@@ -131,13 +133,13 @@ class ReveniClient(AsyncClient[ReveniTransport]):
             api_key=key,
             store_id=store_id,
             inferred=inferred,
-            timeout_seconds=timeout,
+            timeout_seconds=timeout_seconds,
             read_retries=read_retries,
             backoff_seconds=backoff_seconds,
             max_retry_after_seconds=max_retry_after_seconds,
             sleep=sleep,
             rng=rng,
-            http_transport=transport,
+            http_transport=http_transport,
         )
 
     # -- counters (for the run summary and the benchmark) -------------------------------------
@@ -395,7 +397,7 @@ class ReveniClient(AsyncClient[ReveniTransport]):
 
     async def invoices(self, period: str) -> list[Invoice]:
         """The invoices of billing period `period` (`YYYY-MM`) [INFER: no invoice API is
-        documented, reference §1.3]."""
+        documented]."""
         if not _PERIOD.match(period):
             raise ValueError(f"period must look like YYYY-MM, got {period!r}")
         raw = await self._transport.read(

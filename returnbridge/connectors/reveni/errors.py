@@ -2,7 +2,7 @@
 
 They subclass the shared kinds of `returnbridge.connectors.errors` exactly as Centra's do, so the
 executor decides on the kind and the message says that Reveni failed. Reveni documents neither
-its error body nor idempotency keys (reference/reveni.md §8.7), so a write whose outcome is
+its error body nor idempotency keys, so a write whose outcome is
 unknown is `ReveniInDoubt`, resolved by reading Reveni back, never by resending.
 """
 

@@ -1,11 +1,11 @@
 """Every detail of Reveni's API that is *inferred*, not confirmed, in one configurable place.
 
-reference/reveni.md tags each fact [R-DOC] (Reveni's own material), [R-OBS] (third-party code
-that calls the real API), [PEER] or [INFER]. Confirmed facts are constants in `wire.py` and used
-where they are needed; everything below is a guess to be checked with Reveni (§8 of the
-reference lists the questions), overridable without touching code (environment variables
-`RETURNBRIDGE_REVENI__INFERRED__<FIELD>`, or a `ReveniInferred(...)` passed to the client and the
-simulator).
+Each fact about Reveni is tagged [R-DOC] (Reveni's own material), [R-OBS] (third-party code
+that calls the real API), [PEER] or [INFER]: docs/architecture.md#inferred-facts. Confirmed facts
+are constants in `wire.py` and used where they are needed; everything below is a guess to be
+checked with Reveni (each field is a question to ask), overridable without touching code
+(environment variables `RETURNBRIDGE_REVENI__INFERRED__<FIELD>`, or a `ReveniInferred(...)`
+passed to the client and the simulator).
 
 The client and the simulator both read these values, so the two can never silently disagree.
 """
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ReveniBilling(BaseModel):
-    """[INFER] What the simulator puts on a billing-period invoice (reference §4, §9.2).
+    """[INFER] What the simulator puts on a billing-period invoice.
 
     The invoice *line kinds* are Reveni's (S9); amounts, VAT, period and netting are guesses."""
 
@@ -57,9 +57,7 @@ class ReveniInferred(BaseModel):
         "returns", description="[INFER] List path; `GET returns/{id}` itself is [R-OBS]."
     )
     merchant_path: str = Field("merchant", description="[INFER] Merchant info (fields [R-DOC S5]).")
-    invoices_path: str = Field(
-        "invoices", description="[INFER] No invoice API is documented (reference §1.3)."
-    )
+    invoices_path: str = Field("invoices", description="[INFER] No invoice API is documented.")
 
     # ---------------------------------------------------------------- list query parameters
     # The filters' *meaning* is [R-DOC S5] (MCP server); their wire names are [INFER].
@@ -90,11 +88,11 @@ class ReveniInferred(BaseModel):
     page_size_max: int = Field(100, ge=1, description="[INFER]")
     list_order: Literal["updated_at"] = Field(
         "updated_at",
-        description="[INFER] Lists are sorted by updated_at ascending, then id (reference §9.1).",
+        description="[INFER] Lists are sorted by updated_at ascending, then id.",
     )
 
     wrong_store_status: Literal[403, 404] = Field(
-        403, description="[INFER] A valid key used on another store's path (reference §9.1)."
+        403, description="[INFER] A valid key used on another store's path."
     )
     error_detail_key: str = Field(
         "detail", description="[INFER] Error bodies look like {'detail': '...'} (DRF style)."
@@ -117,15 +115,15 @@ class ReveniInferred(BaseModel):
         description="[INFER] Wire name of the dashboard's 'Partly Accepted' (not in the MCP enum).",
     )
     money_format: Literal["decimal_string", "number", "minor_units"] = Field(
-        "decimal_string", description="[INFER] reference §8.4: field format of money unknown."
+        "decimal_string", description="[INFER] The wire format of money is undocumented."
     )
 
     # ---------------------------------------------------------------- webhooks
     webhook_signature_header: str = Field(
-        "X-Reveni-Signature", description="[INFER] No Reveni source mentions signing (§3)."
+        "X-Reveni-Signature", description="[INFER] No Reveni source mentions signing."
     )
     webhook_signature_algorithm: Literal["sha256", "sha512"] = Field(
-        "sha256", description="[INFER] HMAC digest, modelled on peers (§7)."
+        "sha256", description="[INFER] HMAC digest, modelled on peers [PEER]."
     )
     webhook_signature_encoding: Literal["hex", "base64"] = Field("hex", description="[INFER]")
     webhook_retry_delays_seconds: tuple[float, ...] = Field(

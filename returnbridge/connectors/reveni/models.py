@@ -1,4 +1,4 @@
-"""Reveni wire objects (reference/reveni.md §9.2) as pydantic models.
+"""Reveni wire objects as pydantic models (docs/architecture.md#inferred-facts).
 
 Lenient on what we do not use (unknown keys are ignored, so a field Reveni adds never breaks a
 sync), strict on what we do: ids and SKUs are strings, quantities integers (a `"1"` is an

@@ -2,8 +2,8 @@
 
 ## The problem
 
-`GET returns` is sorted by `(updated_at, id)` ascending and paginated by page *number* [INFER,
-reference §9.1]. Every change to a return sets its `updated_at` to "now", which moves it to the
+`GET returns` is sorted by `(updated_at, id)` ascending and paginated by page *number* [INFER].
+Every change to a return sets its `updated_at` to "now", which moves it to the
 end of the list. If that return sits on a page already read, every later return shifts one place
 left, so the first return of the next page slides onto the page just read and a naive walk never
 sees it. The victim may itself be a return that changed a moment earlier: then its *id* was seen
@@ -52,7 +52,7 @@ The caller stores `high_water` as its cursor and passes it back next time: inclu
 that shares that instant is re-read, not lost, and every version not returned has
 `updated_at >= high_water`. On a complete answer it is the newest `updated_at` returned.
 
-Limits, stated so they can be checked with Reveni (§8): a return *deleted* during a walk can hide
+Limits, stated so they can be checked with Reveni: a return *deleted* during a walk can hide
 a shifted one without any sign; and a change whose `updated_at` *equals* that of a return already
 read, and that sorts before it by id, lands on a page already read and is seen in its old version
 only. Reveni's microsecond timestamps and the simulator's strictly increasing ones make such ties

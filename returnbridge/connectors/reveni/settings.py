@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import random
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from returnbridge.connectors.reveni.client import ReveniClient
 from returnbridge.connectors.reveni.inferred import ReveniInferred
+from returnbridge.connectors.reveni.transport import Sleep
 
 
 class ReveniSettings(BaseModel):
@@ -32,16 +34,33 @@ class ReveniSettings(BaseModel):
     )
     inferred: ReveniInferred = Field(default_factory=ReveniInferred)
 
-    def client(self, **overrides: Any) -> ReveniClient:
-        """A `ReveniClient` for this store; keyword arguments go to the client (tests pass
-        `transport=` or `sleep=`)."""
+    def client(
+        self,
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+        rng: random.Random | None = None,
+        timeout_seconds: float | None = None,
+    ) -> ReveniClient:
+        """A `ReveniClient` for this store (an async context manager), built the way every
+        connector's client is (docs/architecture.md):
+
+        - `http_transport`: the httpx transport under the client (tests: `httpx.MockTransport`);
+        - `sleep`: the async wait between retries (default `asyncio.sleep`);
+        - `rng`: the jitter of the retry backoff;
+        - `timeout_seconds`: replaces `self.timeout_seconds`.
+
+        Any other keyword is a TypeError naming it.
+        """
         return ReveniClient(
             self.base_url,
             self.api_key,
             self.store_id,
             inferred=self.inferred,
-            timeout=self.timeout_seconds,
+            timeout_seconds=self.timeout_seconds if timeout_seconds is None else timeout_seconds,
             read_retries=self.read_retries,
             page_size=self.page_size,
-            **overrides,
+            http_transport=http_transport,
+            sleep=sleep,
+            rng=rng,
         )

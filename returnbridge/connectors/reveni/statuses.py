@@ -1,4 +1,4 @@
-"""Reveni return statuses and the moves between them (reference/reveni.md §2.3, §9.3).
+"""Reveni return statuses and the moves between them.
 
 The states are confirmed ([R-DOC S5, S6]); the graph between them is [INFER]. The simulator
 enforces it, scenario files are checked against it, and the planner reads the groupings.

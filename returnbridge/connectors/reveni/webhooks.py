@@ -4,7 +4,7 @@ The envelope `{id, event, created, data{resource_id, status}}` is [R-OBS S4]. It
 notification, not data: the receiver rule is to fetch `data.resource_id` back with the API key
 and trust nothing else in the payload (that also neutralises a spoofed, unsigned request).
 
-No Reveni source mentions signing (reference §3). Signing is therefore off by default; when a
+No Reveni source mentions signing. Signing is therefore off by default; when a
 secret is configured, the header name, digest and encoding come from `ReveniInferred` ([INFER],
 modelled on peers: HMAC of the raw body). Both the simulator (to sign) and the receiver (to
 verify) use this module, so they cannot disagree.

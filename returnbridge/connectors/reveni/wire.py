@@ -1,4 +1,4 @@
-"""Confirmed facts of Reveni's merchant API (reference/reveni.md), as constants.
+"""Confirmed facts of Reveni's merchant API (docs/architecture.md#inferred-facts), as constants.
 
 Everything here is tagged [R-DOC] or [R-OBS] in the reference; guesses live in `inferred.py`.
 """

@@ -213,7 +213,7 @@ async def test_changed_since_while_returns_are_walked(sim: ReveniSimHandle) -> N
             2: move(("ret_std", "shipped"), ("ret_exch", "shipped")),
         }
     )
-    async with client(sim, transport=transport) as reveni:
+    async with client(sim, http_transport=transport) as reveni:
         result = await reveni.changed_since(BEGINNING, page_size=2)
     final = sim_state(sim)
     assert {r.id: r.updated_at for r in result.returns} == final
@@ -247,7 +247,7 @@ async def test_changed_since_across_a_whole_walk_in_both_precisions() -> None:
             walk: dict[int, Callable[[], None]] = {
                 n: (lambda: handle.sim_post("walk", {"steps": 1})) for n in range(1, 12)
             }
-            async with client(handle, transport=Interleaved(walk)) as reveni:
+            async with client(handle, http_transport=Interleaved(walk)) as reveni:
                 result = await reveni.changed_since(BEGINNING, page_size=2)
             final = sim_state(handle)
             ids = [r.id for r in result.returns]

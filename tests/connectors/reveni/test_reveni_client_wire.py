@@ -474,7 +474,7 @@ async def test_settings_build_a_client_for_the_store() -> None:
     settings = ReveniSettings(
         base_url=BASE, api_key="k-2", store_id="store_7", page_size=25, read_retries=0
     )
-    async with settings.client(transport=httpx.MockTransport(handler)) as reveni:
+    async with settings.client(http_transport=httpx.MockTransport(handler)) as reveni:
         await reveni.get_return(RID)
         assert reveni.page_size == 25 and reveni.inferred is settings.inferred
     assert str(seen[0].url) == f"{BASE}/merchants/v0/stores/store_7/returns/{RID}"

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from reports.digest import Digest, DigestItem, render_digest
+from returnbridge.connectors.errors import (
+    ApiError,
+    AuthError,
+    RateLimitedError,
+    RejectedError,
+    TransientError,
+)
 from returnbridge.connectors.slack import (
     DigestPoster,
+    SlackAuthError,
+    SlackError,
+    SlackRateLimited,
     SlackRejected,
     SlackSettings,
     SlackUnavailable,
@@ -203,3 +215,115 @@ def test_settings_defaults_and_lookups() -> None:
         settings.channel_for("legal")
     with pytest.raises(ValidationError):
         SlackSettings.model_validate({"chanels": {}})
+
+
+# --------------------------------------------------------------------------- the shared kinds
+
+
+def test_errors_join_the_shared_kinds() -> None:
+    assert issubclass(SlackUnavailable, TransientError)
+    assert issubclass(SlackRateLimited, SlackUnavailable) and issubclass(
+        SlackRateLimited, RateLimitedError
+    )
+    assert issubclass(SlackRejected, RejectedError) and not issubclass(SlackRejected, AuthError)
+    assert issubclass(SlackAuthError, SlackRejected) and issubclass(SlackAuthError, AuthError)
+    for error in (SlackUnavailable, SlackRateLimited, SlackRejected, SlackAuthError):
+        assert issubclass(error, SlackError) and issubclass(error, ApiError)
+
+
+def test_a_refused_token_is_the_auth_kind(slack: SlackStandIn, sleeps: Sleeps) -> None:
+    with pytest.raises(AuthError) as raised:
+        poster(slack, sleeps, token="xoxb-wrong").post("#returns-ops", "x", BLOCKS)
+    assert isinstance(raised.value, SlackAuthError)
+    assert isinstance(raised.value, SlackRejected) and raised.value.error == "invalid_auth"
+
+
+def test_an_unknown_channel_is_rejected_not_auth(slack: SlackStandIn, sleeps: Sleeps) -> None:
+    with pytest.raises(RejectedError) as raised:
+        poster(slack, sleeps).post("#general", "x", BLOCKS)
+    assert not isinstance(raised.value, AuthError)
+
+
+def test_rate_limited_beyond_the_retries_is_the_rate_limited_kind(
+    slack: SlackStandIn, sleeps: Sleeps
+) -> None:
+    slack.set_faults(rate_limited=4, retry_after=1)
+    with pytest.raises(RateLimitedError) as raised:
+        poster(slack, sleeps).post("#returns-ops", "x", BLOCKS)
+    assert isinstance(raised.value, SlackRateLimited) and raised.value.retry_after == 1
+
+
+def test_down_is_transient_not_rate_limited(slack: SlackStandIn, sleeps: Sleeps) -> None:
+    slack.set_faults(down=True)
+    with pytest.raises(TransientError) as raised:
+        poster(slack, sleeps).post("#returns-ops", "x", BLOCKS)
+    assert not isinstance(raised.value, RateLimitedError)
+
+
+# --------------------------------------------------------------------------- settings.client
+
+
+def test_settings_client_posts_in_a_with_block(slack: SlackStandIn, sleeps: Sleeps) -> None:
+    slack.set_faults(rate_limited=1, retry_after=2)
+    with slack.settings().client(sleep=sleeps) as posting:
+        assert isinstance(posting, DigestPoster)
+        ts = posting.post("#returns-ops", "x", BLOCKS)
+    assert [m["ts"] for m in slack.messages()] == [ts]
+    assert sleeps.seen == [2]
+
+
+def test_settings_client_timeout_seconds_replaces_the_settings(slack: SlackStandIn) -> None:
+    assert slack.settings().client().client.timeout == 10
+    assert slack.settings().client(timeout_seconds=2.5).client.timeout == 3  # whole seconds
+    with pytest.raises(ValueError, match="timeout_seconds"):
+        slack.settings().client(timeout_seconds=0)
+
+
+def test_settings_client_without_a_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="RETURNBRIDGE_SLACK__TOKEN is not set"):
+        SlackSettings().client()
+
+
+def test_http_transport_carries_the_post_instead_of_urllib() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True, "ts": "1.000200", "channel": "C1"})
+
+    settings = SlackSettings(base_url="http://slack.invalid/api/", token=SecretStr("xoxb-t"))
+    with settings.client(http_transport=httpx.MockTransport(handler)) as posting:
+        assert posting.post("#returns-ops", "hello", BLOCKS) == "1.000200"
+    [request] = seen
+    assert str(request.url) == "http://slack.invalid/api/chat.postMessage"
+    assert request.headers["authorization"] == "Bearer xoxb-t"
+    assert request.headers["content-type"].startswith("application/json")
+    body = json.loads(request.content)
+    assert body["channel"] == "#returns-ops" and body["text"] == "hello"
+    assert body["blocks"] == BLOCKS and body["unfurl_links"] is False
+
+
+def test_http_transport_keeps_the_classification() -> None:
+    answers = iter(
+        [
+            httpx.Response(429, headers={"Retry-After": "3"}, json={"ok": False}),
+            httpx.Response(200, json={"ok": False, "error": "channel_not_found"}),
+        ]
+    )
+    settings = SlackSettings(base_url="http://slack.invalid/api/", token=SecretStr("xoxb-t"))
+    sleeps = Sleeps()
+    transport = httpx.MockTransport(lambda request: next(answers))
+    with pytest.raises(SlackRejected, match="channel_not_found"):
+        settings.client(http_transport=transport, sleep=sleeps).post("#x", "x", BLOCKS)
+    assert sleeps.seen == [3]
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    refused = httpx.MockTransport(refuse)
+    with pytest.raises(SlackUnavailable, match=r"could not reach Slack.*ConnectError"):
+        settings.client(http_transport=refused).post("#x", "x", BLOCKS)
+
+    wrong = settings.model_copy(update={"base_url": "ftp://slack.invalid/api/"})
+    with pytest.raises(SlackRejected, match="bad request"):
+        wrong.client(http_transport=refused).post("#x", "x", BLOCKS)

@@ -1,0 +1,95 @@
+"""Where each owner's digest goes and how to reach Slack: part of returnbridge's `Settings`
+(`settings.slack`)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+if TYPE_CHECKING:
+    from returnbridge.connectors.slack.poster import DigestPoster
+
+
+def _default_channels() -> dict[str, str]:
+    return {"finance": "#returns-finance", "ops": "#returns-ops", "cx": "#returns-cx"}
+
+
+class SlackSettings(BaseModel):
+    """Where each owner's digest goes and how to reach Slack (`settings.slack`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: SecretStr | None = Field(
+        None, description="Bot token (Bearer), `chat:write` scope; none: nothing is posted."
+    )
+    base_url: str = Field(
+        "https://slack.com/api/", description="Web API base; methods are <base_url><method>."
+    )
+    channels: dict[str, str] = Field(
+        default_factory=_default_channels, description="Owner (finance, ops, cx) → channel."
+    )
+    mentions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Owner → Slack user-group id (e.g. S0FINANCE) mentioned in its digest.",
+    )
+    timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
+    rate_limit_retries: int = Field(
+        3, ge=0, description="How many times a 429 is waited out before giving up for this run."
+    )
+    max_retry_after_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="A Retry-After above this is not waited: the digest is kept for the next run.",
+    )
+    enabled: bool = Field(True, description="Whether digests are posted at all.")
+
+    @property
+    def active(self) -> bool:
+        """Whether digests are posted: enabled, with a token."""
+        return self.enabled and self.token is not None
+
+    def channel_for(self, owner: str) -> str:
+        """The channel of `owner`'s digest; KeyError names the owner when none is configured."""
+        try:
+            return self.channels[str(owner)]
+        except KeyError:
+            raise KeyError(f"no Slack channel configured for owner {owner!r}") from None
+
+    def mention_for(self, owner: str) -> str | None:
+        """The user-group id mentioned in `owner`'s digest, if any."""
+        return self.mentions.get(str(owner))
+
+    def client(
+        self,
+        *,
+        http_transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+        rng: random.Random | None = None,
+        timeout_seconds: float | None = None,
+    ) -> DigestPoster:
+        """A `DigestPoster` for these settings (a sync context manager), built the way every
+        connector's client is (docs/architecture.md):
+
+        - `http_transport`: a (sync) httpx transport the poster sends through instead of
+          slack_sdk's urllib (tests: `httpx.MockTransport`); the poster is synchronous, so this
+          is `httpx.BaseTransport`, the sync twin of Centra's and Reveni's async transport;
+        - `sleep`: the (sync) wait for a 429's Retry-After (default `time.sleep`);
+        - `rng`: accepted for uniformity; the poster waits exactly Slack's Retry-After and draws
+          no random numbers;
+        - `timeout_seconds`: replaces `self.timeout_seconds`.
+
+        Any other keyword is a TypeError naming it; no token is a ValueError.
+        """
+        from returnbridge.connectors.slack.poster import DigestPoster  # poster.py imports us
+
+        return DigestPoster(
+            self,
+            http_transport=http_transport,
+            sleep=sleep,
+            rng=rng,
+            timeout_seconds=timeout_seconds,
+        )
