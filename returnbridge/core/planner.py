@@ -1,4 +1,5 @@
-"""The planner: what Centra still owes each Reveni return (design.md §2-§3).
+"""The planner: what Centra still owes each Reveni return
+(docs/architecture.md#the-life-of-a-return).
 
 A pure function with no I/O. Given the Reveni returns, the Centra history of their orders and the
 ledger rows of their keys, it computes the desired end state of every return and answers, per
@@ -35,7 +36,12 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from returnbridge.connectors.centra.inferred import DEFAULT_INFERRED
-from returnbridge.connectors.centra.models import Order, OrderLine, PaymentEntry
+from returnbridge.connectors.centra.models import (
+    Order,
+    OrderLine,
+    PaymentEntry,
+    PaymentEntryStatus,
+)
 from returnbridge.connectors.centra.models import Return as CentraReturn
 from returnbridge.connectors.reveni.models import Refund as ReveniRefund
 from returnbridge.connectors.reveni.models import Return as ReveniReturn
@@ -134,7 +140,7 @@ def plan_returns(
     hand in Centra looks like it (`plan_refunds`).
 
     A rejected, cancelled or expired return that nevertheless has a Centra return is left alone:
-    nothing is deleted, and no exception code of design.md §4 fits it (reconciliation's gap rules
+    nothing is deleted, and no exception code fits it (reconciliation's gap rules
     are the place to surface it).
     """
     latest = latest_snapshots(returns)
@@ -191,7 +197,7 @@ def refunds_made_in_centra(
         for entry in sorted(history.order.payment_history, key=lambda e: (e.created_at, e.id)):
             if (
                 entry.entry_type == config.payment_entry_type_refund
-                and entry.status == "SUCCESS"
+                and entry.status == PaymentEntryStatus.SUCCESS
                 and entry.id not in linked
             ):
                 loose[entry.value.value, entry.value.currency].append(entry)
@@ -206,7 +212,7 @@ def refunds_made_in_centra(
             if ret.status not in ACCEPTING or not live:
                 continue
             own = own_centra_returns(history.returns, ret.id)
-            if any(_refund_entries(r, "SUCCESS", config) for r in own):
+            if any(_refund_entries(r, PaymentEntryStatus.SUCCESS, config) for r in own):
                 continue  # credited: a hand-made refund of its amount repeats it, not covers it
             due[live[0].amount, live[0].currency].append((live[0].created_at, live[0].id, ret.id))
         for money, refunds in due.items():
@@ -586,14 +592,14 @@ def plan_refunds(
     todo: list[ReturnPart] = []
     for part in parts:
         key, centra_return = keys[part.shipment_id], _centra_return(part)
-        posted = _refund_entries(centra_return, "SUCCESS", config)
+        posted = _refund_entries(centra_return, PaymentEntryStatus.SUCCESS, config)
         if posted:
             if psp or not _via_psp(posted[0], ret, config):
                 draft.adopt(key, str(posted[0].id))
             continue  # a PSP credit on a Reveni-paid refund: duplicate_refund above
         if draft.state(key) == "done":
             continue
-        if psp and _refund_entries(centra_return, "FAILED", config):
+        if psp and _refund_entries(centra_return, PaymentEntryStatus.FAILED, config):
             draft.flag(
                 "refund_failed_at_gateway",
                 amount=centra_return.grand_total.value,
@@ -651,7 +657,7 @@ def _centra_return(part: ReturnPart) -> CentraReturn:
 
 
 def _refund_entries(
-    centra_return: CentraReturn, status: str, config: PlannerConfig
+    centra_return: CentraReturn, status: PaymentEntryStatus, config: PlannerConfig
 ) -> list[PaymentEntry]:
     return [
         entry
@@ -677,7 +683,7 @@ def _duplicate_credit(
     """Why this return is credited twice, if it is: two successful refunds on one Centra
     return, or a PSP refund on a return Reveni already paid the customer for."""
     for centra_return in visible:
-        posted = _refund_entries(centra_return, "SUCCESS", config)
+        posted = _refund_entries(centra_return, PaymentEntryStatus.SUCCESS, config)
         if len(posted) > 1:
             return f"Centra return {centra_return.id} has {len(posted)} successful refunds"
         if not psp and any(_via_psp(entry, ret, config) for entry in posted):

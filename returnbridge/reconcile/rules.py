@@ -37,37 +37,17 @@ from typing import Final
 import polars as pl
 
 from returnbridge.connectors.centra.inferred import DEFAULT_INFERRED
+from returnbridge.connectors.centra.models import PaymentEntryStatus
 from returnbridge.connectors.reveni.models import DEFAULT_EXPONENT, OTHER_EXPONENTS
 from returnbridge.core import planner
 from returnbridge.core.actions import RESTOCK_DESCRIPTION
-from returnbridge.core.codes import CODES
+from returnbridge.core.codes import CODES, EXPLAINED_BY
 from returnbridge.core.validation import NOT_RETURNABLE
 from returnbridge.reconcile.tables import GAPS, LEDGER_EXCEPTIONS, UTC_TS
 from returnbridge.reconcile.warehouse import Snapshot
 
 # Reveni statuses in which Centra effects are due: the planner's.
 ACCEPTING: Final = sorted(planner.ACCEPTING)
-
-# Open exceptions (raised by the sync) that already explain a gap: the owner knows, and the
-# gap is not raised a second time under another code.
-_VALIDATION: Final = frozenset(
-    {"order_not_found", "order_not_returnable", "sku_not_in_order", "quantity_exceeds_shipped"}
-)
-EXPLAINED_BY: Final[dict[str, frozenset[str]]] = {
-    "return_missing": _VALIDATION | {"return_create_failed", "action_in_doubt"},
-    "refund_missing": _VALIDATION
-    | {
-        "return_create_failed",
-        "refund_amount_mismatch",
-        "refund_post_failed",
-        "refund_failed_at_gateway",
-        "duplicate_refund",
-        "action_in_doubt",
-    },
-    "restock_missing": _VALIDATION | {"return_create_failed", "restock_failed", "action_in_doubt"},
-    "exchange_order_missing": _VALIDATION
-    | {"return_create_failed", "exchange_out_of_stock", "exchange_order_failed", "action_in_doubt"},
-}
 
 
 @dataclass(frozen=True)
@@ -218,7 +198,7 @@ class Inputs:
         )
         entries = self.refund_entries.lazy().filter(pl.col("reveni_return_id").is_not_null())
         manual = pl.col("payment_method") == c.manual_refund_payment_method
-        success = entries.filter(pl.col("status") == "SUCCESS")
+        success = entries.filter(pl.col("status") == PaymentEntryStatus.SUCCESS.value)
         credits = success.group_by("reveni_return_id").agg(
             pl.col("amount_minor").sum().alias("credited"),
             pl.len().alias("credits"),
@@ -227,7 +207,7 @@ class Inputs:
             pl.col("centra_return_id").n_unique().alias("credited_returns"),
         )
         failed = (
-            entries.filter(pl.col("status") == "FAILED")
+            entries.filter(pl.col("status") == PaymentEntryStatus.FAILED.value)
             .join(success, on="centra_return_id", how="anti")
             .group_by("reveni_return_id")
             .agg(pl.col("amount_minor").sum().alias("failed_amount"))
@@ -279,7 +259,10 @@ class Inputs:
         returned_orders = s.reveni_returns.lazy().select("order_number").unique()
         loose = (
             self.refund_entries.lazy()
-            .filter(pl.col("status") == "SUCCESS", pl.col("reveni_return_id").is_null())
+            .filter(
+                pl.col("status") == PaymentEntryStatus.SUCCESS.value,
+                pl.col("reveni_return_id").is_null(),
+            )
             .join(returned_orders, on="order_number", how="semi")
             .select("entry_id", "order_number", "amount_minor", "currency", "created_at")
         )
@@ -329,9 +312,9 @@ RULES: dict[str, Rule] = {}
 
 
 def rule(code: str) -> Callable[[Rule], Rule]:
-    """Register a rule under the exception code it raises (design.md §4)."""
+    """Register a rule under the exception code it raises (`core/codes.py`)."""
     if code not in CODES:
-        raise ValueError(f"{code!r} is not an exception code of design.md §4")
+        raise ValueError(f"{code!r} is not an exception code (returnbridge.core.codes)")
 
     def register(fn: Rule) -> Rule:
         RULES[code] = fn

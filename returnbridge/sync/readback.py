@@ -1,4 +1,4 @@
-"""Reading Centra back: did an action's effect happen? (design.md §3, the read-back column)
+"""Reading Centra back: did an action's effect happen? (docs/architecture.md#reading-centra-back)
 
 Centra has no idempotency keys, so an action whose outcome is unknown (a timeout after sending,
 a crashed worker, an answer that could not be read) is settled by looking for its effect, never
@@ -15,7 +15,8 @@ by sending it again blindly. Each kind has one proof:
 
 The answer is `Found` (with Centra's id of the effect), `Absent` (safe to send) or `Refused`
 (Centra recorded the attempt and said no: a PSP refund the gateway refused). A read that fails
-raises the client's error: the caller treats that as inconclusive.
+raises the client's error: the caller treats that as inconclusive. How each kind is sent is
+`calls.py`, beside this module.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from returnbridge.connectors.centra.client import CentraClient
-from returnbridge.connectors.centra.models import PaymentEntry, Return
+from returnbridge.connectors.centra.models import PaymentEntry, PaymentEntryStatus, Return
 from returnbridge.core.actions import (
     Action,
     CreateReturn,
@@ -33,9 +34,6 @@ from returnbridge.core.actions import (
     Restock,
     is_exchange_part,
 )
-
-# PaymentHistoryEntry.status values ([C] reference/centra.md §2.6).
-ENTRY_SUCCESS, ENTRY_PENDING, ENTRY_FAILED = "SUCCESS", "PENDING", "FAILED"
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,7 @@ async def _refund(centra: CentraClient, payload: Refund) -> ReadBack:
         return Absent(f"Centra return {payload.centra_return_id} not found")
     refund_type = centra.inferred.payment_entry_type_refund
     entries = [e for e in ret.refund_payment_history if e.entry_type == refund_type]
-    live = [e for e in entries if e.status != ENTRY_FAILED]
+    live = [e for e in entries if e.status != PaymentEntryStatus.FAILED]
     if payload.via_psp:
         if live:
             return _refund_found(live[0], payload, ret)

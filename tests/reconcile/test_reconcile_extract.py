@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from sync_support import Integration, integration
 
-from returnbridge.connectors.centra import CentraClient
+from returnbridge.connectors.centra import CentraClient, OrderCreateInput
 from returnbridge.core.actions import exchange_order_number
 from returnbridge.reconcile.extract import Extracted, extract, look_back, minor_units
 from returnbridge.reconcile.tables import SNAPSHOT_TABLES
@@ -115,13 +115,15 @@ def test_an_exchanges_next_number_is_read_only_when_another_exchange_holds_the_f
             for number, marker in ((first, exchange_marker("ret_y", 0)),
                                    (second, exchange_marker("ret_x", 0))):  # fmt: skip
                 await centra.create_order(
-                    order_number=number,
-                    products=[OrderProduct("TEE-BLK-S", 1, Decimal(0))],
-                    created_from_origin=CreatedFromOrigin("return", 1),
-                    extra={
-                        "address": {"email": "a@example.com", "country": "SE"},
-                        "internalComment": marker,
-                    },
+                    OrderCreateInput(
+                        order_number=number,
+                        products=[OrderProduct("TEE-BLK-S", 1, Decimal(0))],
+                        created_from_origin=CreatedFromOrigin("return", 1),
+                        extra={
+                            "address": {"email": "a@example.com", "country": "SE"},
+                            "internalComment": marker,
+                        },
+                    )
                 )
             before = synced.centra.get("/_sim/counters").json()["requests"]
             found = await read_orders(centra, [1001], [("ret_x", 0), ("ret_z", 0)], 900_000_000)

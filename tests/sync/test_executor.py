@@ -24,6 +24,7 @@ from returnbridge.connectors.centra import (
     CentraClient,
     CreatedFromOrigin,
     Governor,
+    OrderCreateInput,
     OrderProduct,
     StockDelta,
 )
@@ -549,10 +550,12 @@ async def test_duplicate_exchange_order_number_is_read_back_as_done(h: Harness) 
     number = exchange_order_number("ret_dup", 1)
     # The order was created before (a worker that crashed before recording it).
     await h.centra.create_order(
-        order_number=number,
-        products=[OrderProduct("TEE-BLK-S", 1, Decimal(0))],
-        created_from_origin=CreatedFromOrigin("return", 1),
-        extra={"address": {"email": "anna@example.com", "country": "SE"}},
+        OrderCreateInput(
+            order_number=number,
+            products=[OrderProduct("TEE-BLK-S", 1, Decimal(0))],
+            created_from_origin=CreatedFromOrigin("return", 1),
+            extra={"address": {"email": "anna@example.com", "country": "SE"}},
+        )
     )
     h.ledger.plan([action])
     report = await h.run()
@@ -564,13 +567,15 @@ async def test_duplicate_exchange_order_number_is_read_back_as_done(h: Harness) 
 
 async def _order_marked(h: Harness, number: int, marker: str) -> None:
     await h.centra.create_order(
-        order_number=number,
-        products=[OrderProduct("TEE-BLK-S", 1, Decimal(0))],
-        created_from_origin=CreatedFromOrigin("return", 1),
-        extra={
-            "address": {"email": "anna@example.com", "country": "SE"},
-            "internalComment": marker,
-        },
+        OrderCreateInput(
+            order_number=number,
+            products=[OrderProduct("TEE-BLK-S", 1, Decimal(0))],
+            created_from_origin=CreatedFromOrigin("return", 1),
+            extra={
+                "address": {"email": "anna@example.com", "country": "SE"},
+                "internalComment": marker,
+            },
+        )
     )
 
 

@@ -1,4 +1,4 @@
-"""The sync run (returnbridge/sync.py) over both simulators: level-triggered, exactly once, and
+"""The sync run (returnbridge/sync/run.py) over both simulators: level-triggered, exactly once, and
 the cursor moved only after the ledger holds the run."""
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 error types, wire models, and webhook signature checks. Nothing outside this package speaks
 Centra's wire format."""
 
-from returnbridge.connectors.centra.client import CentraClient
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from returnbridge.connectors.centra.errors import (
     CentraAuthError,
     CentraError,
@@ -14,17 +17,19 @@ from returnbridge.connectors.centra.errors import (
     UserError,
     parse_retry_after,
 )
-from returnbridge.connectors.centra.governor import Budget, Clock, Governor, SystemClock
 from returnbridge.connectors.centra.inputs import (
     FROM_SHIPMENT,
     CreatedFromOrigin,
     DateRange,
+    ManualRefund,
+    OrderCreateInput,
     OrderFilter,
     OrderProduct,
     ReturnCost,
     ReturnFilter,
     ReturnLineInput,
     ReturnStockPolicy,
+    ReturnUpdateInput,
     SendToWarehouse,
     StockDelta,
     StockLevel,
@@ -40,12 +45,16 @@ from returnbridge.connectors.centra.models import (
     OrderTotals,
     Page,
     PaymentEntry,
+    PaymentEntryStatus,
+    PaymentEntryType,
     ProductSize,
     RateLimit,
+    RefundResult,
     RestReturn,
     Return,
     ReturnLine,
     ReturnTotals,
+    ReturnUpdateResult,
     Shipment,
     ShipmentLine,
     StockChange,
@@ -60,6 +69,31 @@ from returnbridge.connectors.centra.webhooks import (
     signature_header,
     verify_signature,
 )
+from returnbridge.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from returnbridge.connectors.centra.client import CentraClient
+    from returnbridge.connectors.centra.governor import (
+        Budget,
+        Clock,
+        Governor,
+        SystemClock,
+    )
+
+# Imported on first use (PEP 562): these modules do I/O (HTTP, databases) and importing a
+# pure module of this package (models, inputs, records ...) must not load them, so that
+# `core/` stays free of I/O at run time too (docs/architecture.md#rooms-and-imports).
+_LAZY: dict[str, str] = {
+    "CentraClient": "returnbridge.connectors.centra.client",
+    "Budget": "returnbridge.connectors.centra.governor",
+    "Clock": "returnbridge.connectors.centra.governor",
+    "Governor": "returnbridge.connectors.centra.governor",
+    "SystemClock": "returnbridge.connectors.centra.governor",
+}
+
+
+__getattr__ = lazy_exports(__name__, _LAZY)
+
 
 __all__ = [
     "FROM_SHIPMENT",
@@ -80,17 +114,22 @@ __all__ = [
     "Customer",
     "DateRange",
     "Governor",
+    "ManualRefund",
     "Market",
     "Money",
     "Order",
+    "OrderCreateInput",
     "OrderFilter",
     "OrderLine",
     "OrderProduct",
     "OrderTotals",
     "Page",
     "PaymentEntry",
+    "PaymentEntryStatus",
+    "PaymentEntryType",
     "ProductSize",
     "RateLimit",
+    "RefundResult",
     "RestReturn",
     "Return",
     "ReturnCost",
@@ -99,6 +138,8 @@ __all__ = [
     "ReturnLineInput",
     "ReturnStockPolicy",
     "ReturnTotals",
+    "ReturnUpdateInput",
+    "ReturnUpdateResult",
     "SendToWarehouse",
     "Shipment",
     "ShipmentLine",

@@ -1,8 +1,9 @@
 """`CentraClient`: the typed calls returnbridge makes to Centra, and nothing else.
 
-Reads are batched (many orders per query, design.md §6) and retried on transient failures; writes
-are sent exactly once and report an unknown outcome as `CentraInDoubt` (see transport.py). Every
-write has a read that proves it happened (design.md §3), exposed here next to it:
+Reads are batched (many orders per query, docs/architecture.md#governed-access-to-centra) and
+retried on transient failures; writes are sent exactly once and report an unknown outcome as
+`CentraInDoubt` (see transport.py). Every write has a read that proves it happened
+(docs/architecture.md#reading-centra-back), exposed here next to it:
 
 | write                 | read-back                                 |
 |-----------------------|-------------------------------------------|
@@ -28,16 +29,16 @@ from returnbridge.connectors.centra.documents import operation
 from returnbridge.connectors.centra.errors import CentraInDoubt, CentraQueryError, UserError
 from returnbridge.connectors.centra.governor import Governor
 from returnbridge.connectors.centra.inputs import (
-    CreatedFromOrigin,
+    ManualRefund,
+    OrderCreateInput,
     OrderFilter,
-    OrderProduct,
     ReturnCost,
     ReturnFilter,
     ReturnLineInput,
     ReturnStockPolicy,
+    ReturnUpdateInput,
     StockDelta,
     StockLevel,
-    order_create_body,
     return_create_input,
     set_stock_input,
     stock_change_input,
@@ -51,6 +52,7 @@ from returnbridge.connectors.centra.models import (
     RateLimit,
     RestReturn,
     Return,
+    ReturnUpdateResult,
     StockChange,
     Warehouse,
 )
@@ -61,7 +63,7 @@ from returnbridge.connectors.centra.pagination import (
     unique,
 )
 from returnbridge.connectors.centra.settings import CentraSettings
-from returnbridge.connectors.centra.transport import CentraTransport
+from returnbridge.connectors.centra.transport import CentraTransport, Sleep
 from returnbridge.connectors.lifecycle import AsyncClient
 
 _LIST_LIMIT = 200  # [C] max `limit` of list fields (documented on Warehouse.stock)
@@ -105,10 +107,13 @@ def _warnings(payload: Mapping[str, Any]) -> tuple[UserError, ...]:
 class CentraClient(AsyncClient[CentraTransport]):
     """Async client of one Centra environment (GraphQL Integration API + REST Order API).
 
-    Use as `async with CentraClient(settings) as centra: ...`; one httpx client per instance.
-    Explicit keyword arguments override the matching `CentraSettings` fields. The governor
-    defaults to the process-wide one of (base_url, plan, budget_share), so every client of the
-    same environment shares one budget.
+    Use as `async with settings.centra.client() as centra: ...` (`CentraSettings.client`, whose
+    hooks are every connector's: `http_transport`, `sleep`, `rng`, `timeout_seconds`; see
+    docs/architecture.md); one httpx client per instance. Explicit keyword arguments override the
+    matching `CentraSettings` fields. The governor defaults to the process-wide one of (base_url,
+    plan, budget_share), so every client of the same environment shares one budget. `sleep` is
+    the wait between read retries (default: the governor's clock); the governor's own waits stay
+    on its clock.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class CentraClient(AsyncClient[CentraTransport]):
         backoff_seconds: float = 0.25,
         rng: random.Random | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
         overrides = {
             "base_url": base_url,
@@ -162,6 +168,7 @@ class CentraClient(AsyncClient[CentraTransport]):
             backoff_seconds=backoff_seconds,
             rng=rng,
             http_transport=http_transport,
+            sleep=sleep,
         )
 
     def _fit_batch(self, wanted: int) -> int:
@@ -402,7 +409,8 @@ class CentraClient(AsyncClient[CentraTransport]):
 
     async def stock_changes_by_description(self, description: str) -> list[StockChange]:
         """Stock changes whose description is exactly `description`: the read-back of an
-        in-doubt restock (design.md §3). More than one means the restock was duplicated."""
+        in-doubt restock (docs/architecture.md#reading-centra-back). More than one means the restock
+        was duplicated."""
 
         async def fetch(limit: int, page: int) -> list[StockChange]:
             data = await self._query(
@@ -543,70 +551,37 @@ class CentraClient(AsyncClient[CentraTransport]):
         completed: bool,
         refund_payment: bool,
         send_email: bool = False,
-        manual_refund: tuple[Decimal, str] | None = None,
-    ) -> dict[str, Any]:
+        manual_refund: ManualRefund | tuple[Decimal, str] | None = None,
+    ) -> ReturnUpdateResult:
         """`PUT /returns/{id}`: complete a return and optionally refund it through the PSP.
-        A PSP refund cannot be undone; check the amount before calling. Returns the response
-        body (it carries `returnCompleted` [C]).
+        A PSP refund cannot be undone; check the amount before calling. Returns the answer,
+        parsed (`returnCompleted` [C], the refund entry written [INF]).
 
-        `manual_refund=(amount, reference)` records a refund paid outside Centra's PSP (Reveni's
-        instant transfer, store credit) as `manualRefund: {amount, reference}`: an [INF]
-        extension, sent only when `CentraInferred.order_api_manual_refund` is on (ValueError,
-        nothing sent, otherwise). The amount goes out as an exact decimal string."""
-        body: dict[str, Any] = {
-            "completed": completed,
-            "refundPayment": refund_payment,
-            "sendEmail": send_email,
-        }
-        if manual_refund is not None:
-            body["manualRefund"] = self._manual_refund_body(manual_refund, refund_payment)
-        return await self._transport.rest(
+        `manual_refund=ManualRefund(amount, reference)` (or an `(amount, reference)` pair)
+        records a refund paid outside Centra's PSP (Reveni's instant transfer, store credit) as
+        `manualRefund: {amount, reference}`: an [INF] extension, sent only when
+        `CentraInferred.order_api_manual_refund` is on (ValueError, nothing sent, otherwise).
+        The amount goes out as an exact decimal string."""
+        if isinstance(manual_refund, tuple):
+            manual_refund = ManualRefund(*manual_refund)
+        update = ReturnUpdateInput(
+            completed=completed,
+            refund_payment=refund_payment,
+            send_email=send_email,
+            manual_refund=manual_refund,
+        )
+        body = update.wire(manual_refund_accepted=self.inferred.order_api_manual_refund)
+        answer = await self._transport.rest(
             "PUT", f"returns/{return_id}", name="updateReturn", json_body=body
         )
+        return ReturnUpdateResult.from_wire(answer)
 
-    def _manual_refund_body(
-        self, manual_refund: tuple[Decimal, str], refund_payment: bool
-    ) -> dict[str, Any]:
-        if not self.inferred.order_api_manual_refund:
-            raise ValueError(
-                "manual_refund: this Centra's Order API is configured not to accept "
-                "`manualRefund` (CentraInferred.order_api_manual_refund is off); a refund paid "
-                "outside the PSP cannot be recorded through PUT /returns/{id}"
-            )
-        if refund_payment:
-            raise ValueError("give refund_payment=True or manual_refund, not both")
-        amount, reference = manual_refund
-        if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
-            raise ValueError(f"manual_refund amount must be a finite Decimal >= 0, got {amount!r}")
-        if not reference.strip():
-            raise ValueError("manual_refund needs a reference (the payment it records)")
-        return {"amount": format(amount, "f"), "reference": reference}
-
-    async def create_order(
-        self,
-        *,
-        order_number: int,
-        products: Sequence[OrderProduct],
-        created_from_origin: CreatedFromOrigin | None = None,
-        internal_order: bool = True,
-        adjust_stock: bool = True,
-        shipping_value: Decimal = Decimal("0"),
-        comment: str | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> list[int]:
+    async def create_order(self, order: OrderCreateInput) -> list[int]:
         """`POST /order` (zero-value exchange orders: unit price 0, internal, linked to the
-        return). Returns the created order numbers (Centra may split an order). A duplicate
-        `order_number` raises CentraRejected with error_code -5: the order already exists."""
-        body = order_create_body(
-            order_number=order_number,
-            products=products,
-            created_from_origin=created_from_origin,
-            internal_order=internal_order,
-            adjust_stock=adjust_stock,
-            shipping_value=shipping_value,
-            comment=comment,
-            extra=extra,
-        )
+        return). Returns the created order numbers (Centra
+        may split an order). A duplicate `order_number` raises CentraRejected with error_code -5:
+        the order already exists."""
+        body = order.wire()
         response = await self._transport.rest("POST", "order", name="createOrder", json_body=body)
         with _applied("createOrder", body):
             numbers = response.get("orders")

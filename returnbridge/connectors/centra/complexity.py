@@ -1,7 +1,7 @@
 """Estimate a request's QUERY_COMPLEXITY cost before sending it, so the governor can budget it.
 
-Centra meters complexity in its own bucket ([C] §1.6) and reports each request's cost in
-`extensions.complexity` ([C] §1.3), but does not publish the formula. The estimate follows the
+Centra meters complexity in its own bucket ([C] [RL-new]) and reports each request's cost in
+`extensions.complexity` ([C]), but does not publish the formula. The estimate follows the
 [INF] formula the simulator also uses: every field costs 1, and a list field multiplies the cost
 of its selection by its page size (`limit` / `first` / `last`; a default page size when a
 paginated list is given none; a fixed size for an unpaginated nested list such as `lines`); a

@@ -1,6 +1,7 @@
 """The named GraphQL documents the client sends, loaded once from `operations/*.graphql`.
 
-Nothing else in returnbridge writes a Centra query string (style.md: one home per wire format).
+Nothing else in returnbridge writes a Centra query string: one home per wire format
+(docs/architecture.md#rooms-and-imports).
 Each operation is sent as a self-contained document: the operation plus exactly the fragments it
 uses, transitively. `validation_errors` checks every document against an SDL; the tests run it
 against the SDL the simulator executes, so a field Centra does not document fails in CI, not in
@@ -127,5 +128,5 @@ def validation_errors(sdl: str) -> dict[str, list[GraphQLError]]:
 
 
 def schema_sdl() -> str:
-    """The Centra SDL kept next to the client (reconstructed from reference/centra.md)."""
+    """The Centra SDL kept next to the client (written from Centra's documentation)."""
     return (resources.files(PACKAGE) / "schema.graphql").read_text(encoding="utf-8")

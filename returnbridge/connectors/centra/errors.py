@@ -3,7 +3,7 @@
 The executor must tell apart "try again later" (transient, rate-limited), "Centra said no"
 (rejected), "fix the credentials" (auth), "fix our code" (query error) and "we do not know whether
 it happened" (in doubt): the last one is resolved by reading Centra back, never by resending,
-because Centra has no idempotency keys (reference/centra.md §1.7, design.md §3).
+because Centra has no idempotency keys (docs/architecture.md#effects-and-idempotency-keys).
 """
 
 from __future__ import annotations

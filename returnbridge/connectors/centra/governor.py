@@ -1,9 +1,10 @@
 """In-process budget for Centra calls: our share of the environment's rate limits.
 
-Centra's limits are per environment and shared by every integration (reference/centra.md §1.6), so
-returnbridge spends only `budget_share` of each quota (design.md §6). One `Governor` is shared by
-every client of the same environment in a process (`Governor.shared`), so concurrent flows and
-tasks draw from one budget; across processes the Prefect rate limit does the same job.
+Centra's limits are per environment and shared by every integration ([C] [RL-new]), so
+returnbridge spends only `budget_share` of each quota
+(docs/architecture.md#governed-access-to-centra). One `Governor` is shared by every client of the
+same environment in a process (`Governor.shared`), so concurrent flows and tasks draw from one
+budget; across processes the Prefect rate limit does the same job.
 
 Each budget is an exact sliding window: at most `capacity = floor(quota x share)` calls in *any*
 window of the quota's length. That is stricter than a continuous-refill token bucket of the same

@@ -1,10 +1,11 @@
 """Every detail of Centra's APIs that is *inferred*, not confirmed, in one configurable place.
 
-reference/centra.md tags each fact [C] (confirmed), [C-ex] (seen in an official example),
-[3P] (third-party code) or [INF] (inferred). Confirmed facts are hard-coded where they are used;
-everything below is a guess that must be checked against a real Centra QA instance, and can be
-overridden without touching code (environment variables `RETURNBRIDGE_CENTRA_INFERRED__<FIELD>`,
-or a `CentraInferred(...)` passed to the client / simulator).
+Each fact about Centra is tagged [C] (confirmed), [C-ex] (seen in an official example), [3P]
+(third-party code) or [INF] (inferred): docs/architecture.md#inferred-facts. Confirmed facts are
+hard-coded where they are used; everything below is a guess that must be checked against a real
+Centra QA instance, and can be overridden without touching code (environment variables
+`RETURNBRIDGE_CENTRA__INFERRED__<FIELD>`, or a `CentraInferred(...)` passed to the client /
+simulator).
 
 Both the client and the simulator read these values, so the two can never silently disagree.
 """
@@ -22,20 +23,20 @@ class CentraInferred(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     return_status_pending: str = Field(
-        "PENDING", description="[INF] Return.status enum value of a new return (§3.2)."
+        "PENDING", description="[INF] Return.status enum value of a new return."
     )
     return_status_completed: str = Field(
-        "COMPLETED", description="[INF] Return.status enum value after completion (§3.2)."
+        "COMPLETED", description="[INF] Return.status enum value after completion."
     )
     order_status_archived: str = Field(
-        "ARCHIVED", description="[INF] GraphQL OrderStatus name for Archived (code 5) (§2.3)."
+        "ARCHIVED", description="[INF] GraphQL OrderStatus name for Archived (code 5)."
     )
     payment_entry_type_refund: str = Field(
-        "REFUND", description="[INF] PaymentHistoryEntryType value of a PSP refund (§2.6)."
+        "REFUND", description="[INF] PaymentHistoryEntryType value of a PSP refund."
     )
     returns_allowed_on_archived_orders: bool = Field(
         True,
-        description="[INF] Undocumented; the reference says allow it behind a switch (§3.4).",
+        description="[INF] Undocumented; allowed, behind this switch.",
     )
     retry_after_format: Literal["unix_timestamp", "seconds", "http_date"] = Field(
         "unix_timestamp",
@@ -65,7 +66,7 @@ class CentraInferred(BaseModel):
     )
     size_changes_is_list: bool = Field(
         True,
-        description="[INF] changeStock `sizeChanges` accepts a list (list coercion) (§4.2).",
+        description="[INF] changeStock `sizeChanges` accepts a list (list coercion).",
     )
     order_api_manual_refund: bool = Field(
         True,
@@ -80,7 +81,7 @@ class CentraInferred(BaseModel):
         False,
         description=(
             "[INF] Orders created through `POST /order` start PENDING, or CONFIRMED when the "
-            "store's 'Autoconfirm orders' setting is on ([C] that the setting exists, §2.3)."
+            "store's 'Autoconfirm orders' setting is on ([C] that the setting exists)."
         ),
     )
     app_version: str = Field("v0.34.6", description="[C-ex] sample `extensions.appVersion`.")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, TypedDict
 
+from returnbridge.connectors.centra.models import Address
+
 DateRange = TypedDict("DateRange", {"from": str, "to": str}, total=False)
 """`DateTimeRangeFilter`: ISO 8601 with offset, or Centra's "2022-06-23 15:47:12". [C-ex]"""
 
@@ -64,8 +66,9 @@ class SendToWarehouse:
 
 
 ReturnStockPolicy = Literal["remove", "release"] | SendToWarehouse
-"""`remove`: no stock increase (returnbridge restocks separately, design.md §2);
-`release`: back into the warehouse the items were allocated from; or a named warehouse."""
+"""`remove`: no stock increase (returnbridge restocks separately,
+docs/architecture.md#the-life-of-a-return); `release`: back into the warehouse the items were
+allocated from; or a named warehouse."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def return_create_input(
     return_cost: Decimal | None = None,
     currency: str | None = None,
 ) -> dict[str, Any]:
-    """`ReturnCreateInput` ([C] §3.2; `externalId` and `returnCost` are [INF])."""
+    """`ReturnCreateInput` ([C]; `externalId` and `returnCost` are [INF])."""
     if not lines:
         raise ValueError("a return needs at least one line")
     for line in lines:
@@ -198,7 +201,7 @@ def stock_change_input(
     into_warehouse_id: int | None = None,
     out_from_warehouse_id: int | None = None,
 ) -> dict[str, Any]:
-    """`StockChangeInput`: into a warehouse adds, out from one removes, both moves. [C] §4.2"""
+    """`StockChangeInput`: into a warehouse adds, out from one removes, both moves. [C]"""
     if into_warehouse_id is None and out_from_warehouse_id is None:
         raise ValueError("a stock change needs into_warehouse_id, out_from_warehouse_id or both")
     if not deltas:
@@ -225,7 +228,7 @@ def set_stock_input(
     description: str | None = None,
     quantity_type: Literal["PHYSICAL", "FTA"] = "PHYSICAL",
 ) -> dict[str, Any]:
-    """`SetStockInput` (absolute levels; Centra calls this "less secure" than deltas). [C] §4.2"""
+    """`SetStockInput` (absolute levels; Centra calls this "less secure" than deltas). [C]"""
     if not levels:
         raise ValueError("set_stock needs at least one level")
     if any(level.quantity < 0 for level in levels):
@@ -240,42 +243,135 @@ def set_stock_input(
     return wire
 
 
-def order_create_body(
-    *,
-    order_number: int,
-    products: Sequence[OrderProduct],
-    created_from_origin: CreatedFromOrigin | None = None,
-    internal_order: bool = True,
-    adjust_stock: bool = True,
-    shipping_value: Decimal = Decimal("0"),
-    comment: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Body of REST `POST /order` ([C] [OA-create-order] §5). `orderNumber` makes it idempotent:
-    a second call with the same number fails with code -5. `extra` carries the store-specific
-    fields (address, market, pricelist, ...) unchanged."""
-    if not products:
-        raise ValueError("an order needs at least one product")
-    for product in products:
-        if product.quantity < 1:
-            raise ValueError(f"{product.sku}: quantity must be at least 1, got {product.quantity}")
-        if product.unit_price < 0:
-            raise ValueError(f"{product.sku}: unit price cannot be negative")
-    body: dict[str, Any] = dict(extra or {})
-    body.update(
-        {
-            "orderNumber": order_number,
-            "products": [
-                {"sku": p.sku, "qty": p.quantity, "unitPrice": float(p.unit_price)}
-                for p in products
-            ],
-            "internalOrder": internal_order,
-            "adjustStock": adjust_stock,
-            "shippingValue": float(shipping_value),
+def address_wire(address: Address) -> dict[str, str]:
+    """An Order API address (`address`, `invoiceAddress`, `deliveryAddress` of `POST /order`) from
+    an order's address ([C] email and country required; the other field names are [INF], as in
+    the GraphQL Address). Empty fields are left out."""
+    fields = {
+        "firstName": address.first_name,
+        "lastName": address.last_name,
+        "address1": address.address1,
+        "address2": address.address2,
+        "city": address.city,
+        "zipCode": address.zip_code,
+        "state": address.state_or_province,
+        "country": address.country,
+        "email": address.email,
+        "phoneNumber": address.phone_number,
+    }
+    return {k: v for k, v in fields.items() if v}
+
+
+@dataclass(frozen=True)
+class OrderCreateInput:
+    """Body of REST `POST /order` ([C] [OA-create-order]), typed.
+
+    `order_number` makes the call idempotent: a second call with the same number fails with code
+    -5. `address` is copied to the order's `address` (an exchange ships where the original order
+    did); `currency`, `market_id` (`marketId`) and `internal_comment` (`internalComment`, the
+    exchange's marker) are sent when given. `extra` carries further store-specific fields
+    (pricelist, invoice address, ...) unchanged; the typed fields win over it.
+    """
+
+    order_number: int
+    products: Sequence[OrderProduct]
+    created_from_origin: CreatedFromOrigin | None = None
+    internal_order: bool = True
+    adjust_stock: bool = True
+    shipping_value: Decimal = Decimal("0")
+    comment: str | None = None
+    address: Address | None = None
+    currency: str | None = None
+    market_id: int | None = None
+    internal_comment: str | None = None
+    extra: Mapping[str, Any] | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON body (ValueError, before a request is spent, for an obviously bad order)."""
+        if not self.products:
+            raise ValueError("an order needs at least one product")
+        for product in self.products:
+            if product.quantity < 1:
+                raise ValueError(
+                    f"{product.sku}: quantity must be at least 1, got {product.quantity}"
+                )
+            if product.unit_price < 0:
+                raise ValueError(f"{product.sku}: unit price cannot be negative")
+        body: dict[str, Any] = dict(self.extra or {})
+        if self.address is not None:
+            body["address"] = address_wire(self.address)
+        if self.currency is not None:
+            body["currency"] = self.currency
+        if self.market_id is not None:
+            body["marketId"] = self.market_id
+        if self.internal_comment is not None:
+            body["internalComment"] = self.internal_comment
+        body.update(
+            {
+                "orderNumber": self.order_number,
+                "products": [
+                    {"sku": p.sku, "qty": p.quantity, "unitPrice": float(p.unit_price)}
+                    for p in self.products
+                ],
+                "internalOrder": self.internal_order,
+                "adjustStock": self.adjust_stock,
+                "shippingValue": float(self.shipping_value),
+            }
+        )
+        if self.created_from_origin is not None:
+            origin = self.created_from_origin
+            body["createdFromOrigin"] = {"type": origin.type, "id": origin.id}
+        if self.comment is not None:
+            body["comment"] = self.comment
+        return body
+
+
+@dataclass(frozen=True)
+class ManualRefund:
+    """A refund paid outside Centra's PSP (Reveni's instant transfer, store credit), recorded on
+    the return as `manualRefund: {amount, reference}` [INF]; the amount goes out as an exact
+    decimal string."""
+
+    amount: Decimal
+    reference: str
+
+
+@dataclass(frozen=True)
+class ReturnUpdateInput:
+    """Body of REST `PUT /returns/{id}`: complete a return, optionally refund it through the PSP
+    (`refund_payment`) or record a refund paid outside it (`manual_refund`, an [INF] extension)."""
+
+    completed: bool
+    refund_payment: bool
+    send_email: bool = False
+    manual_refund: ManualRefund | None = None
+
+    def wire(self, *, manual_refund_accepted: bool) -> dict[str, Any]:
+        """The JSON body. `manual_refund_accepted`: whether this Centra's Order API takes
+        `manualRefund` (`CentraInferred.order_api_manual_refund`); ValueError, before a request
+        is spent, when it is given and not accepted, or is obviously bad."""
+        body: dict[str, Any] = {
+            "completed": self.completed,
+            "refundPayment": self.refund_payment,
+            "sendEmail": self.send_email,
         }
-    )
-    if created_from_origin is not None:
-        body["createdFromOrigin"] = {"type": created_from_origin.type, "id": created_from_origin.id}
-    if comment is not None:
-        body["comment"] = comment
-    return body
+        if self.manual_refund is not None:
+            body["manualRefund"] = self._manual_refund_wire(manual_refund_accepted)
+        return body
+
+    def _manual_refund_wire(self, accepted: bool) -> dict[str, Any]:
+        assert self.manual_refund is not None
+        if not accepted:
+            raise ValueError(
+                "manual_refund: this Centra's Order API is configured not to accept "
+                "`manualRefund` (CentraInferred.order_api_manual_refund is off); a refund paid "
+                "outside the PSP cannot be recorded through PUT /returns/{id}"
+            )
+        if self.refund_payment:
+            raise ValueError("give refund_payment=True or manual_refund, not both")
+        amount, reference = self.manual_refund.amount, self.manual_refund.reference
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
+            raise ValueError(f"manual_refund amount must be a finite Decimal >= 0, got {amount!r}")
+        if not reference.strip():
+            raise ValueError("manual_refund needs a reference (the payment it records)")
+        return {"amount": format(amount, "f"), "reference": reference}

@@ -3,16 +3,24 @@
 Wire names are camelCase; the models use snake_case aliases of them. Unknown fields are ignored
 (Centra adds fields between versions) but the fields we select are required and typed, so a schema
 drift fails loudly at the boundary. Money is `Decimal` (the client decodes JSON numbers straight to
-Decimal, never through float) and every datetime must carry an offset (design.md §5).
+Decimal, never through float) and every datetime must carry an offset (docs/architecture.md#money,
+docs/architecture.md#time).
 
 Enum-valued fields stay `str`: several of their values are [INF] and configurable
 (`CentraInferred`), so callers compare them with those settings rather than with a hard-coded enum.
+Where the schema's values are settled, a `StrEnum` names them (`PaymentEntryType`,
+`PaymentEntryStatus`); its members compare equal to the wire strings.
+
+The answers of the REST Order API's writes are parsed here too (`ReturnUpdateResult`), leniently:
+the write happened, so an odd field reads as unknown (None) rather than failing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -39,7 +47,7 @@ def _flatten_id(data: Any, key: str, target: str) -> Any:
 
 
 class Money(CentraModel):
-    """`MonetaryValue { value currency{code} conversionRate }` ([C-ex] §1.8)."""
+    """`MonetaryValue { value currency{code} conversionRate }` ([C-ex])."""
 
     value: Decimal
     currency: str
@@ -129,7 +137,7 @@ class OrderLine(CentraModel):
 
 
 class ShipmentLine(CentraModel):
-    """A shipped line; its `id` is what `createReturn` references ([C] §2.5)."""
+    """A shipped line; its `id` is what `createReturn` references ([C])."""
 
     id: int
     quantity: int
@@ -153,8 +161,34 @@ class Shipment(CentraModel):
     lines: list[ShipmentLine]
 
 
+class PaymentEntryType(StrEnum):
+    """`PaymentHistoryEntryType` (schema.graphql): AUTH..CANCEL_REQUEST are [C]; REFUND and
+    REFUND_REQUEST are [INF]. Which wire value is a PSP refund stays configurable
+    (`CentraInferred.payment_entry_type_refund`, REFUND by default): compare entry types with that
+    setting, not with `REFUND`."""
+
+    AUTH = "AUTH"
+    CAPTURE = "CAPTURE"
+    CAPTURE_REQUEST = "CAPTURE_REQUEST"
+    CANCEL = "CANCEL"
+    CANCEL_REQUEST = "CANCEL_REQUEST"
+    REFUND = "REFUND"  # [INF]
+    REFUND_REQUEST = "REFUND_REQUEST"  # [INF]
+
+
+class PaymentEntryStatus(StrEnum):
+    """`PaymentHistoryEntryStatus` (schema.graphql, [C]): SUCCESS, PENDING, FAILED."""
+
+    SUCCESS = "SUCCESS"
+    PENDING = "PENDING"
+    FAILED = "FAILED"
+
+
 class PaymentEntry(CentraModel):
-    """One `paymentHistory` entry: AUTH, CAPTURE, REFUND ([INF]) ... with its status."""
+    """One `paymentHistory` entry: AUTH, CAPTURE, REFUND ([INF]) ... with its status.
+
+    `status` and `entry_type` are the wire strings (an unknown value is kept, not refused); compare
+    them with `PaymentEntryStatus` / `PaymentEntryType` members or the inferred settings."""
 
     id: int
     created_at: AwareDatetime
@@ -180,7 +214,7 @@ class OrderTotals(CentraModel):
 
 
 class Order(CentraModel):
-    """A Centra order with what a return needs: lines, shipments, payments ([INF] §7 list)."""
+    """A Centra order with what a return needs: lines, shipments, payments ([INF])."""
 
     id: str
     number: int
@@ -357,3 +391,87 @@ class RestReturn(CentraModel):
     shipment_id: int | None = Field(None, alias="shipmentId")
     order_id: str | int | None = Field(None, alias="orderId")
     products: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# -- REST Order API answers ------------------------------------------------------------------
+
+
+def lenient_decimal(value: Any) -> Decimal | None:
+    """A finite amount from a JSON number or string; None when missing or unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _entry_status(value: Any) -> PaymentEntryStatus | str | None:
+    """A refund entry's status: the enum member when known, the wire string otherwise."""
+    if value is None:
+        return None
+    text = str(value)
+    try:
+        return PaymentEntryStatus(text)
+    except ValueError:
+        return text
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """The refund entry `PUT /returns/{id}` wrote, as its answer's `refund` object tells it [INF]:
+    `{status, amount, currency}`. A field missing or unreadable is None."""
+
+    status: PaymentEntryStatus | str | None
+    amount: Decimal | None
+    currency: str | None
+
+    @property
+    def failed(self) -> bool:
+        """The PSP refused the refund (the entry is FAILED)."""
+        return self.status == PaymentEntryStatus.FAILED
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> RefundResult:
+        currency = raw.get("currency")
+        return cls(
+            status=_entry_status(raw.get("status")),
+            amount=lenient_decimal(raw.get("amount")),
+            currency=None if currency is None else str(currency),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class ReturnUpdateResult(Mapping[str, Any]):
+    """The answer of `PUT /returns/{id}`: `{status: "ok", returnCompleted, refund?}`.
+
+    `return_completed`: Centra's `returnCompleted` [C] (None when missing or not a boolean).
+    `refund`: the refund entry written, when the answer carries one (None otherwise, or when it
+    is not an object). The answer itself stays readable as a read-only mapping of its wire body
+    (`result["returnCompleted"]`, equality with a dict), for logs and tests; code reads the typed
+    fields.
+    """
+
+    return_completed: bool | None
+    refund: RefundResult | None = None
+    body: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any]) -> ReturnUpdateResult:
+        completed = body.get("returnCompleted")
+        refund = body.get("refund")
+        return cls(
+            return_completed=completed if isinstance(completed, bool) else None,
+            refund=RefundResult.from_wire(refund) if isinstance(refund, Mapping) else None,
+            body=dict(body),
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        return self.body[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.body)
+
+    def __len__(self) -> int:
+        return len(self.body)

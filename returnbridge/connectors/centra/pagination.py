@@ -1,7 +1,7 @@
 """Centra's two pagination styles as async iterators, plus batching of id lists.
 
 Limit/page lists (`orders`, `returns`, ...) end at the first short page; Relay connections
-(`orderConnection`) follow `pageInfo.endCursor` while `hasNextPage` ([C] §1.5). Limit/page over
+(`orderConnection`) follow `pageInfo.endCursor` while `hasNextPage` ([C]). Limit/page over
 data that changes while we read can skip or repeat rows, so callers that must see every row once
 sort by a stable key (`id_ASC`) or use the connection.
 """

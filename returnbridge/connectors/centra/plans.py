@@ -1,4 +1,4 @@
-"""Centra's published rate-limit tiers (reference/centra.md §1.6, [C] [RL-new]).
+"""Centra's published rate-limit tiers ([C] [RL-new]).
 
 Three buckets (requests, mutations, query complexity), each with a 10-second and a 1-hour window.
 Limits are per Centra environment and shared by every integration, which is why returnbridge only

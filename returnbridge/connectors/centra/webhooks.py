@@ -1,4 +1,4 @@
-"""Centra Webhook plugin signatures (reference/centra.md §6.1, [C] [WH]).
+"""Centra Webhook plugin signatures ([C] [WH]).
 
 Header: `X-Centra-Signature: t=<unix seconds>,v1=<hex>`, where
 `v1 = HMAC-SHA256(key=endpoint secret, msg="<t>.<raw request body>")`, lowercase hex. The raw

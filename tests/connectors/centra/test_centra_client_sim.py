@@ -23,6 +23,7 @@ from returnbridge.connectors.centra import (
     CreatedFromOrigin,
     Governor,
     Order,
+    OrderCreateInput,
     OrderProduct,
     ReturnLineInput,
     StockDelta,
@@ -228,20 +229,28 @@ async def test_refund_through_the_order_api_completes_the_return(centra: CentraC
 async def test_zero_value_exchange_order_is_idempotent_by_number(centra: CentraClient) -> None:
     products = [OrderProduct("TEE-BLK-L", 1, Decimal("0.00"))]
     numbers = await centra.create_order(
-        order_number=900001,
-        products=products,
-        created_from_origin=CreatedFromOrigin("return", 1),
-        extra=ADDRESS,
+        OrderCreateInput(
+            order_number=900001,
+            products=products,
+            created_from_origin=CreatedFromOrigin("return", 1),
+            extra=ADDRESS,
+        )
     )
     assert numbers == [900001]
     created = (await centra.orders_by_number([900001]))[900001]
     assert created.grand_total.value == 0 and created.is_internal
     with pytest.raises(CentraRejected) as duplicate:
-        await centra.create_order(order_number=900001, products=products, extra=ADDRESS)
+        await centra.create_order(
+            OrderCreateInput(order_number=900001, products=products, extra=ADDRESS)
+        )
     assert duplicate.value.error_code == -5
     with pytest.raises(CentraRejected) as no_stock:
         await centra.create_order(
-            order_number=900002, products=[OrderProduct("JEANS-32", 1, Decimal(0))], extra=ADDRESS
+            OrderCreateInput(
+                order_number=900002,
+                products=[OrderProduct("JEANS-32", 1, Decimal(0))],
+                extra=ADDRESS,
+            )
         )
     assert no_stock.value.error_code == -2
 

@@ -24,6 +24,7 @@ from returnbridge.connectors.centra import (
     CentraRejected,
     CentraTransient,
     Governor,
+    OrderCreateInput,
     OrderProduct,
     ReturnLineInput,
     StockDelta,
@@ -295,7 +296,7 @@ async def test_rest_duplicate_order_number_is_rejected_with_code() -> None:
     async with client_for(handler) as centra:
         with pytest.raises(CentraRejected) as info:
             await centra.create_order(
-                order_number=900001, products=[OrderProduct("A", 1, Decimal("0"))]
+                OrderCreateInput(order_number=900001, products=[OrderProduct("A", 1, Decimal("0"))])
             )
         assert centra.rest_requests_sent == 1 and centra.requests_sent == 0
     assert info.value.error_code == -5
@@ -336,7 +337,7 @@ async def test_rest_success_bodies() -> None:
     )
     async with client_for(handler) as centra:
         assert await centra.create_order(
-            order_number=900001, products=[OrderProduct("A", 1, Decimal("0"))]
+            OrderCreateInput(order_number=900001, products=[OrderProduct("A", 1, Decimal("0"))])
         ) == [900001]
         rows = await centra.list_returns_rest(order=1001)
     assert rows[0].return_id == 3 and rows[0].shipment_id == 7
@@ -352,6 +353,38 @@ def test_explicit_arguments_override_settings_and_secrets_stay_secret() -> None:
     assert centra.settings.orders_per_query == 20
     assert centra.governor is Governor.shared("http://x.test", "growth", 0.2)
     assert "t0ken" not in repr(centra.settings)
+
+
+async def test_settings_client_takes_the_hooks_and_centras_own() -> None:
+    from returnbridge.settings import CentraSettings
+
+    settings = CentraSettings(base_url="http://y.test", plan="growth", read_retries=2)
+    default = settings.client()
+    assert default.governor is Governor.shared("http://y.test", "growth", 0.5)
+    assert default.orders_per_query == settings.orders_per_query
+    await default.aclose()
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    clock = FakeClock()
+    governor = Governor("unlimited", 1.0, clock=clock)
+    handler, seen = scripted(httpx.Response(503))
+    async with settings.client(
+        http_transport=httpx.MockTransport(handler),
+        sleep=sleep,
+        timeout_seconds=4,
+        governor=governor,
+        orders_per_query=7,
+    ) as centra:
+        assert centra.governor is governor and centra.orders_per_query == 7
+        assert centra.settings.timeout_seconds == 4 and settings.timeout_seconds == 10
+        with pytest.raises(CentraTransient):
+            await centra.orders_by_number([1])
+    assert len(seen) == 3 and len(waits) == 2  # the backoff went to `sleep`, not the clock
+    assert clock.now == 0
 
 
 async def test_retry_after_far_in_the_future_is_capped_at_the_longest_window() -> None:
@@ -491,5 +524,5 @@ async def test_created_order_with_an_unexpected_body_is_in_doubt() -> None:
     async with client_for(handler) as centra:
         with pytest.raises(CentraInDoubt, match="createOrder"):
             await centra.create_order(
-                order_number=900001, products=[OrderProduct("A", 1, Decimal("0"))]
+                OrderCreateInput(order_number=900001, products=[OrderProduct("A", 1, Decimal("0"))])
             )

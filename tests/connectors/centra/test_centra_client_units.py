@@ -14,12 +14,12 @@ from returnbridge.connectors.centra.errors import CentraQueryError, UserError, p
 from returnbridge.connectors.centra.inputs import (
     FROM_SHIPMENT,
     CreatedFromOrigin,
+    OrderCreateInput,
     OrderProduct,
     ReturnLineInput,
     SendToWarehouse,
     StockDelta,
     StockLevel,
-    order_create_body,
     return_create_input,
     set_stock_input,
     stock_change_input,
@@ -212,12 +212,12 @@ def test_set_stock_input_and_its_validation() -> None:
 
 
 def test_zero_value_exchange_order_body() -> None:
-    body = order_create_body(
+    body = OrderCreateInput(
         order_number=900001,
         products=[OrderProduct("TEE-BLK-L", 1, Decimal("0.00"))],
         created_from_origin=CreatedFromOrigin("return", 42),
         extra={"address": {"email": "a@example.com", "country": "SE"}},
-    )
+    ).wire()
     assert body == {
         "address": {"email": "a@example.com", "country": "SE"},
         "orderNumber": 900001,
@@ -228,7 +228,7 @@ def test_zero_value_exchange_order_body() -> None:
         "createdFromOrigin": {"type": "return", "id": 42},
     }
     with pytest.raises(ValueError, match="at least one product"):
-        order_create_body(order_number=1, products=[])
+        OrderCreateInput(order_number=1, products=[]).wire()
 
 
 # -- models -----------------------------------------------------------------------------------

@@ -1,0 +1,230 @@
+"""How each action kind is sent to Centra: its one write, and what the answer proves.
+
+Beside `readback.py` (how each kind is read back), one function per kind:
+
+| kind             | call                                                                    |
+|------------------|-------------------------------------------------------------------------|
+| `create_return`  | `createReturn` on the shipment's lines, `externalId` = the Reveni return |
+|                  | id, stock untouched (the restock action adds it)                         |
+| `restock`        | `changeStock` into the returns warehouse, described by the restock key   |
+| `refund`         | `PUT /returns/{id}` completed, refunded through the PSP or recorded as a |
+|                  | manual refund (Reveni paid)                                              |
+| `exchange_order` | `POST /order`: internal, unit price 0, linked to the return, shipped to  |
+|                  | the origin order's address; the next candidate number when another       |
+|                  | exchange holds one                                                       |
+
+The answer is `Found` (Centra's id of the effect) or `Refused` (Centra recorded the attempt and
+said no). Every read and write passes through a `Channel` (the executor's budget, and its last
+check that the claim is still ours); Centra's errors propagate, for the outcome state machine
+(`outcomes.py`) to judge. Centra's wire format is the connector's (`connectors/centra`): the
+calls here pass typed inputs and read typed answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Final, Protocol, TypeVar
+
+from returnbridge.connectors.centra.client import CentraClient
+from returnbridge.connectors.centra.inputs import (
+    CreatedFromOrigin,
+    ManualRefund,
+    OrderCreateInput,
+    OrderProduct,
+    ReturnLineInput,
+    StockDelta,
+)
+from returnbridge.connectors.centra.models import ReturnUpdateResult
+from returnbridge.connectors.errors import RejectedError
+from returnbridge.core.actions import Action, CreateReturn, ExchangeOrder, Refund, Restock
+from returnbridge.sync.readback import Found, Problem, Refused, amount_problems
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Order API error codes ([C] Centra's Order API reference, `POST /order`).
+ORDER_NO_STOCK: Final = -2
+ORDER_DUPLICATE_NUMBER: Final = -5
+
+
+class CannotSend(Exception):
+    """The action cannot be sent as planned (found before sending anything)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class Channel(Protocol):
+    """The executor's way to Centra for one action."""
+
+    async def read(self) -> None:
+        """Before each read: a budget slot."""
+        ...
+
+    async def write(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Send one write: a budget slot, the last check that the claim is still ours, and
+        counting it unless it provably never left."""
+        ...
+
+
+async def send(centra: CentraClient, action: Action, channel: Channel) -> Found | Refused:
+    """Send `action`'s one write; Centra's id of the effect and a response summary."""
+    payload = action.payload
+    if isinstance(payload, CreateReturn):
+        return await _create_return(centra, payload, channel)
+    if isinstance(payload, Restock):
+        return await _restock(centra, payload, channel)
+    if isinstance(payload, Refund):
+        return await _refund(centra, payload, channel)
+    assert isinstance(payload, ExchangeOrder)
+    return await _exchange(centra, action, payload, channel)
+
+
+async def _create_return(
+    centra: CentraClient, payload: CreateReturn, channel: Channel
+) -> Found | Refused:
+    created = await channel.write(
+        lambda: centra.create_return(
+            shipment_id=payload.shipment_id,
+            lines=[ReturnLineInput(ln.shipment_line_id, ln.quantity) for ln in payload.lines],
+            stock_policy="remove",  # no stock added here: the restock action does that
+            external_id=payload.external_id,
+            comment=payload.comment or None,
+        ),
+    )
+    ret = created.value
+    return Found(str(ret.id), f"return {ret.id} ({ret.status}){_warned(created.warnings)}")
+
+
+async def _restock(centra: CentraClient, payload: Restock, channel: Channel) -> Found | Refused:
+    change = await channel.write(
+        lambda: centra.change_stock(
+            description=payload.description,
+            deltas=[StockDelta(ln.variant_id, ln.size_id, ln.quantity) for ln in payload.lines],
+            into_warehouse_id=payload.warehouse_id,
+        ),
+    )
+    return Found(str(change.value.id), f"stock change {change.value.id}{_warned(change.warnings)}")
+
+
+async def _refund(centra: CentraClient, payload: Refund, channel: Channel) -> Found | Refused:
+    answer = await channel.write(
+        lambda: centra.update_return(
+            payload.centra_return_id,
+            completed=True,
+            refund_payment=payload.via_psp,
+            manual_refund=(
+                None if payload.via_psp else ManualRefund(payload.amount, payload.reference)
+            ),
+        ),
+    )
+    return refund_answer(payload, answer)
+
+
+def refund_answer(payload: Refund, answer: ReturnUpdateResult) -> Found | Refused:
+    """What `PUT /returns/{id}`'s answer proves: the refund entry's status and amount, if given."""
+    ref = str(payload.centra_return_id)
+    completed = answer.return_completed
+    refund = answer.refund
+    if refund is None:
+        return Found(ref, f"returnCompleted={completed}")
+    summary = (
+        f"returnCompleted={completed}; refund {refund.status} {refund.amount} {refund.currency}"
+    )
+    if refund.failed:
+        return Refused("refund_failed_at_gateway", summary)
+    problems: tuple[Problem, ...] = ()
+    if refund.amount is not None:
+        problems = amount_problems(refund.amount, payload)
+    return Found(ref, summary, problems)
+
+
+async def _exchange(
+    centra: CentraClient, action: Action, payload: ExchangeOrder, channel: Channel
+) -> Found:
+    """The zero-value exchange order, under the first candidate number not held by another
+    exchange (a number already holding ours is left to the read-back)."""
+    origin_number = payload.origin_order_number
+    await channel.read()
+    origin = (await centra.orders_by_number([origin_number])).get(origin_number)
+    if origin is None:
+        raise CannotSend("exchange_order_failed", f"origin order {origin_number} not found")
+    await channel.read()
+    address = (await centra.shipping_addresses([origin_number])).get(origin_number)
+    if address is None or not address.email or not address.country:
+        raise CannotSend(
+            "exchange_order_failed",
+            f"origin order {origin_number} has no shipping address with e-mail and country",
+        )
+    order = functools.partial(
+        OrderCreateInput,
+        products=[OrderProduct(ln.sku, ln.quantity, Decimal(0)) for ln in payload.lines],
+        created_from_origin=CreatedFromOrigin("return", payload.origin_return_id),
+        internal_order=True,
+        comment=f"returnbridge exchange {action.reveni_return_id}",
+        address=address,
+        currency=origin.currency,
+        market_id=None if origin.market is None else origin.market.id,
+        internal_comment=payload.marker,
+    )
+    candidates = payload.candidates()
+    for index, number in enumerate(candidates):
+        try:
+            numbers = await channel.write(
+                functools.partial(centra.create_order, order(order_number=number))
+            )
+        except RejectedError as exc:
+            if getattr(exc, "error_code", None) != ORDER_DUPLICATE_NUMBER:
+                raise
+            if payload.marker is None or index == len(candidates) - 1:
+                raise  # settled by reading back (an earlier send, or every number taken)
+            await channel.read()
+            taken = (await centra.orders_by_number([number])).get(number)
+            if taken is None or payload.is_ours(taken.internal_comment):
+                raise  # ours after all (or not readable yet): the read-back settles it
+            log.warning(
+                "exchange %s: order number %s belongs to another exchange (%r); trying %s",
+                action.key,
+                number,
+                taken.internal_comment,
+                candidates[index + 1],
+            )
+            continue
+        return Found(",".join(str(n) for n in numbers), f"orders {numbers}")
+    raise AssertionError("unreachable: the last candidate returns or raises")
+
+
+def request_summary(action: Action) -> str:
+    """What an action sends, in one line: ids, SKUs, quantities, money; no personal data."""
+    p = action.payload
+    if isinstance(p, CreateReturn):
+        lines = ", ".join(f"line {ln.shipment_line_id} {ln.sku} x{ln.quantity}" for ln in p.lines)
+        return (
+            f"createReturn shipment {p.shipment_id} externalId {p.external_id} "
+            f"(stock untouched): {lines}"
+        )
+    if isinstance(p, Restock):
+        lines = ", ".join(f"{ln.sku} +{ln.quantity}" for ln in p.lines)
+        return f"changeStock {p.description!r} into warehouse {p.warehouse_id}: {lines}"
+    if isinstance(p, Refund):
+        how = (
+            f"refundPayment (PSP) {p.amount} {p.currency}"
+            if p.via_psp
+            else f"manualRefund {p.amount} {p.currency} reference {p.reference}"
+        )
+        return f"PUT /returns/{p.centra_return_id} completed, {how}"
+    assert isinstance(p, ExchangeOrder)
+    lines = ", ".join(f"{ln.sku} x{ln.quantity}" for ln in p.lines)
+    return (
+        f"POST /order {p.order_number} (internal, unit price 0) for return {p.origin_return_id} "
+        f"of order {p.origin_order_number}: {lines}"
+    )
+
+
+def _warned(warnings: tuple[object, ...]) -> str:
+    return f"; warnings: {'; '.join(str(w) for w in warnings)}" if warnings else ""

@@ -1,0 +1,115 @@
+"""One executor run's working state: its claims and its budget.
+
+A `Session` is what `Executor.run` keeps between the scheduler (`executor.py`), the outcome state
+machine (`outcomes.py`) and the calls (`calls.py`): the report being filled, the keys the run is
+limited to, the claims it holds, the budget slots it took before claiming, the backoffs it set and
+the actions it stopped reading back.
+
+Budget: the client's governor holds our share of Centra's limits in this process; the optional
+`BudgetGate` (sync/budget.py) holds it across processes: a `mutation` slot before every write, a
+`request` slot before every read the executor makes. The slot for an action's first call is taken
+*before* claiming it (waiting for the budget never eats into the claim's lease) and spent by that
+call (`pay`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from returnbridge.clock import Clock
+from returnbridge.connectors.errors import TransientError
+from returnbridge.ledger import Ledger
+from returnbridge.sync.budget import BudgetGate, BudgetKind
+from returnbridge.sync.report import ExecutionReport
+
+T = TypeVar("T")
+
+
+class BudgetUnavailable(TransientError):
+    """The cross-process budget gate could not be passed (nothing was sent)."""
+
+
+class LostClaim(Exception):
+    """The claim's lease was taken over by another worker before the write: do not send."""
+
+
+@dataclass
+class Session:
+    """State of one `Executor.run`: its report, the keys it is limited to, its claims and budget
+    slots, and what it stopped reading. `ledger`, `clock` and `lease_seconds` serve the last
+    check before a write (the claim is still ours)."""
+
+    report: ExecutionReport
+    wanted: frozenset[str] | None
+    gate: BudgetGate
+    ledger: Ledger
+    clock: Clock
+    lease_seconds: float
+    parked: set[str] = field(default_factory=set)  # in doubt, read-backs exhausted this run
+    # Budget slots taken before claiming an action (so that waiting for the budget never eats
+    # into the claim's lease), by action key; spent by its first call of that kind.
+    prepaid: dict[str, set[str]] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)  # keys this run holds a claim on now
+    claim_attempts: dict[str, int] = field(default_factory=dict)  # the claims' attempt counts
+    scheduled: set[str] = field(default_factory=set)  # keys this run gave a backoff
+    stopped: bool = False  # the budget gate failed: start nothing new
+
+    async def acquire(self, kind: BudgetKind) -> None:
+        """A new slot of the cross-process budget (BudgetUnavailable when the gate fails)."""
+        try:
+            await self.gate.acquire(kind)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise BudgetUnavailable(f"budget gate ({kind}): {type(exc).__name__}: {exc}") from exc
+
+    async def pay(self, key: str, kind: BudgetKind) -> None:
+        """A budget slot for one call of `key`: the prepaid one, or a new one."""
+        prepaid = self.prepaid.get(key)
+        if prepaid is not None and kind in prepaid:
+            prepaid.discard(kind)
+            return
+        await self.acquire(kind)
+
+    async def write(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One write of `key`, after a mutation slot; counted unless it provably never left."""
+        await self.pay(key, "mutation")
+        attempts = self.claim_attempts.get(key)
+        if attempts is not None and not await asyncio.to_thread(
+            self.ledger.renew_lease,
+            key,
+            attempts=attempts,
+            lease_seconds=self.lease_seconds,
+            now=self.clock.now(),
+        ):
+            raise LostClaim(key)  # the last check before sending: the claim is still ours
+        try:
+            result = await call()
+        except (TransientError, ValueError):
+            raise  # not sent
+        except BaseException:
+            self.report.mutations_sent += 1
+            raise
+        self.report.mutations_sent += 1
+        return result
+
+    def channel(self, key: str) -> KeyChannel:
+        """The calls' way to Centra for action `key` (see `calls.Channel`)."""
+        return KeyChannel(self, key)
+
+
+@dataclass(frozen=True)
+class KeyChannel:
+    """`calls.Channel` of one action: its reads and writes pass the session's budget."""
+
+    session: Session
+    key: str
+
+    async def read(self) -> None:
+        await self.session.pay(self.key, "request")
+
+    async def write(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await self.session.write(self.key, call)
