@@ -1,4 +1,5 @@
-"""Which database a ledger URL names, and an engine that behaves the same on both (design.md §5).
+"""Which database a ledger URL names, and an engine that behaves the same on both
+(docs/architecture.md#the-ledger).
 
 SQLite (the default, one machine): WAL so readers never block the writer and several processes
 share one file; a busy timeout so writers queue instead of failing; transactions begun by us

@@ -1,4 +1,4 @@
-"""What the ledger hands back: plain, immutable records (design.md §4, §5)."""
+"""What the ledger hands back: plain, immutable records (docs/architecture.md#the-ledger)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ class AttemptRecord:
 
 @dataclass(frozen=True)
 class ExceptionRecord:
-    """One exception (design.md §4): code, owner, keys, money, when seen, status, and why."""
+    """One exception (docs/architecture.md#exception-codes-and-owners): code, owner, keys, money,
+    when seen, status, and why."""
 
     id: int
     code: str
@@ -80,7 +81,8 @@ class ExceptionRecord:
     resolution_note: str | None
 
     def as_summary(self) -> dict[str, object]:
-        """The run summary's `exceptions[]` entry (contract.md §4)."""
+        """The run summary's `exceptions[]` entry
+        (docs/architecture.md#the-cli-and-the-run-summary)."""
         return {
             "code": self.code,
             "owner": self.owner,
@@ -106,6 +108,17 @@ class InboxEvent:
     body: str
     received_at: datetime
     processed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UnfinishedReturn:
+    """A Reveni return a sync run left unfinished (docs/architecture.md#the-ledger): the next run
+    works on it again whether or not Reveni changed it. `since`: when a run first left it unfinished
+    (this time); `updated_at`: the last run that did."""
+
+    reveni_return_id: str
+    since: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The ledger's one schema, for SQLite and PostgreSQL alike (design.md §5), and its migration.
+"""The ledger's one schema, for SQLite and PostgreSQL alike (docs/architecture.md#the-ledger), and
+its migration.
 
 Portable by construction: text keys, JSON as text, money as decimal strings, datetimes through
 `UTCDateTime` (SQLite keeps naive UTC text, PostgreSQL `timestamptz`), every uniqueness as a
@@ -9,17 +10,26 @@ hence the computed `exceptions.identity`).
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
-# Bump when the schema changes; `migrate` records every version it applied.
-SCHEMA_VERSION: Final = 1
+# Bump when the schema changes (and add the step to `_UPGRADES`); `migrate` records every
+# version it applied. 1: the first schema; 2: the `unfinished_returns` table, filled from the
+# JSON list version 1 kept under the cursor `LEGACY_UNFINISHED_CURSOR`.
+SCHEMA_VERSION: Final = 2
+# The cursor under which schema version 1 kept the unfinished Reveni return ids, a JSON list.
+LEGACY_UNFINISHED_CURSOR: Final = "reveni_returns:unfinished"
 # Key of the PostgreSQL advisory lock that serialises concurrent migrations (b"rbled").
 _MIGRATION_LOCK_KEY: Final = 0x7262_6C65_64
+
+log = logging.getLogger(__name__)
 
 
 def aware_utc(value: datetime, what: str = "datetime") -> datetime:
@@ -160,6 +170,17 @@ inbox = sa.Table(
     sa.Index("ix_inbox_processed_received", "processed_at", "received_at"),
 )
 
+# Reveni returns a sync run left unfinished (docs/architecture.md#the-ledger): one row per return,
+# kept until a later run plans the return and finds nothing left to do. `since`: when a run first
+# left it unfinished (this time); `updated_at`: the last run that did.
+unfinished_returns = sa.Table(
+    "unfinished_returns",
+    metadata,
+    sa.Column("reveni_return_id", sa.Text, primary_key=True),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 
 def exception_identity(key: tuple[Any, ...]) -> str:
     """The stored identity of an exception key `(code, reveni_return_id, order_number, sku)`."""
@@ -167,7 +188,8 @@ def exception_identity(key: tuple[Any, ...]) -> str:
 
 
 def migrate(conn: Connection, now: datetime) -> int:
-    """Create what is missing (tables, indexes) and record the schema version; idempotent.
+    """Create what is missing (tables, indexes), run the upgrade step of every version after
+    the ledger's (`_UPGRADES`) and record each version applied; idempotent.
 
     Runs inside the caller's write transaction. PostgreSQL: an advisory lock makes concurrent
     openers wait for each other (a bare CREATE TABLE IF NOT EXISTS can still collide there);
@@ -189,6 +211,79 @@ def migrate(conn: Connection, now: datetime) -> int:
             f"ledger schema version {current} is newer than this returnbridge understands "
             f"({SCHEMA_VERSION}); upgrade returnbridge before opening this ledger"
         )
-    if current != SCHEMA_VERSION:
+    if current is None:  # a new ledger: the tables above are already the current schema
         conn.execute(sa.insert(schema_version).values(version=SCHEMA_VERSION, applied_at=now))
+        return SCHEMA_VERSION
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        _UPGRADES[version](conn)
+        conn.execute(sa.insert(schema_version).values(version=version, applied_at=now))
+    # A version-1 process that opened the ledger before the upgrade (a rolling deploy) may
+    # still write its carry-over cursor: fold that in too, on every later open.
+    _unfinished_into_table(conn)
     return SCHEMA_VERSION
+
+
+def _unfinished_into_table(conn: Connection) -> None:
+    """Version 2 (docs/architecture.md#the-ledger): move the unfinished return ids version 1 kept as
+    a JSON list under the cursor `LEGACY_UNFINISHED_CURSOR` into `unfinished_returns`, then delete
+    that cursor. The rows take the cursor's `updated_at` as `since` (when the list was last written:
+    the best the old layout knows). Idempotent: ids already in the table stay.
+
+    A value that is not a JSON list of ids is logged (with its text: return ids, no customer
+    data) and dropped, never a reason to refuse the ledger: the list was only a hint (the
+    next run still finds unsettled actions and self-healing exceptions in their own tables,
+    and the nightly reconciliation finds what is missing in Centra), whereas a ledger that
+    will not open stops every sync. Version 1 itself could not have run with such a value
+    (its sync failed on reading it), so this is a hand-edited or damaged row."""
+    cursor = conn.execute(
+        sa.select(cursors.c.value, cursors.c.updated_at).where(
+            cursors.c.name == LEGACY_UNFINISHED_CURSOR
+        )
+    ).one_or_none()
+    if cursor is None:
+        return
+    ids = _legacy_unfinished_ids(cursor.value)
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    at = cursor.updated_at
+    for start in range(0, len(ids), 500):
+        rows = [
+            {"reveni_return_id": rid, "since": at, "updated_at": at}
+            for rid in ids[start : start + 500]
+        ]
+        stmt = insert(unfinished_returns).values(rows)
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["reveni_return_id"]))
+    conn.execute(sa.delete(cursors).where(cursors.c.name == LEGACY_UNFINISHED_CURSOR))
+    log.info("ledger: moved %d unfinished return id(s) into unfinished_returns", len(ids))
+
+
+def _legacy_unfinished_ids(value: str) -> list[str]:
+    """The ids in a version 1 carry-over value, sorted; what is not an id is logged."""
+    if not value.strip():
+        return []  # version 1 read an empty value as no ids
+    shown = value if len(value) <= 200 else value[:200] + "..."
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, list):
+        log.warning(
+            "ledger: dropped cursor %s, not a JSON list of return ids: %r",
+            LEGACY_UNFINISHED_CURSOR,
+            shown,
+        )
+        return []
+    ids = sorted({item for item in parsed if isinstance(item, str) and item})
+    dropped = [item for item in parsed if not isinstance(item, str) or not item]
+    if dropped:
+        log.warning(
+            "ledger: dropped %d entr(y/ies) of cursor %s that are no return id: %r",
+            len(dropped),
+            LEGACY_UNFINISHED_CURSOR,
+            dropped[:20],
+        )
+    return ids
+
+
+# The step that brings a ledger from the version before to the version it is keyed by; each
+# runs in the migration's transaction, with that version's row.
+_UPGRADES: Final[dict[int, Callable[[Connection], None]]] = {2: _unfinished_into_table}

@@ -1,4 +1,5 @@
-"""The ledger: what returnbridge owes Centra, did, tried and could not do (design.md §3-§5).
+"""The ledger: what returnbridge owes Centra, did, tried and could not do
+(docs/architecture.md#the-ledger).
 
 One `Ledger` per process (or per thread pool: it is thread-safe through its engine's pool); many
 processes may share one SQLite file (WAL) or one PostgreSQL database. Every public operation is
@@ -41,11 +42,12 @@ from returnbridge.ledger.records import (
     ExceptionChanges,
     ExceptionRecord,
     InboxEvent,
+    UnfinishedReturn,
 )
 from returnbridge.ledger.schema import aware_utc, exception_identity
 
 T = TypeVar("T")
-R = TypeVar("R", AttemptRecord, InboxEvent)
+R = TypeVar("R", AttemptRecord, InboxEvent, UnfinishedReturn)
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 # Longest response / error / request summary text kept per attempt (and per last_error).
@@ -334,7 +336,8 @@ class Ledger:
     def reopen(self, keys: Iterable[str]) -> list[str]:
         """`done` actions among `keys` back to `in_doubt`, due at once: reconciliation found
         their effect missing in Centra. The executor reads Centra back before anything is sent
-        (design.md §3), so an effect that is there after all is adopted, never doubled."""
+        (docs/architecture.md#reading-centra-back), so an effect that is there after all is adopted,
+        never doubled."""
         wanted = list(dict.fromkeys(keys))
         t = schema.actions
 
@@ -590,6 +593,48 @@ class Ledger:
     def set_cursor(self, name: str, value: str, *, now: datetime | None = None) -> None:
         at = self._now(now)
         self._write(lambda conn: _set_cursor(conn, name, value, at))
+
+    # ------------------------------------------------------------------ unfinished returns
+
+    def unfinished_returns(self) -> list[UnfinishedReturn]:
+        """The Reveni returns sync runs left unfinished (docs/architecture.md#the-ledger), by id."""
+        t = schema.unfinished_returns
+        stmt = sa.select(t).order_by(t.c.reveni_return_id)
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [_columns_record(UnfinishedReturn, r) for r in rows]
+
+    def record_unfinished(
+        self,
+        *,
+        planned: Iterable[str],
+        unfinished: Iterable[str],
+        now: datetime | None = None,
+    ) -> None:
+        """What a sync run leaves for the next one (docs/architecture.md#the-ledger), in one
+        transaction: of the returns it `planned`, those `unfinished` are kept (new ones from `now`,
+        known ones with `updated_at` moved to `now`) and the others forgotten. Returns the run did
+        not plan stay as they are, so runs working on different returns at once never undo each
+        other's rows."""
+        at = self._now(now)
+        keep = sorted(set(unfinished))
+        forget = sorted(set(planned) - set(keep))
+        t = schema.unfinished_returns
+
+        def run(conn: Connection) -> None:
+            for chunk in _chunks(forget):
+                conn.execute(sa.delete(t).where(t.c.reveni_return_id.in_(chunk)))
+            for chunk in _chunks(keep):
+                stmt = _insert(conn, t).values(
+                    [{"reveni_return_id": rid, "since": at, "updated_at": at} for rid in chunk]
+                )
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["reveni_return_id"],
+                        set_={"updated_at": stmt.excluded.updated_at},
+                    )
+                )
+
+        self._write(run)
 
     # ------------------------------------------------------------------ inbox
 

@@ -1,4 +1,5 @@
-"""The near-real-time sync (design.md §7): one run, step by step, with no Prefect in it.
+"""The near-real-time sync (docs/architecture.md#the-sync-pipeline): one run, step by step,
+with no Prefect in it.
 
     collect   Reveni returns changed since the cursor, plus those the webhook inbox names, plus
               those the ledger says are not finished (carried over)
@@ -22,7 +23,6 @@ demo call `ReturnSync.run` directly.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +39,7 @@ from returnbridge.connectors.reveni.pagination import RejectedRow
 from returnbridge.connectors.reveni.statuses import ACCEPTED
 from returnbridge.connectors.reveni.webhooks import WebhookError, parse_envelope
 from returnbridge.core.actions import Action, ActionStateError
+from returnbridge.core.codes import PLANNER_CODES
 from returnbridge.core.planner import PlannerConfig, ReturnPlan, plan_returns
 from returnbridge.core.validation import OrderHistory
 from returnbridge.ledger import Ledger
@@ -58,22 +59,6 @@ log = logging.getLogger(__name__)
 HELD_REFUND = "held: a refund made by hand in Centra looks like this one"
 
 CURSOR = "reveni_returns"
-CARRY_OVER = "reveni_returns:unfinished"
-# Codes the planner decides: a return re-planned without one of them has healed it. Codes the
-# executor raises (an action that failed) heal through the action, not through planning.
-PLANNER_CODES: frozenset[str] = frozenset(
-    {
-        "order_not_found",
-        "order_not_returnable",
-        "sku_not_in_order",
-        "quantity_exceeds_shipped",
-        "refund_amount_mismatch",
-        "refund_failed_at_gateway",
-        "duplicate_refund",
-        "exchange_out_of_stock",
-        "instant_deadline_near",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -234,8 +219,7 @@ class ReturnSync:
         """Returns a previous run left unfinished: unsettled or retryable actions, exceptions
         that heal by themselves (stock coming back, a read-back) or that a person is retrying,
         plans still waiting."""
-        stored = self.ledger.cursor(CARRY_OVER)
-        ids: set[str] = set(json.loads(stored)) if stored else set()
+        ids = {u.reveni_return_id for u in self.ledger.unfinished_returns()}
         for record in self.ledger.actions(states=["pending", "in_flight", "in_doubt"]):
             ids.add(record.reveni_return_id)
         for exc in self.ledger.exceptions(statuses=["open", "retrying"]):
@@ -442,11 +426,10 @@ class ReturnSync:
         report.cursor_after = self.ledger.cursor(self.config.cursor_name)
 
     def _remember_unfinished(self, plans: Mapping[str, ReturnPlan], report: SyncReport) -> None:
-        stored = self.ledger.cursor(CARRY_OVER)
-        ids = set(json.loads(stored)) if stored else set()
-        ids -= plans.keys()
-        ids |= set(report.unfinished)
-        self.ledger.set_cursor(CARRY_OVER, json.dumps(sorted(ids)))
+        """Of the returns this run planned, keep the unfinished ones for the next run and
+        forget the others (the ledger's `unfinished_returns`,
+        docs/architecture.md#the-ledger)."""
+        self.ledger.record_unfinished(planned=plans.keys(), unfinished=report.unfinished)
 
 
 def unfinished(plan: ReturnPlan, settled: Mapping[str, str] | None = None) -> bool:

@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import TypeVar
 
 import pytest
-from ledger_support import drain_worker, many_refunds, refund
+import sqlalchemy as sa
+from ledger_support import drain_worker, many_refunds, refund, version_1_ledger
 
 from returnbridge.core.codes import ReturnException
 from returnbridge.ledger import Ledger
@@ -124,3 +125,40 @@ def test_processes_opening_a_fresh_ledger_at_once_share_the_work(ledger_url: str
         records = ledger.actions()
         assert {(r.state, r.attempts) for r in records} == {("done", 1)}
         assert all(len(ledger.attempts(key)) == 1 for key in keys)
+
+
+def test_runs_recording_unfinished_returns_at_once_keep_each_others_rows(
+    ledgers: list[Ledger],
+) -> None:
+    """Eight runs at once, each over returns of its own and one they all share: every run's
+    unfinished returns are kept (a JSON list read, changed and written back lost some)."""
+    ledgers[0].record_unfinished(planned=["old"], unfinished=["old"])  # left by an earlier run
+
+    def run(n: int, ledger: Ledger) -> Callable[[], None]:
+        mine = [f"W{n}-{i}" for i in range(20)]
+        shared = ["shared"] if n % 2 else []  # odd runs find it unfinished, even ones done
+
+        def work() -> None:
+            ledger.record_unfinished(planned=[*mine, "shared"], unfinished=mine[::2] + shared)
+
+        return work
+
+    _all_at_once([run(n, lg) for n, lg in enumerate(ledgers * 2)])
+    kept = {u.reveni_return_id for u in ledgers[0].unfinished_returns()}
+    expected = {"old"} | {f"W{n}-{i}" for n in range(8) for i in range(0, 20, 2)}
+    assert kept - {"shared"} == expected  # "shared": whichever run came last decides
+
+
+def test_workers_opening_a_version_1_ledger_at_once_migrate_it_once(ledger_url: str) -> None:
+    version_1_ledger(ledger_url, '["ret_a", "ret_b"]')
+    opened = _all_at_once([lambda: Ledger(ledger_url) for _ in range(4)])
+    try:
+        for ledger in opened:
+            assert [u.reveni_return_id for u in ledger.unfinished_returns()] == ["ret_a", "ret_b"]
+            assert ledger.cursor("reveni_returns:unfinished") is None
+        with opened[0]._engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version FROM schema_version ORDER BY 1"))
+            assert list(versions.scalars()) == [1, 2]
+    finally:
+        for ledger in opened:
+            ledger.close()

@@ -1,5 +1,6 @@
-"""Builders and a manual clock for the ledger tests, and the worker the multi-process test runs
-(a module of its own so that a spawned process can import it)."""
+"""Builders and a manual clock for the ledger tests, a ledger as schema version 1 left it, and
+the worker the multi-process test runs (a module of its own so that a spawned process can
+import it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+import sqlalchemy as sa
 
 from returnbridge.core.actions import (
     RESTOCK_DESCRIPTION,
@@ -26,6 +29,8 @@ from returnbridge.core.actions import (
 )
 from returnbridge.core.actions import Restock as RestockPayload
 from returnbridge.ledger import Ledger
+from returnbridge.ledger import schema as ledger_schema
+from returnbridge.ledger.engine import WRITE_OPTION, create_engine, resolve_url
 
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 
@@ -143,3 +148,34 @@ def drain_worker(url: str, count: int, start: Any, results: Any) -> None:
         results.put(("ok", inserted, finished))
     except BaseException:
         results.put(("error", traceback.format_exc(), []))
+
+
+def version_1_ledger(url: str, carry_over: str | None, *, written_at: datetime = T0) -> None:
+    """A ledger as schema version 1 left it: every table but `unfinished_returns` (version 2
+    added only that), version 1 recorded, the sync's cursor, and the unfinished return ids as
+    version 1's sync wrote them, a JSON list under the cursor `reveni_returns:unfinished`."""
+    engine = create_engine(resolve_url(url))
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                version_1 = [
+                    t
+                    for t in ledger_schema.metadata.sorted_tables
+                    if t is not ledger_schema.unfinished_returns
+                ]
+                ledger_schema.metadata.create_all(conn, tables=version_1)
+                conn.execute(
+                    sa.insert(ledger_schema.schema_version).values(version=1, applied_at=T0)
+                )
+                cursors = [("reveni_returns", "2026-09-30T10:00:00+00:00")]
+                if carry_over is not None:
+                    cursors.append((ledger_schema.LEGACY_UNFINISHED_CURSOR, carry_over))
+                for name, value in cursors:
+                    conn.execute(
+                        sa.insert(ledger_schema.cursors).values(
+                            name=name, value=value, updated_at=written_at
+                        )
+                    )
+    finally:
+        engine.dispose()
