@@ -312,7 +312,7 @@ def exceptions_retry(
     exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
 ) -> None:
     """Queue the action behind an exception again (same ledger key: never a second effect)."""
-    from returnbridge.reconcile.run import GAP_ONLY_CODES
+    from returnbridge.core.codes import GAP_ONLY_CODES
 
     with _ledger() as ledger:
         record = _exception_or_exit(ledger, exception_id)

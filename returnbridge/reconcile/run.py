@@ -1,4 +1,5 @@
-"""The daily reconciliation (design.md §7): load, compare, fix, tell the owners.
+"""The daily reconciliation (docs/architecture.md#the-reconciliation-pipeline): load, compare,
+fix, tell the owners.
 
 1. **Load** what changed in both systems since the last load (less a look-back) into the
    warehouse (`extract.py`), as that day's snapshot.
@@ -32,7 +33,7 @@ from returnbridge.connectors.centra.client import CentraClient
 from returnbridge.connectors.reveni.client import ReveniClient
 from returnbridge.connectors.reveni.models import currency_exponent
 from returnbridge.connectors.slack import DigestPoster, SlackSettings
-from returnbridge.core.codes import Owner, ReturnException
+from returnbridge.core.codes import EXPLAINED_BY, FIX_KIND, GAP_ONLY_CODES, Owner, ReturnException
 from returnbridge.core.planner import PlannerConfig
 from returnbridge.ledger.store import Ledger
 from returnbridge.reconcile.digests import (
@@ -48,7 +49,7 @@ from returnbridge.reconcile.extract import (
     look_back,
 )
 from returnbridge.reconcile.incremental import current_gaps
-from returnbridge.reconcile.rules import EXPLAINED_BY, GapConfig, without_explained
+from returnbridge.reconcile.rules import GapConfig, without_explained
 from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.reconcile.tables import LEDGER_EXCEPTIONS
 from returnbridge.reconcile.warehouse import Warehouse
@@ -59,26 +60,6 @@ log = logging.getLogger(__name__)
 SOURCE = "api"  # the warehouse load source of the daily extraction
 REFRESH_SOURCE = "api-refresh"  # Centra re-read after the fixes
 
-# What re-enqueues a fixable gap: the kind of action whose effect is missing.
-FIX_KIND: dict[str, str] = {
-    "return_missing": "create_return",
-    "refund_missing": "refund",
-    "restock_missing": "restock",
-    "exchange_order_missing": "exchange_order",
-}
-# Codes only reconciliation raises: it may also heal them. The others it shares with the sync
-# (which heals them as it re-plans); reconciliation raises those but never heals them.
-GAP_ONLY_CODES: frozenset[str] = frozenset(
-    {
-        "return_missing",
-        "refund_missing",
-        "unmatched_centra_refund",
-        "restock_missing",
-        "restock_duplicated",
-        "exchange_order_missing",
-        "exchange_not_zero_value",
-    }
-)
 GAP_KEY = ("code", "reveni_return_id", "order_number", "sku")
 
 
@@ -115,7 +96,7 @@ def as_exception(row: dict[str, Any]) -> ReturnException:
 
 
 def gap_summary(row: dict[str, Any]) -> dict[str, Any]:
-    """The run summary's `gaps[]` entry (contract.md §4, with amount, age and detail)."""
+    """The run summary's `gaps[]` entry (with amount, age and detail)."""
     summary = as_exception(row).as_summary()
     return {
         "code": row["code"],
