@@ -1,4 +1,5 @@
-"""Deployment `sync-returns`: the near-real-time sync (design.md §7), every minute and on webhook.
+"""Deployment `sync-returns`: the near-real-time sync, every minute and on webhook
+(docs/architecture.md#the-sync-pipeline).
 
 Reads like the run: collect what changed, plan and execute, advance the cursor, report.
 One run at a time (prefect.yaml: concurrency limit 1, CANCEL_NEW): a slow run is never stacked.

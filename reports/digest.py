@@ -1,9 +1,10 @@
 """An owner's exception digest as a Slack message: fallback text and Block Kit blocks.
 
 Pure functions, no I/O: `render_digest(digest)` answers `(text, blocks)` for
-`DigestPoster.post(channel, text, blocks)`. The reconciliation composes the `Digest` (its data
-model lives in `returnbridge.reconcile.digests`) and is handed this renderer by whoever starts it
-(the flow, the CLI, the demo): the library never imports `reports/` (docs/architecture.md).
+`DigestPoster.post(channel, text, blocks)`. The reconciliation composes the `Digest` (its data model
+lives in `returnbridge.reconcile.digests`) and is handed this renderer by whoever starts it (the
+flow, the CLI, the demo): the library never imports `reports/`
+(docs/architecture.md#rooms-and-imports).
 
 The inputs carry codes, order numbers, Reveni return ids, amounts and ages only, never a
 customer's e-mail or name; as a second line of defence any e-mail-looking string in a

@@ -1,4 +1,4 @@
-"""The `returnbridge` command (contract.md §2).
+"""The `returnbridge` command (docs/architecture.md#the-cli-and-the-run-summary).
 
 Exit status: 0 when the command ran (exceptions found in the data are not failures); 2 for bad
 input such as an invalid scenario file, with a message naming the file, the key and the problem;
@@ -33,14 +33,14 @@ ScenarioOption = Annotated[
     Path | None,
     typer.Option(
         "--scenario",
-        help="Scenario file (YAML or JSON, contract.md §3); default: the built-in basic one.",
+        help="Scenario file (YAML or JSON); default: the built-in basic one.",
     ),
 ]
 DemoScenarioOption = Annotated[
     Path | None,
     typer.Option(
         "--scenario",
-        help="Scenario file (YAML or JSON, contract.md §3); default: the built-in showcase, "
+        help="Scenario file (YAML or JSON); default: the built-in showcase, "
         "which shows every exception code the data can show.",
     ),
 ]

@@ -1,4 +1,4 @@
-"""returnbridge's one notion of time (docs/architecture.md, "Time").
+"""returnbridge's one notion of time (docs/architecture.md#time).
 
 Everything that needs the time takes either a `Now` (a plain function returning an aware
 datetime: the ledger, the sync run, the reconciliation) or a `Clock` (a `Now` that can also

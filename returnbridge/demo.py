@@ -6,18 +6,18 @@
 2. Subscribe to Reveni's `return.created` / `return.updated` webhooks through the API, then walk
    every scenario return through its status history (the simulator emits the webhooks; each
    burst wakes the sync through a debounced trigger).
-3. The sync runs (design.md §7) until nothing is left to do: Reveni returns changed since the
-   cursor plus the inbox -> batch-read Centra -> plan -> execute exactly once per ledger key ->
-   advance the cursor. Bounded by a timeout.
+3. The sync runs (docs/architecture.md#the-sync-pipeline) until nothing is left to do: Reveni
+   returns changed since the cursor plus the inbox -> batch-read Centra -> plan -> execute
+   exactly once per ledger key -> advance the cursor. Bounded by a timeout.
 4. The scenario's changes made in Centra behind returnbridge's back (`after_sync` manual
    refunds) happen, then the daily reconciliation runs once: both systems into the DuckDB
    warehouse (in `--out` or the temporary directory), gaps, fixes through the ledger, and one
    digest per owner posted to a local Slack Web API stand-in.
 
-The run summary (contract.md §4) carries the Centra simulator's ground truth in `centra` (what
-really happened in Centra, not what returnbridge believes), the ledger's exceptions, the
-reconciliation's gaps (with their outcomes) and digests, the API calls made, and the keys of
-later features present and empty.
+The run summary (docs/architecture.md#the-cli-and-the-run-summary) carries the Centra
+simulator's ground truth in `centra` (what really happened in Centra, not what returnbridge
+believes), the ledger's exceptions, the reconciliation's gaps (with their outcomes) and digests,
+the API calls made, and the keys of later features present and empty.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from reports.digest import render_digest
 from returnbridge.clock import Now
 from returnbridge.connectors.centra.plans import get_plan
 from returnbridge.connectors.centra.settings import CentraSettings
-from returnbridge.connectors.reveni import ReveniClient
 from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.reveni.wire import EVENT_TYPES
 from returnbridge.connectors.slack import SlackSettings
@@ -164,8 +163,8 @@ def _wait_for_webhooks(control: httpx.Client, timeout: float = WEBHOOK_SETTLE_SE
         time.sleep(0.02)
 
 
-async def _subscribe(reveni_url: str, store_id: str, receiver_url: str) -> None:
-    async with ReveniClient(reveni_url, REVENI_KEY, store_id) as reveni:
+async def _subscribe(settings: ReveniSettings, receiver_url: str) -> None:
+    async with settings.client() as reveni:
         await reveni.ensure_webhook(receiver_url, list(EVENT_TYPES))
 
 
@@ -285,7 +284,7 @@ def _run(
         urls.update(centra=centra_url, reveni=reveni_url)
         say(f"Simulators on loopback: Centra {centra_url} ({pacing(settings())}).")
         say(f"Reveni {reveni_url}; returnbridge's webhook receiver {receiver_url}.")
-        asyncio.run(_subscribe(reveni_url, scenario.reveni.store_id, receiver_url))
+        asyncio.run(_subscribe(settings().reveni, receiver_url))
         walked = reveni_control.post("/_sim/walk").raise_for_status().json()["steps"]
         _wait_for_webhooks(reveni_control)
         say(f"Reveni: {walked} status changes walked, their webhooks delivered.")

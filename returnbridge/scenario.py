@@ -1,4 +1,5 @@
-"""Scenario files (contract.md §3): the data both simulators start from, plus seeded faults.
+"""Scenario files (docs/architecture.md#scenario-files): the data both simulators start from,
+plus seeded faults.
 
 A scenario is YAML or JSON. It is validated strictly: unknown keys, wrong types, an order line or
 return item naming an unknown SKU, or a shipment naming a line that does not exist are errors that
@@ -31,7 +32,9 @@ from returnbridge.connectors.reveni.statuses import (
     StatusMoveError,
     check_history,
 )
-from returnbridge.simulators.clock import DEFAULT_START
+
+# Simulated time starts here when a scenario gives no `now` (the simulators' clocks too).
+DEFAULT_START = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)
 
 
 def _aware(value: datetime) -> datetime:

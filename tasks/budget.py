@@ -1,9 +1,10 @@
-"""The executor's budget gate backed by Prefect global concurrency limits (design.md §6).
+"""The executor's budget gate backed by Prefect global concurrency limits
+(docs/architecture.md#governed-access-to-centra).
 
 Each Prefect flow run is its own process with its own in-process governor, so the share of
 Centra's quota must also be held across processes: one global concurrency limit (GCL) per
 Centra bucket, used as a rate limit (a GCL with `slot_decay_per_second` is a token bucket,
-reference/prefect.md §4). `ensure_rate_limits` creates or updates them from the plan and share;
+as Prefect documents it). `ensure_rate_limits` creates or updates them from the plan and share;
 `PrefectBudgetGate` takes a slot before each call. Acquisition is `strict`: a missing limit is an
 error, not a silently unthrottled run (a gate built with a plan creates its limits first).
 

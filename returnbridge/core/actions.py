@@ -1,17 +1,18 @@
-"""The Centra effects returnbridge applies, as plain data (design.md §3).
+"""The Centra effects returnbridge applies, as plain data
+(docs/architecture.md#effects-and-idempotency-keys).
 
 The planner (`core/planner.py`) turns a Reveni return and what Centra and the ledger know into
-`Action`s; the ledger (`ledger/`) stores them under their key; the executor (`core/executor.py`)
+`Action`s; the ledger (`ledger/`) stores them under their key; the executor (`sync/executor.py`)
 sends each to Centra exactly once. Every effect has one ledger key; an action is one Centra
 mutation, so "one effect per key" is checkable against the simulator's ground truth.
 
-Keys (design.md §3, with two corrections. Centra's `createReturn` takes *one* shipment, so a
+Keys (two details explain the longer forms. Centra's `createReturn` takes *one* shipment, so a
 return whose accepted items were shipped in several shipments needs one Centra return per
 shipment. And Centra computes a return's credit from *all* its lines, so a mixed Reveni return
 (some items refunded, some exchanged) keeps its refunded and its exchanged items in separate
 Centra returns: the refund is posted, and compared with Centra's computed credit, on the refund
 part(s) only; the exchange part(s) bring the items back but are never credited. The common case,
-a return with one part, keeps the design's key. `return_key` and `refund_key` are the only
+a return with one part, keeps the short key. `return_key` and `refund_key` are the only
 places these keys are built; a part the ledger already holds keeps its key whatever the scheme):
 
 | effect | key | when |

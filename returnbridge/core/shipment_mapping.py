@@ -1,4 +1,5 @@
-"""Which shipment lines a Reveni return's accepted units go back on (design.md §2 step 2).
+"""Which shipment lines a Reveni return's accepted units go back on (step 2 of
+docs/architecture.md#the-life-of-a-return).
 
 Centra's `createReturn` takes one shipment and names shipment lines, while Reveni only knows SKUs
 and units. This module turns accepted units per item into *return parts*: one Centra return per

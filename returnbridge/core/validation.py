@@ -1,4 +1,5 @@
-"""Validate Reveni returns against Centra order history (design.md §2 step 1).
+"""Validate Reveni returns against Centra order history (step 1 of
+docs/architecture.md#the-life-of-a-return).
 
 A pure function: given the Reveni returns, the Centra orders they name and the Centra returns
 already on those orders, say which returns are invalid and why, *before* anything is written to
@@ -21,7 +22,7 @@ earlier return that itself asked too much only consumes what was left, so one ba
 not cascade.
 
 Shipped quantities are derived from shipments marked shipped and their lines (confirmed
-fields), not from the order line's `shippedQuantity` (a third-party field; reference/centra.md).
+fields), not from the order line's `shippedQuantity` (a third-party field, [3P]).
 """
 
 from __future__ import annotations

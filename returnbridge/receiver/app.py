@@ -1,4 +1,5 @@
-"""returnbridge's own webhook receiver (design.md §7: Prefect OSS has no webhook endpoint).
+"""returnbridge's own webhook receiver (docs/architecture.md#the-webhook-inbox; Prefect OSS has
+no webhook endpoint).
 
 A webhook only *wakes* the sync; what it says is kept in the ledger's inbox and the sync fetches
 the objects back. So the one promise the receiver makes is: **2xx means committed**. The event is

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ReceiverSettings(BaseSettings):
-    """returnbridge's own webhook receiver (Prefect OSS has no webhook endpoint, design.md §7)."""
+    """returnbridge's own webhook receiver (Prefect OSS has no webhook endpoint)."""
 
     model_config = SettingsConfigDict(env_prefix="RETURNBRIDGE_RECEIVER__", extra="forbid")
 

@@ -1,10 +1,11 @@
 """A debounced, in-process trigger: many webhooks in a burst become one sync request.
 
-Webhooks only *wake* the sync (design.md §3): what to do is read from the ledger's inbox and the
-Reveni listing, so one sync run after a burst does what a run per event would. `DebouncedTrigger`
-calls its action at most `delay_seconds` after the first notification of a burst; notifications
-that arrive while the action runs schedule exactly one more run after it. The action never runs
-twice at once and never on the notifying thread (the receiver's event loop is not blocked).
+Webhooks only *wake* the sync (docs/architecture.md#the-webhook-inbox): what to do is read from the
+ledger's inbox and the Reveni listing, so one sync run after a burst does what a run per event
+would. `DebouncedTrigger` calls its action at most `delay_seconds` after the first notification
+of a burst; notifications that arrive while the action runs schedule exactly one more run after
+it. The action never runs twice at once and never on the notifying thread (the receiver's event
+loop is not blocked).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ async def open_reconciliation(
     `reports/`). Closes what it opened."""
     rec = settings.reconcile
     if poster is None and settings.slack.active:
-        poster = DigestPoster(settings.slack)
+        poster = settings.slack.client()
     with Warehouse(
         rec.warehouse_path, threads=rec.duckdb_threads, memory_limit=rec.duckdb_memory_limit
     ) as warehouse:

@@ -2,7 +2,7 @@
 
 Every loader (the API extractor, the snapshot-file loader, the benchmark generator) produces
 frames in exactly these schemas, and every gap rule reads them. Money is integer minor units
-with its ISO-4217 currency (design.md §5), never float; times are UTC.
+with its ISO-4217 currency (docs/architecture.md#money), never float; times are UTC.
 
 Keys (a reload of a parent replaces its children):
 

@@ -1,5 +1,5 @@
 """The warehouse: a DuckDB file holding snapshots of both systems, dated gaps and the digest
-outbox (design.md §5).
+outbox (docs/architecture.md#the-reconciliation-pipeline).
 
 One writer: only the reconciliation flow opens it for writing (DuckDB allows one writing process
 per file). Snapshots are loaded incrementally: a load names the tables it brings, and for each

@@ -160,7 +160,7 @@ def generate_scenario(
 
 
 def scenario_to_yaml(scenario: Scenario) -> str:
-    """`scenario` as a scenario file (contract.md §3) that loads back to an equal Scenario."""
+    """`scenario` as a scenario file that loads back to an equal Scenario."""
     data = scenario.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     for product in data.get("centra", {}).get("products", []):
         if "stock" in product:  # JSON made the warehouse ids strings; the file format has ints

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-DEFAULT_START = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)
+from returnbridge.scenario import DEFAULT_START
 
 
 class SimClock:

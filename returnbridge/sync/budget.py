@@ -1,4 +1,5 @@
-"""The cross-process budget gate the executor passes before each Centra call (design.md §6).
+"""The cross-process budget gate the executor passes before each Centra call
+(docs/architecture.md#governed-access-to-centra).
 
 Centra's limits are per environment and shared by every integration. Inside one process the
 client's `Governor` already holds our share exactly (sliding windows, `429 Retry-After`); this

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from returnbridge.clock import Now, utc_now
-from returnbridge.connectors.centra import CentraClient, Governor
+from returnbridge.connectors.centra import Governor
 from returnbridge.core.planner import PlannerConfig
 from returnbridge.ledger import Ledger
 from returnbridge.settings import Settings
@@ -71,9 +71,7 @@ async def open_sync(
     try:
         async with (
             settings.reveni.client() as reveni,
-            CentraClient(
-                settings.centra, governor=governor, orders_per_query=orders_per_query
-            ) as centra,
+            settings.centra.client(governor=governor, orders_per_query=orders_per_query) as centra,
         ):
             executor = Executor(centra, ledger, config.executor, budget=budget, clock=clock)
             yield ReturnSync(

@@ -1,7 +1,7 @@
-"""Chaos (design.md §3): the sync, SIGKILLed again and again while Centra fails, rate-limits and
-times out after committing and Reveni's webhooks come doubled, reordered or not at all, still does
-every Centra effect exactly once, misses none without an open exception for its owner, and never
-pays a customer twice.
+"""Chaos (docs/architecture.md#effects-and-idempotency-keys): the sync, SIGKILLed again and again
+while Centra fails, rate-limits and times out after committing and Reveni's webhooks come
+doubled, reordered or not at all, still does every Centra effect exactly once, misses none
+without an open exception for its owner, and never pays a customer twice.
 
 The engine is `bench/chaos.py` (`python -m bench.chaos --returns 2000 --kills 5` is the full
 size); here it runs at `make test` size, and the invariant checker is shown to catch each kind

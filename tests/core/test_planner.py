@@ -1,4 +1,4 @@
-"""The planner (pure core): one example per rule of design.md §2-§3."""
+"""The planner (pure core): one example per rule of docs/architecture.md#the-life-of-a-return."""
 
 from __future__ import annotations
 

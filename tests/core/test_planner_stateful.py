@@ -1,4 +1,5 @@
-"""The planner under random histories, replays and crashes (design.md §3 invariants).
+"""The planner under random histories, replays and crashes (the invariants of
+docs/architecture.md#effects-and-idempotency-keys).
 
 A Hypothesis state machine drives Reveni returns on one Centra order through the status graph
 (`statuses.allowed_moves`), accepts some of their items, lets refunds appear, and after any step

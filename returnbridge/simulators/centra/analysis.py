@@ -1,10 +1,10 @@
 """Static analysis of a validated GraphQL request: cost, mutations, permissions, deprecations.
 
-Centra meters QUERY_COMPLEXITY per request and reports it in `extensions.complexity` ([C] §1.3,
-§1.6); its formula is not published. The simulator charges the [INF] formula of
+Centra meters QUERY_COMPLEXITY per request and reports it in `extensions.complexity` ([C]);
+its formula is not published. The simulator charges the [INF] formula of
 `connectors/centra/complexity.py`, the same one the client budgets with.
 
-Permission names are Centra's `Type:read` / `Type:write` / `Type.field:read` ([C] §1.2; the
+Permission names are Centra's `Type:read` / `Type:write` / `Type.field:read` ([C] [AUTH]; the
 per-type mapping below is [INF] where the docs do not name the exact permission).
 """
 

@@ -1,7 +1,8 @@
 """The `/_sim` control plane: load data, move the clock, set faults, read counters and effects.
 
-No auth, never faulted or rate-limited, never called by returnbridge itself (design.md §8): it is
-how tests, the demo and benchmarks drive the simulator and read its ground truth.
+No auth, never faulted or rate-limited, never called by returnbridge itself: it is how tests, the
+demo and benchmarks drive the simulator and read its ground truth
+(docs/architecture.md#the-simulators).
 
 - `POST /_sim/load` scenario JSON (the whole file, or just its `centra` section under `centra`)
 - `GET /_sim/clock`, `POST /_sim/clock` `{"set": iso}` or `{"advance_seconds": n}`
@@ -10,7 +11,7 @@ how tests, the demo and benchmarks drive the simulator and read its ground truth
 - `GET /_sim/counters`, `POST /_sim/counters/reset`
 - `GET /_sim/webhooks`, `POST /_sim/webhooks` `{url, secret, retries?, max_batch?, ...}`
 - `POST /_sim/tokens` `{token, permissions: [..] | null}` adds an Integration API token
-- `GET /_sim/effects`: the run summary's `centra` section (contract.md §4)
+- `GET /_sim/effects`: the run summary's `centra` section
 - `GET /_sim/state/stock`: physical / allocated / FTA per SKU and warehouse
 - `POST /_sim/manual_refunds` `{order_number, amount}`: someone refunds on the order directly in
   Centra (through the PSP, on no return)

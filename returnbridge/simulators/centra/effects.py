@@ -1,6 +1,6 @@
 """The ground truth of what happened in the simulated Centra (`GET /_sim/effects`).
 
-Shape: contract.md §4, the run summary's `centra` section. The scenario's initial data is not an
+Shape: the run summary's `centra` section. The scenario's initial data is not an
 effect, except its `manual_refunds` (refunds made in Centra by someone else, `return_id: null`),
 which reconciliation must see next to returnbridge's own.
 """

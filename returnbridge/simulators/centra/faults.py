@@ -1,4 +1,4 @@
-"""Seeded, reproducible faults for the Integration API and the Order API (design.md §8).
+"""Seeded, reproducible faults for the Integration API and the Order API.
 
 Every request that reaches the simulated Centra (never `/_sim`) draws exactly four numbers from
 one seeded generator, whatever happens next, so the same seed and the same request sequence give

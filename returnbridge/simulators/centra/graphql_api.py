@@ -1,4 +1,4 @@
-"""`POST /graphql`: the Integration API's HTTP rules around graphql-core ([C] §1.1-§1.6).
+"""`POST /graphql`: the Integration API's HTTP rules around graphql-core ([C] [AUTH] [ERR]).
 
 - Auth: `Authorization: Bearer <token>` or cookie `graphql-access=<token>`; unknown -> 403.
 - Bad JSON, bad GraphQL, validation failures, bad variables -> 400 with `errors[]`.
@@ -45,7 +45,7 @@ class BadRequest(Exception):
         self.errors = errors
 
 
-# Only `extensions.category: "authorization"` is [C] (§1.2); the categories of the other errors
+# Only `extensions.category: "authorization"` is [C] [AUTH]; the categories of the other errors
 # ("graphql", "authentication", "rate-limit") and all messages are [INF].
 def _error(message: str, category: str = "graphql") -> dict[str, Any]:
     return {"message": message, "extensions": {"category": category}}

@@ -1,4 +1,4 @@
-"""Centra's rate limits: three buckets x two windows, metered as token buckets ([C] §1.6).
+"""Centra's rate limits: three buckets x two windows, metered as token buckets ([C] [RL-new]).
 
 Each (type, interval) pair is a bucket whose capacity is the plan's quota, refilled continuously
 at quota / window-length per second ([INF]: Centra's metering algorithm is not published; the

@@ -1,9 +1,9 @@
-"""The REST Order API plugin: refunds and order creation ([C] reference/centra.md §3.3, §5).
+"""The REST Order API plugin: refunds and order creation ([C] [OA-*]).
 
 Mounted under `CentraInferred.order_api_base_path` ([INF]); every call needs the header
 `API-Authorization: <secret>` ([C]); a missing or wrong secret is 401 `{status: "no", msg}`
 ([INF] status and body). Malformed JSON or a field of the wrong type is 400 naming the field
-([INF]). Business errors answer `{status: "no", errorCode, msg}` with the codes of §5 ([C]) and
+([INF]). Business errors answer `{status: "no", errorCode, msg}` with Centra's codes ([C]) and
 HTTP `CentraInferred.order_api_error_http_status` ([INF]).
 
 Routes:

@@ -1,6 +1,6 @@
-"""Order API (REST) writes: create an order, and complete / refund a return ([C] §3.3, §5).
+"""Order API (REST) writes: create an order, and complete / refund a return ([C] [OA-*]).
 
-Refunds exist only here: the Integration API has no refund mutation ([C] §3.3). A refund writes a
+Refunds exist only here: the Integration API has no refund mutation ([C]). A refund writes a
 REFUND payment-history entry ([INF] entry type) on the return's order for products + shipping +
 handling - return cost; the PSP's answer is SUCCESS, or FAILED on orders whose scenario says
 `refund_gateway_fails`. A return is refunded at most once ("once you refund the money - that's

@@ -1,7 +1,7 @@
 """How a simulated write says no: GraphQL `userErrors` or an Order API error code.
 
 Both are raised *before* anything is changed, so a rejection never leaves partial state ([C]
-§1.4: "A non-empty userErrors means the mutation failed and nothing was modified").
+[ERR]: "A non-empty userErrors means the mutation failed and nothing was modified").
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class OrderApiError(Exception):
         self.message = message
 
 
-# Order API error codes ([C] reference/centra.md §5).
+# Order API error codes ([C] [OA-*]).
 NOT_SELLABLE, NO_STOCK, EMPTY_ORDER, MISSING_FIELD, DUPLICATE_NUMBER = -1, -2, -3, -4, -5
 CUSTOMER_REGISTRATION, GENERAL = -6, -7
 

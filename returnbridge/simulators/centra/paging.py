@@ -1,4 +1,4 @@
-"""Centra's two pagination styles ([C] §1.5): limit/page lists and Relay connections.
+"""Centra's two pagination styles ([C]): limit/page lists and Relay connections.
 
 Lists take `limit` (1..max, default 20 [C] for Warehouse.stock; [INF] elsewhere) and a 1-based
 `page`. Connections take first/after or last/before; a cursor is opaque base64 of

@@ -1,7 +1,7 @@
 """The simulator's in-memory Centra objects: plain dataclasses, no behaviour beyond derived values.
 
 Ids follow Centra's shapes: orders have a 32-hex hash `id` plus an integer `number`; everything
-else has an integer id ([C] §1.9). Each kind of object counts from its own base, so a client that
+else has an integer id ([C] [IDC]). Each kind of object counts from its own base, so a client that
 sends an order-line id where a shipment-line id belongs is caught instead of passing by luck.
 """
 
@@ -57,7 +57,7 @@ class IdSequence:
 
 
 class StockPolicy(StrEnum):
-    """createReturn's returnStockActionPolicy, one key of three ([C] §3.2)."""
+    """createReturn's returnStockActionPolicy, one key of three ([C])."""
 
     RELEASE = "releaseItemsBackToWarehouse"
     DIFFERENT_WAREHOUSE = "sendItemsToDifferentWarehouse"
@@ -98,7 +98,7 @@ class WarehouseRec:
 
 @dataclass
 class StockLevel:
-    """One size in one warehouse. FTA = physical - allocated ([C] §4.1)."""
+    """One size in one warehouse. FTA = physical - allocated ([C] [STOCK])."""
 
     physical: int = 0
     allocated: int = 0

@@ -1,9 +1,9 @@
-"""Return writes of the Integration API: create, complete, uncomplete, delete ([C] §3.2).
+"""Return writes of the Integration API: create, complete, uncomplete, delete ([C]).
 
 createReturn rules ([C] unless marked): the shipment must be shipped; every line must be a line of
 that shipment; a line's quantity may not exceed shipped minus already returned; exactly one stock
 policy; each cost may not exceed what remains of it on the shipment. There is no dedupe: the same
-input twice creates two returns ([INF] §1.7), which is what forces a client to read back.
+input twice creates two returns ([INF]), which is what forces a client to read back.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def create_return(state: CentraState, inp: Mapping[str, Any]) -> ReturnRec:
 
 
 def complete_return(state: CentraState, return_id: int) -> ReturnRec:
-    """Complete a pending return; a completed one is a userError ([C] §3.2)."""
+    """Complete a pending return; a completed one is a userError ([C])."""
     errors = ErrorCollector()
     ret = state.returns.get(return_id)
     if ret is None:
@@ -107,7 +107,7 @@ def complete_return(state: CentraState, return_id: int) -> ReturnRec:
 
 
 def uncomplete_return(state: CentraState, return_id: int) -> ReturnRec:
-    """Reopen a completed return ([C] §3.2). A refunded one cannot be reopened ([INF]: a refund
+    """Reopen a completed return ([C]). A refunded one cannot be reopened ([INF]: a refund
     "cannot be undone" [C], and the Order API refuses the same for `completed: false`)."""
     errors = ErrorCollector()
     ret = state.returns.get(return_id)
@@ -125,7 +125,7 @@ def uncomplete_return(state: CentraState, return_id: int) -> ReturnRec:
 
 
 def delete_return(state: CentraState, return_id: int) -> None:
-    """Delete a pending return and reverse its stock effect ([C] §3.2).
+    """Delete a pending return and reverse its stock effect ([C]).
 
     [C]: release / different warehouse re-allocate the items from that warehouse; remove gives
     the quantities back to the shipment lines (here by itself: returnable quantities are derived

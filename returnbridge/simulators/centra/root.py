@@ -1,6 +1,6 @@
 """Top-level GraphQL fields: queries (filters, sorting, paging) and mutations.
 
-Filters follow the documented `where` keys (reference/centra.md §2.1, §3.2, §4.2). Mutations turn
+Filters follow the documented `where` keys ([C]). Mutations turn
 `MutationRejected` into the payload's `userErrors`; the write functions have already guaranteed
 that a rejection changed nothing.
 """

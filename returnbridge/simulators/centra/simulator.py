@@ -16,14 +16,14 @@ from zoneinfo import ZoneInfo
 
 from returnbridge.connectors.centra.inferred import DEFAULT_INFERRED, CentraInferred
 from returnbridge.connectors.centra.plans import get_plan
-from returnbridge.scenario import Scenario
+from returnbridge.scenario import DEFAULT_START, Scenario
 from returnbridge.simulators.centra.effects import effects
 from returnbridge.simulators.centra.faults import FaultInjector, FaultSettings
 from returnbridge.simulators.centra.limits import RateLimiter
 from returnbridge.simulators.centra.schema import build_centra_schema
 from returnbridge.simulators.centra.state import CentraState
 from returnbridge.simulators.centra.webhooks import WebhookEmitter
-from returnbridge.simulators.clock import DEFAULT_START, SimClock
+from returnbridge.simulators.clock import SimClock
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Writes live in `returns_ops`, `stock_ops` and `orders_ops`; each validates completely before it
 touches anything, so a rejected write (non-empty `userErrors`, or an Order API error) leaves the
-state exactly as it was ([C] §1.4). The simulator holds one lock around every request that reads
+state exactly as it was ([C] [ERR]). The simulator holds one lock around every request that reads
 or writes the state, so requests never interleave half-way.
 
 Modelling choices, all [INF]:

@@ -1,4 +1,4 @@
-"""Stock writes of the Integration API: `changeStock` (deltas) and `setStock` (absolute) ([C] §4.2).
+"""Stock writes of the Integration API: `changeStock` (deltas) and `setStock` (absolute) ([C]).
 
 changeStock: `intoWarehouse` adds, `outFromWarehouse` removes, both together move. Taking away
 more than a warehouse's free-to-allocate quantity is a userError ([C] for moves, [INF] for plain

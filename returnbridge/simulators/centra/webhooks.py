@@ -1,4 +1,4 @@
-"""The Centra Webhook plugin in Integration-API mode, as an emitter ([C] §6.1).
+"""The Centra Webhook plugin in Integration-API mode, as an emitter ([C] [WH]).
 
 Each change in the simulated state becomes an event `{type, action, date, id}`; a background task
 POSTs them form-encoded (`payload=<json {"events": [...]}>`, up to `max_batch` per call, 100 by

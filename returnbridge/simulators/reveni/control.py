@@ -1,6 +1,6 @@
 """The `/_sim` control plane of the Reveni simulator (docs/reveni-simulator.md).
 
-No auth, never faulted, never called by returnbridge itself (design.md §8): tests, the demo and
+No auth, never faulted, never called by returnbridge itself: tests, the demo and
 the benchmarks drive the simulated store and read its ground truth here. A bad request answers
 400 `{"error": ...}`; an unknown return 404.
 

@@ -1,4 +1,4 @@
-"""Seeded, reproducible faults for the simulated Reveni (design.md §8).
+"""Seeded, reproducible faults for the simulated Reveni (docs/architecture.md#the-simulators).
 
 Two generators restart from the seed whenever the settings change:
 - every API request (never `/_sim`) draws exactly two numbers, whatever happens next:

@@ -128,7 +128,7 @@ class ReveniState:
             raise UnknownReturn(return_id) from None
 
     def by_update(self) -> list[ReturnRec]:
-        """Every return sorted by (updated_at, id), the list order ([INFER] reference §9.1)."""
+        """Every return sorted by (updated_at, id), the list order ([INFER])."""
         return sorted(self.returns.values(), key=lambda r: (r.updated_at, r.id))
 
     # ------------------------------------------------------------------ creation

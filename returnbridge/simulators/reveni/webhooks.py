@@ -8,7 +8,7 @@ retries, duplicates and replays send the same bytes and the same event id.
 
 - A non-2xx answer or a transport error (timeout: `inferred.webhook_timeout_seconds`) is retried
   after `inferred.webhook_retry_delays_seconds` (times the fault setting `webhook_delay_scale`);
-  after the last one the delivery counts as failed ([INFER] reference §3).
+  after the last one the delivery counts as failed ([INFER]).
 - Seeded faults, drawn per delivery when the event is raised (`faults.py`): dropped (listed,
   replayable), duplicated, or held back and sent right after the subscription's next event
   (`held`; one at a time per subscription: while one is held, the next event is not held but

@@ -1,6 +1,6 @@
 """The Centra simulator: validations and reversals beyond the happy paths, over real HTTP.
 
-Every rejected write must leave the state exactly as it was ([C] §1.4), so most tests compare
+Every rejected write must leave the state exactly as it was ([C] [ERR]), so most tests compare
 `/_sim/effects` and `/_sim/state/stock` before and after.
 """
 
