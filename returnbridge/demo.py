@@ -4,8 +4,8 @@
    returnbridge's own webhook receiver, which commits every Reveni notification to the ledger's
    inbox before answering (the ledger is a SQLite file in a temporary directory, or in `--out`).
 2. Subscribe to Reveni's `return.created` / `return.updated` webhooks through the API, then walk
-   every scenario return through its status history (the simulator emits the webhooks; each
-   burst wakes the sync through a debounced trigger).
+   every scenario return through its status history (the simulator emits the webhooks into the
+   receiver's inbox; once the walk is over, they wake the sync through a debounced trigger).
 3. The sync runs (docs/architecture.md#the-sync-pipeline) until nothing is left to do: Reveni
    returns changed since the cursor plus the inbox -> batch-read Centra -> plan -> execute
    exactly once per ledger key -> advance the cursor. Bounded by a timeout.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -98,10 +99,10 @@ class DemoRun:
 
 
 @contextmanager
-def _running(scenario: Scenario, ledger: Ledger, trigger: DebouncedTrigger) -> Iterator[Any]:
+def _running(scenario: Scenario, ledger: Ledger, wake: Callable[..., None]) -> Iterator[Any]:
     centra_app = create_centra_app(scenario, token=CENTRA_TOKEN, order_api_secret=CENTRA_SECRET)
     reveni_app = create_reveni_app(scenario, api_key=REVENI_KEY)
-    receiver_app = create_receiver(ledger, ReceiverSettings(), on_event=trigger.notify)
+    receiver_app = create_receiver(ledger, ReceiverSettings(), on_event=wake)
     with (
         serve_in_thread(centra_app) as centra,
         serve_in_thread(reveni_app) as reveni,
@@ -275,19 +276,31 @@ def _run(
     def run_sync() -> None:
         asyncio.run(one_run())
 
+    # The walk's webhooks go into the inbox as they arrive, but wake the sync only once the walk
+    # is over and told: the progress then reads in the order things happen (a walk slower than
+    # the trigger's delay used to start "Sync run 1" in the middle of it, at random).
+    walk_told = threading.Event()
+
+    def wake(*_: object) -> None:
+        if walk_told.is_set():
+            trigger.notify()
+
     with (
         DebouncedTrigger(run_sync, delay_seconds=0.2) as trigger,
-        _running(scenario, ledger, trigger) as (centra_url, reveni_url, receiver_url),
+        _running(scenario, ledger, wake) as (centra_url, reveni_url, receiver_url),
         httpx.Client(base_url=centra_url, timeout=10) as centra_control,
         httpx.Client(base_url=reveni_url, timeout=10) as reveni_control,
     ):
         urls.update(centra=centra_url, reveni=reveni_url)
         say(f"Simulators on loopback: Centra {centra_url} ({pacing(settings())}).")
         say(f"Reveni {reveni_url}; returnbridge's webhook receiver {receiver_url}.")
-        asyncio.run(_subscribe(settings().reveni, receiver_url))
-        walked = reveni_control.post("/_sim/walk").raise_for_status().json()["steps"]
-        _wait_for_webhooks(reveni_control)
-        say(f"Reveni: {walked} status changes walked, their webhooks delivered.")
+        try:
+            asyncio.run(_subscribe(settings().reveni, receiver_url))
+            walked = reveni_control.post("/_sim/walk").raise_for_status().json()["steps"]
+            _wait_for_webhooks(reveni_control)
+            say(f"Reveni: {walked} status changes walked, their webhooks delivered.")
+        finally:
+            walk_told.set()
         deadline = time.monotonic() + timeout
         while True:  # until idle: a run after the last webhook, then as long as work is owed
             trigger.notify()
