@@ -6,14 +6,15 @@ wait: the executor, which sleeps between retries). Tests inject one that never s
 benchmarks one that runs faster than real time. `as_clock` turns a `Now` into a `Clock` with
 real sleeps, so callers may give either.
 
-Centra's rate-limit governor keeps its own *monotonic* clock
-(`returnbridge.connectors.centra.governor.Clock`): sliding windows must not jump when the wall
-clock does, so that one is deliberately a different kind of time.
+The other kind of time is *monotonic*: `MonotonicClock`, for Centra's rate-limit governor,
+whose sliding windows must not jump when the wall clock does (NTP, a VM resumed). It too can
+wait, so that tests and benchmarks can run the windows without really sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol, TypeAlias, runtime_checkable
@@ -66,3 +67,26 @@ def as_clock(clock: Clock | Now | None) -> Clock:
     if isinstance(clock, Clock):
         return clock
     return _NowClock(clock)
+
+
+@runtime_checkable
+class MonotonicClock(Protocol):
+    """Seconds that never go backwards, and a wait (Centra's governor)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards."""
+        ...
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait `seconds`."""
+        ...
+
+
+class SystemMonotonicClock:
+    """Real time: `time.monotonic` and `asyncio.sleep`."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

@@ -85,7 +85,8 @@ PURE_LIBRARIES = frozenset(
 )
 # Named exceptions to PURE_LIBRARIES, each with its reason.
 PURE_EXTRAS: dict[str, frozenset[str]] = {
-    "returnbridge.clock": frozenset({"asyncio"}),  # `asyncio.sleep` for the real Clock
+    # `asyncio.sleep` and `time.monotonic` for the real clocks
+    "returnbridge.clock": frozenset({"asyncio", "time"}),
     "returnbridge.connectors.errors": frozenset({"time", "email.utils"}),  # parse Retry-After
 }
 LIBRARY_ROOMS = frozenset(

@@ -75,9 +75,7 @@ if TYPE_CHECKING:
     from returnbridge.connectors.centra.client import CentraClient
     from returnbridge.connectors.centra.governor import (
         Budget,
-        Clock,
         Governor,
-        SystemClock,
     )
 
 # Imported on first use (PEP 562): these modules do I/O (HTTP, databases) and importing a
@@ -86,9 +84,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "CentraClient": "returnbridge.connectors.centra.client",
     "Budget": "returnbridge.connectors.centra.governor",
-    "Clock": "returnbridge.connectors.centra.governor",
     "Governor": "returnbridge.connectors.centra.governor",
-    "SystemClock": "returnbridge.connectors.centra.governor",
 }
 
 
@@ -109,7 +105,6 @@ __all__ = [
     "CentraRateLimited",
     "CentraRejected",
     "CentraTransient",
-    "Clock",
     "CreatedFromOrigin",
     "Customer",
     "DateRange",
@@ -148,7 +143,6 @@ __all__ = [
     "StockDelta",
     "StockLevel",
     "StockTotals",
-    "SystemClock",
     "UserError",
     "Warehouse",
     "WebhookSignatureError",

@@ -27,40 +27,14 @@ do not queue behind a mutation that waits for the hourly mutation quota.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
-import time
 from collections import deque
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
+from returnbridge.clock import MonotonicClock, SystemMonotonicClock
 from returnbridge.connectors.centra.plans import Plan, RateLimitInterval, RateLimitType, get_plan
-
-
-class Clock(Protocol):
-    """Time source of a governor; tests inject a fake one so nothing really sleeps."""
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never goes backwards."""
-        ...
-
-    def sleep(self, seconds: float) -> Awaitable[None]:
-        """Wait `seconds`."""
-        ...
-
-
-class SystemClock:
-    """Real time: `time.monotonic` and `asyncio.sleep`."""
-
-    def monotonic(self) -> float:
-        """`time.monotonic()`."""
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        """`asyncio.sleep(seconds)`."""
-        await asyncio.sleep(seconds)
 
 
 class SlidingWindow:
@@ -145,12 +119,14 @@ class Governor:
     _registry: ClassVar[dict[tuple[str, str, float], Governor]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, plan: Plan | str, share: float, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, plan: Plan | str, share: float, *, clock: MonotonicClock | None = None
+    ) -> None:
         if not 0.0 < share <= 1.0:
             raise ValueError(f"budget share must be in (0, 1], got {share}")
         self.plan = get_plan(plan) if isinstance(plan, str) else plan
         self.share = share
-        self.clock: Clock = clock or SystemClock()
+        self.clock: MonotonicClock = clock or SystemMonotonicClock()
         self._lock = threading.Lock()
         self._paused_until = -math.inf
         # Callers waiting in `acquire`, oldest first, with the windows each one waits for.
