@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from centra_sim_support import CentraSimHandle, running_centra_sim
 
-from returnbridge.connectors.centra import CentraClient, Governor, ReturnLineInput
+from returnbridge.connectors.centra import CentraClient, Governor, ManualRefund, ReturnLineInput
 from returnbridge.connectors.centra.inferred import CentraInferred
 from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.scenario import Scenario
@@ -51,7 +51,7 @@ async def test_manual_refund_records_a_non_psp_entry_with_its_reference(
         return_id,
         completed=True,
         refund_payment=False,
-        manual_refund=(Decimal("123.45"), "reveni-payout-1"),
+        manual_refund=ManualRefund(Decimal("123.45"), "reveni-payout-1"),
     )
     assert body["returnCompleted"] is True and body["refund"]["amount"] == "123.45"
     (ret,) = await centra.returns({"id": [return_id]})
@@ -77,14 +77,14 @@ async def test_update_return_without_manual_refund_sends_no_manual_refund(
 @pytest.mark.parametrize(
     ("manual", "psp", "match"),
     [
-        ((Decimal("-1"), "ref"), False, "finite Decimal >= 0"),
-        ((Decimal("NaN"), "ref"), False, "finite Decimal >= 0"),
-        ((Decimal("1"), " "), False, "reference"),
-        ((Decimal("1"), "ref"), True, "not both"),
+        (ManualRefund(Decimal("-1"), "ref"), False, "finite Decimal >= 0"),
+        (ManualRefund(Decimal("NaN"), "ref"), False, "finite Decimal >= 0"),
+        (ManualRefund(Decimal("1"), " "), False, "reference"),
+        (ManualRefund(Decimal("1"), "ref"), True, "not both"),
     ],
 )
 async def test_bad_manual_refunds_are_refused_before_sending(
-    centra: CentraClient, manual: tuple[Decimal, str], psp: bool, match: str
+    centra: CentraClient, manual: ManualRefund, psp: bool, match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
         await centra.update_return(1, completed=True, refund_payment=psp, manual_refund=manual)
@@ -99,7 +99,10 @@ async def test_manual_refund_is_refused_locally_where_the_api_has_none(
         async with client_for(sim, settings=CentraSettings(inferred=inferred)) as client:
             with pytest.raises(ValueError, match="order_api_manual_refund"):
                 await client.update_return(
-                    1, completed=True, refund_payment=False, manual_refund=(Decimal(1), "r")
+                    1,
+                    completed=True,
+                    refund_payment=False,
+                    manual_refund=ManualRefund(Decimal(1), "r"),
                 )
             assert client.rest_requests_sent == 0
 

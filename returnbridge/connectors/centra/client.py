@@ -551,19 +551,16 @@ class CentraClient(AsyncClient[CentraTransport]):
         completed: bool,
         refund_payment: bool,
         send_email: bool = False,
-        manual_refund: ManualRefund | tuple[Decimal, str] | None = None,
+        manual_refund: ManualRefund | None = None,
     ) -> ReturnUpdateResult:
         """`PUT /returns/{id}`: complete a return and optionally refund it through the PSP.
         A PSP refund cannot be undone; check the amount before calling. Returns the answer,
         parsed (`returnCompleted` [C], the refund entry written [INF]).
 
-        `manual_refund=ManualRefund(amount, reference)` (or an `(amount, reference)` pair)
-        records a refund paid outside Centra's PSP (Reveni's instant transfer, store credit) as
-        `manualRefund: {amount, reference}`: an [INF] extension, sent only when
-        `CentraInferred.order_api_manual_refund` is on (ValueError, nothing sent, otherwise).
-        The amount goes out as an exact decimal string."""
-        if isinstance(manual_refund, tuple):
-            manual_refund = ManualRefund(*manual_refund)
+        `manual_refund=ManualRefund(amount, reference)` records a refund paid outside Centra's PSP
+        (Reveni's instant transfer, store credit) as `manualRefund: {amount, reference}`: an [INF]
+        extension, sent only when `CentraInferred.order_api_manual_refund` is on (ValueError,
+        nothing sent, otherwise). The amount goes out as an exact decimal string."""
         update = ReturnUpdateInput(
             completed=completed,
             refund_payment=refund_payment,

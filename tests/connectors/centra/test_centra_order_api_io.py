@@ -302,8 +302,11 @@ async def test_the_client_sends_the_typed_bodies_and_parses_the_answer() -> None
         manual = await centra.update_return(
             7, completed=True, refund_payment=False, manual_refund=ManualRefund(Decimal(10), "r1")
         )
-        pair = await centra.update_return(
-            8, completed=True, refund_payment=False, manual_refund=(Decimal("2.5"), "r2")
+        second = await centra.update_return(
+            8,
+            completed=True,
+            refund_payment=False,
+            manual_refund=ManualRefund(Decimal("2.5"), "r2"),
         )
         numbers = await centra.create_order(
             OrderCreateInput(
@@ -319,7 +322,7 @@ async def test_the_client_sends_the_typed_bodies_and_parses_the_answer() -> None
         )
     assert isinstance(manual, ReturnUpdateResult) and manual.return_completed is True
     assert manual.refund == RefundResult(PaymentEntryStatus.SUCCESS, Decimal("10.00"), "SEK")
-    assert pair.refund is None and numbers == [900001]
+    assert second.refund is None and numbers == [900001]
     assert [(r.method, r.url.path) for r in seen] == [
         ("PUT", "/api/order/returns/7"),
         ("PUT", "/api/order/returns/8"),
