@@ -3,32 +3,46 @@ effect exactly once (the invariants of docs/architecture.md#effects-and-idempote
 
     .venv/bin/python -m bench.chaos [--returns 2000] [--kills 5] [--seed 1] [--waves 8]
                                     [--plan unlimited] [--timeout 3600] [--keep DIR]
+                                    [--async-psp 0.5] [--timeout-after-commit 0.02]
 
 What happens:
 
 1. A scenario: the built-in showcase plus `--returns` generated returns
    (`returnbridge.scenarios.generate`), written to `scenario.yaml` in a work folder and loaded
-   back from that file (the file `returnbridge sim ... --scenario` would serve).
+   back from that file (the file `returnbridge sim ... --scenario` would serve). A seeded
+   `--async-psp` share of its orders pay through an asynchronous PSP (`psp: async`: a refund
+   is a request left PENDING until the PSP answers), a tenth of those refusing every refund
+   (`refund_gateway_fails`).
 2. The Centra and Reveni simulators and returnbridge's webhook receiver run in this process
    (they outlive every sync process). Reveni webhooks go to the receiver, which commits them to
    the ledger's inbox (SQLite file in the work folder). Then seeded faults are switched on over
    `/_sim/faults`: Centra answers 5 % of requests with a 500, 5 % with a spurious 429, and for
-   2 % of writes it commits and then times the client out (stall or dropped connection); Reveni
-   duplicates 20 %, reorders 10 % and drops 10 % of its webhooks.
+   2 % of writes (`--timeout-after-commit`) it commits and then times the client out (stall or
+   dropped connection); Reveni duplicates 20 %, reorders 10 % and drops 10 % of its webhooks.
 3. `returnbridge sync --every 0.2 --json` runs as a child process configured by environment
    only. The returns walk through their histories in waves (`POST /_sim/walk`) while it runs.
    The child is SIGKILLed at seeded moments while it writes to Centra (once it made a seeded
    number of mutations), at least `--kills` times, and started again each time; a child that
-   exits by itself is started again too (counted as a crash).
+   exits by itself is started again too (counted as a crash). The asynchronous PSP answers
+   while this goes on: the harness watches `GET /_sim/psp` and has it answer a request
+   (`POST /_sim/psp/settle`) about a second of real time after it first saw it pending, so the
+   sync (re-reading a waiting refund every 0.5 s) finds refunds pending across its runs; the
+   figures count the refunds it saw pending (`psp.seen_pending_by_sync`).
 4. Convergence: every kill happened, the ledger owes nothing (no pending, in_flight or in_doubt
-   action, no unread webhook) and two whole runs after that made no Centra mutation; bounded by
-   `--timeout`.
+   action, so no refund waiting for the PSP either, no unread webhook), nothing is pending at
+   the PSP, and two whole runs after that made no Centra mutation; bounded by `--timeout`.
 5. The invariants, from the Centra simulator's ground truth and the ledger (`check_invariants`):
    (a) at most one Centra effect per ledger key, none without one; (b) nothing missing, or an
    open exception of a fitting code says why; (c) no return credited both by Centra's PSP and
    by Reveni, no credit other than Reveni's amount, no order refunded beyond what was
    captured; (d) every failed, blocked or in-doubt action has an open exception, each with the
-   owner `core/codes.py` gives its code; (e) no Centra return for a return Reveni did not accept.
+   owner `core/codes.py` gives its code; (e) no Centra return for a return Reveni did not
+   accept; (f) per Centra return at most one refund settled SUCCESS (one settled refund per
+   Reveni refund); (g) no refund asked of Centra while another on the same Centra return was
+   still pending at the PSP (a refund's `entry_id` above every earlier request's `answered_by`);
+   (h) every FAILED PSP refund that is the last word on its return (no SUCCESS asked after it)
+   has an open `refund_failed_at_gateway` exception owned by Finance; (i) nothing PENDING at the
+   PSP at the end (docs/architecture.md#reading-centra-back).
 
 Prints one JSON document (figures and violations), also written to
 `bench/results/chaos-<UTC time>.json` (gitignored); exit status 1 when an invariant fails or the
@@ -66,7 +80,7 @@ from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.reveni.statuses import ACCEPTED
 from returnbridge.connectors.reveni.wire import EVENT_TYPES
 from returnbridge.core.actions import RESTOCK_DESCRIPTION
-from returnbridge.core.codes import CODES, owner_of
+from returnbridge.core.codes import CODES, Owner, owner_of
 from returnbridge.ledger import ActionRecord, ExceptionRecord, Ledger
 from returnbridge.receiver.app import create_receiver
 from returnbridge.receiver.settings import ReceiverSettings
@@ -138,6 +152,13 @@ class ChaosConfig:
     centra_rate_limit_rate: float = 0.05
     centra_timeout_after_commit_rate: float = 0.02
     centra_client_timeout_seconds: float = 2.0
+    # Asynchronous PSP: the share of orders on one, the share of those refusing every refund,
+    # how long (real seconds) a request stays pending before the harness has the PSP answer
+    # it, and how often the sync re-reads a waiting refund.
+    async_psp_share: float = 0.5
+    gateway_fail_share: float = 0.1
+    psp_answer_seconds: float = 1.0
+    psp_recheck_seconds: float = 0.5
     # The executor's patience, scaled to the simulators (the defaults suit a real Centra: a
     # 120 s claim lease, 30 s before "absent" is believed, backoff capped at 300 s; with them a
     # kill that lands on a claimed action holds it for two minutes).
@@ -153,7 +174,7 @@ class ChaosConfig:
 
 @dataclass(frozen=True)
 class Violation:
-    """One broken invariant: which (a-e), about what, and how."""
+    """One broken invariant: which (a-i), about what, and how."""
 
     invariant: str
     subject: str
@@ -252,7 +273,7 @@ def centra_state_truth(sim: CentraSimulator) -> dict[str, Any]:
 
 
 def check_invariants(truth: GroundTruth) -> list[Violation]:
-    """Every violation of the chaos invariants (a)-(e) in `truth`; empty when all hold."""
+    """Every violation of the chaos invariants (a)-(i) in `truth`; empty when all hold."""
     out: list[Violation] = []
     live = [e for e in truth.exceptions if e.status in LIVE]
     codes_of: dict[str, set[str]] = defaultdict(set)
@@ -289,6 +310,7 @@ def check_invariants(truth: GroundTruth) -> list[Violation]:
         )
     out += _money(truth, centra_by_rid, refunds_by_return)
     out += _problems_explained(truth, live)
+    out += _psp_answers(truth, live, refunds_by_return)
     return out
 
 
@@ -563,6 +585,71 @@ def _problems_explained(truth: GroundTruth, live: Sequence[ExceptionRecord]) -> 
     return out
 
 
+def _psp_answers(
+    truth: GroundTruth,
+    live: Sequence[ExceptionRecord],
+    refunds_by_return: Mapping[int, list[dict[str, Any]]],
+) -> list[Violation]:
+    """(f) at most one settled refund per Centra return; (g) none asked while an earlier one on
+    its return was pending; (h) a PSP refusal that is the last word on its return is with
+    Finance; (i) nothing pending at the PSP."""
+    out: list[Violation] = []
+    rid_of = {r["id"]: r["external_id"] for r in truth.centra_returns}
+    finance = Owner.FINANCE.value
+    with_finance = {
+        e.reveni_return_id
+        for e in live
+        if e.code == "refund_failed_at_gateway" and e.owner == finance and e.reveni_return_id
+    }
+    for return_id, entries in refunds_by_return.items():
+        subject = f"Centra return {return_id}"
+        entries = sorted(entries, key=lambda e: int(e["entry_id"]))
+        settled = [e for e in entries if e["status"] == "SUCCESS"]
+        if len(settled) > 1:
+            ids = [e["entry_id"] for e in settled]
+            out.append(Violation("f", subject, f"{len(settled)} settled refunds (entries {ids})"))
+        for i, later in enumerate(entries):
+            for earlier in entries[:i]:
+                if not earlier.get("asynchronous"):
+                    continue
+                answered = earlier.get("answered_by")
+                if answered is None or int(answered) > int(later["entry_id"]):
+                    out.append(
+                        Violation(
+                            "g",
+                            subject,
+                            f"refund {later['entry_id']} asked while request "
+                            f"{earlier['entry_id']} was pending (answered by {answered})",
+                        )
+                    )
+        for entry in entries:
+            if entry["status"] != "FAILED" or not entry["via_psp"]:
+                continue
+            if any(e["entry_id"] > entry["entry_id"] for e in settled):
+                continue  # refused, then refunded after all: the refusal is not the last word
+            rid = rid_of.get(return_id)
+            if rid not in with_finance:
+                out.append(
+                    Violation(
+                        "h",
+                        subject,
+                        f"PSP refused refund {entry['entry_id']} (return {rid}); no open "
+                        "refund_failed_at_gateway exception for Finance",
+                    )
+                )
+    for entry in truth.centra_effects["refunds"]:
+        if entry["status"] == "PENDING":
+            out.append(
+                Violation(
+                    "i",
+                    f"order {entry['order_number']}",
+                    f"refund {entry['entry_id']} (Centra return {entry['return_id']}) still "
+                    "pending at the PSP",
+                )
+            )
+    return out
+
+
 # ------------------------------------------------------------------------------ the run
 
 
@@ -673,19 +760,29 @@ def sync_environment(
         RETURNBRIDGE_SYNC__BACKOFF_MAX_SECONDS=str(config.backoff_max_seconds),
         RETURNBRIDGE_SYNC__LEASE_SECONDS=str(config.lease_seconds),
         RETURNBRIDGE_SYNC__IN_DOUBT_SETTLE_SECONDS=str(config.in_doubt_settle_seconds),
+        RETURNBRIDGE_SYNC__PSP_RECHECK_SECONDS=str(config.psp_recheck_seconds),
     )
     return env
 
 
 def build_scenario(config: ChaosConfig) -> Scenario:
     """The showcase plus the generated returns, on the configured Centra plan, with `now` the
-    wall clock (the sync child runs on it: instant deadlines then mean what they say)."""
+    wall clock (the sync child runs on it: instant deadlines then mean what they say); a seeded
+    `async_psp_share` of the orders on an asynchronous PSP, `gateway_fail_share` of those
+    refusing every refund."""
     base = builtin_scenario("showcase")
     now = config.now or datetime.now(UTC).replace(microsecond=0)
     scenario = generate_scenario(
         config.returns, seed=config.seed, base=base, now=max(now, base.start_time())
     )
-    centra = scenario.centra.model_copy(update={"plan": config.plan})
+    rng = random.Random(f"psp-{config.seed}")
+    orders = []
+    for order in scenario.centra.orders:
+        if rng.random() < config.async_psp_share:
+            fails = order.refund_gateway_fails or rng.random() < config.gateway_fail_share
+            order = order.model_copy(update={"psp": "async", "refund_gateway_fails": fails})
+        orders.append(order)
+    centra = scenario.centra.model_copy(update={"plan": config.plan, "orders": orders})
     return scenario.model_copy(update={"centra": centra})
 
 
@@ -765,7 +862,8 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
             config.every_seconds,
             folder,
         )
-        driver = _Driver(config, sync, centra_app.state.sim, reveni_ctl, ledger, deadline)
+        psp = _Psp(centra_ctl, config.psp_answer_seconds)
+        driver = _Driver(config, sync, centra_app.state.sim, reveni_ctl, ledger, deadline, psp)
         try:
             sync.start()
             walked = driver.walk()
@@ -799,6 +897,8 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
             reveni_counts,
             hooks,
             walked,
+            psp=psp,
+            seen_pending=_seen_pending(ledger, truth.actions),
             kill_points=driver.kill_points,
             duration=time.monotonic() - began,
             setup=setup_seconds,
@@ -822,8 +922,10 @@ class _Driver:
         reveni_ctl: httpx.Client,
         ledger: Ledger,
         deadline: float,
+        psp: _Psp,
     ) -> None:
         self.config = config
+        self.psp = psp
         self.ledger = ledger
         self.sync = sync
         self.centra = centra
@@ -843,7 +945,9 @@ class _Driver:
             return int(self.centra.counters.mutations)
 
     def tick(self) -> None:
-        """Restart a child that ended; kill the child when its kill is due."""
+        """Restart a child that ended; let the PSP answer what is due; kill the child when its
+        kill is due."""
+        self.psp.tick()
         if not self.sync.alive():
             self.sync.restart_if_dead()
             self.since = self.mutations()
@@ -889,12 +993,13 @@ class _Driver:
         return walked + int(rest["steps"])
 
     def converge(self) -> bool:
-        """Until every kill happened, the ledger owes nothing, and two whole runs after that
-        mutated nothing in Centra."""
+        """Until every kill happened, the ledger owes nothing, nothing is pending at the PSP,
+        and two whole runs after that mutated nothing in Centra."""
         self.converging = True
         while time.monotonic() < self.deadline:
             self.tick()
-            if len(self.kill_points) < len(self.thresholds) or _owed(self.ledger):
+            owed = _owed(self.ledger) or self.psp.pending()
+            if len(self.kill_points) < len(self.thresholds) or owed:
                 self.wait(0.1)
                 continue
             mutations, runs = self.mutations(), len(self.sync.reports())
@@ -902,9 +1007,43 @@ class _Driver:
             while len(self.sync.reports()) < runs + 3 and self.wait(0.1):
                 pass
             whole = len(self.sync.reports()) >= runs + 3
-            if whole and self.mutations() == mutations and not _owed(self.ledger):
+            quiet = self.mutations() == mutations and not _owed(self.ledger)
+            if whole and quiet and not self.psp.pending():
                 return True
         return False
+
+
+class _Psp:
+    """The asynchronous PSP's pace: it answers a refund request (`POST /_sim/psp/settle` for its
+    order) once the harness has seen it pending for `answer_after` real seconds; the simulator
+    clock stands still, so nothing answers by itself."""
+
+    POLL_SECONDS = 0.1
+
+    def __init__(self, ctl: httpx.Client, answer_after: float) -> None:
+        self.ctl = ctl
+        self.answer_after = answer_after
+        self.first_seen: dict[int, float] = {}  # request entry id -> when first seen pending
+        self.answered: set[int] = set()  # settlement entries written at the harness's word
+        self.polled = 0.0
+
+    def pending(self) -> int:
+        """Requests pending at the PSP now (`GET /_sim/psp`)."""
+        return len(self.ctl.get("/_sim/psp").raise_for_status().json()["pending"])
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.polled < self.POLL_SECONDS:
+            return
+        self.polled = now
+        due: set[int] = set()
+        for request in self.ctl.get("/_sim/psp").raise_for_status().json()["pending"]:
+            seen = self.first_seen.setdefault(int(request["entry_id"]), now)
+            if now - seen >= self.answer_after:
+                due.add(int(request["order_number"]))
+        for number in sorted(due):
+            answer = self.ctl.post("/_sim/psp/settle", json={"order_number": number})
+            self.answered.update(s["entry_id"] for s in answer.raise_for_status().json()["settled"])
 
 
 def _figures(
@@ -917,6 +1056,8 @@ def _figures(
     hooks: Mapping[str, Any],
     walked: int,
     *,
+    psp: _Psp,
+    seen_pending: int,
     kill_points: Sequence[int],
     duration: float,
     setup: float,
@@ -947,6 +1088,19 @@ def _figures(
             for k in ("events", "delivered", "dropped", "duplicated", "reordered", "failed", "held")
         },
         "effects": {k: len(v) for k, v in effects.items()},
+        "psp": {
+            "async_orders": sum(o.psp == "async" for o in scenario.centra.orders),
+            "refusing_async_orders": sum(
+                o.psp == "async" and o.refund_gateway_fails for o in scenario.centra.orders
+            ),
+            "refunds": dict(Counter(r["status"] for r in effects["refunds"])),
+            "async_refunds": dict(
+                Counter(r["status"] for r in effects["refunds"] if r.get("asynchronous"))
+            ),
+            "seen_pending_by_harness": len(psp.first_seen),
+            "answered_by_harness": len(psp.answered),
+            "seen_pending_by_sync": seen_pending,
+        },
         "actions": dict(Counter(a.state for a in truth.actions)),
         "actions_by_kind": dict(Counter(a.kind for a in truth.actions)),
         "attempts": sum(a.attempts for a in truth.actions),
@@ -962,6 +1116,23 @@ def _figures(
     }
 
 
+# How the sync's attempts record a refund the PSP has not answered: the refund call's answer,
+# and a read-back's (returnbridge.sync.calls and .readback).
+_PENDING_MARKS = ("the PSP has not answered", "pending at the PSP")
+
+
+def _seen_pending(ledger: Ledger, actions: Sequence[ActionRecord]) -> int:
+    """Refund actions the sync found pending at the PSP at least once (its attempts say so)."""
+    return sum(
+        any(
+            t.outcome == "in_doubt" and any(m in (t.response or "") for m in _PENDING_MARKS)
+            for t in ledger.attempts(a.key)
+        )
+        for a in actions
+        if a.kind == "refund"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Chaos run of the sync (bench/chaos.py).")
     parser.add_argument("--returns", type=int, default=2000, help="generated returns")
@@ -971,6 +1142,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plan", default="unlimited", help="Centra plan of the simulator")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds, whole run")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    parser.add_argument(
+        "--async-psp",
+        type=float,
+        default=ChaosConfig.async_psp_share,
+        metavar="SHARE",
+        help="share of orders whose PSP answers refunds asynchronously",
+    )
+    parser.add_argument(
+        "--timeout-after-commit",
+        type=float,
+        default=ChaosConfig.centra_timeout_after_commit_rate,
+        metavar="RATE",
+        help="share of Centra writes committed, then timed out",
+    )
     args = parser.parse_args(argv)
     config = ChaosConfig(
         returns=args.returns,
@@ -980,6 +1165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan=args.plan,
         timeout_seconds=args.timeout,
         workdir=args.keep,
+        async_psp_share=args.async_psp,
+        centra_timeout_after_commit_rate=args.timeout_after_commit,
     )
     result = run_chaos(config)
     document = json.dumps(result.as_dict(), indent=2, default=str)

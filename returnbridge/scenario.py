@@ -94,6 +94,12 @@ class Order(_Strict):
     lines: list[OrderLine] = Field(min_length=1)
     shipments: list[Shipment] | None = None
     refund_gateway_fails: bool = False
+    psp: Literal["sync", "async"] = Field(
+        "sync",
+        description="How the order's PSP answers a refund: at once (`sync`), or by a "
+        "REFUND_REQUEST left PENDING that settles `centra.psp_settle_seconds` later on the "
+        "simulator clock (`async`, as Adyen and Klarna do).",
+    )
 
     @model_validator(mode="after")
     def _shipments_fit_lines(self) -> Order:
@@ -153,6 +159,12 @@ class CentraSection(_Strict):
     products: list[Product] = Field(default_factory=list)
     orders: list[Order] = Field(default_factory=list)
     manual_refunds: list[ManualRefund] = Field(default_factory=list)
+    psp_settle_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Simulator-clock seconds after which an asynchronous PSP answers a refund "
+        "request (or `POST /_sim/psp/settle`).",
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CentraSection:

@@ -41,6 +41,7 @@ PURE_MODULES = frozenset(
         "returnbridge.connectors.centra.inferred",
         "returnbridge.connectors.centra.models",
         "returnbridge.connectors.centra.plans",
+        "returnbridge.connectors.centra.refunds",
         "returnbridge.connectors.reveni.encoding",
         "returnbridge.connectors.reveni.errors",
         "returnbridge.connectors.reveni.inferred",

@@ -34,15 +34,17 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Final
 
-from returnbridge.connectors.centra.inferred import DEFAULT_INFERRED
-from returnbridge.connectors.centra.models import (
-    Order,
-    OrderLine,
-    PaymentEntry,
-    PaymentEntryStatus,
-)
+from returnbridge.connectors.centra.models import Order, OrderLine, PaymentEntry
 from returnbridge.connectors.centra.models import Return as CentraReturn
+from returnbridge.connectors.centra.refunds import (
+    DEFAULT_REFUND_TYPES,
+    RefundAttempt,
+    RefundState,
+    RefundTypes,
+    refund_attempts,
+)
 from returnbridge.connectors.reveni.models import Refund as ReveniRefund
 from returnbridge.connectors.reveni.models import Return as ReveniReturn
 from returnbridge.connectors.reveni.models import currency_exponent
@@ -95,7 +97,7 @@ class PlannerConfig:
     instant_window_days: int = INSTANT_VALIDATION_DAYS
     exchange_order_base: int = 900_000_000
     not_returnable: frozenset[str] = validation.NOT_RETURNABLE
-    payment_entry_type_refund: str = DEFAULT_INFERRED.payment_entry_type_refund
+    refund_types: RefundTypes = DEFAULT_REFUND_TYPES
     # [INF] `paymentMethod` of the non-PSP refund entry the Order API writes for `manualRefund`
     # (what the Centra simulator writes); an entry whose external reference is the Reveni refund
     # id is also taken as non-PSP, since that is the reference returnbridge writes.
@@ -178,9 +180,10 @@ def refunds_made_in_centra(
 ) -> dict[str, PaymentEntry]:
     """Reveni return id -> the refund someone made directly in Centra for its Reveni refund.
 
-    On each order, the successful refund entries on no Centra return of a Reveni return (made
-    by hand, on the order) are paired one to one with the first live Reveni refunds that have no
-    credit in Centra yet: same amount and currency, oldest with oldest. The reconciliation's
+    On each order, the refunds on no Centra return of a Reveni return (made by hand, on the
+    order), settled or still pending at the PSP, are paired one to one with the first live Reveni
+    refunds that have no credit in Centra yet (none settled or pending): same amount and
+    currency, oldest with oldest. The reconciliation's
     gap rules pair them the same way (`reconcile.rules.Inputs.unlinked`), so the sync and the
     reconciliation agree on which refund a hand-made one stands for."""
     by_order = _by_order(returns, orders)
@@ -194,13 +197,10 @@ def refunds_made_in_centra(
             for entry in centra_return.refund_payment_history
         }
         loose: dict[tuple[Decimal, str], list[PaymentEntry]] = defaultdict(list)
-        for entry in sorted(history.order.payment_history, key=lambda e: (e.created_at, e.id)):
-            if (
-                entry.entry_type == config.payment_entry_type_refund
-                and entry.status == PaymentEntryStatus.SUCCESS
-                and entry.id not in linked
-            ):
-                loose[entry.value.value, entry.value.currency].append(entry)
+        unlinked = (e for e in history.order.payment_history if e.id not in linked)
+        for attempt in refund_attempts(unlinked, config.refund_types):
+            if attempt.state in _UNDER_WAY:
+                loose[attempt.amount, attempt.currency].append(attempt.entry)
         if not loose:
             continue
         due: dict[tuple[Decimal, str], list[tuple[datetime, str, str]]] = defaultdict(list)
@@ -212,7 +212,7 @@ def refunds_made_in_centra(
             if ret.status not in ACCEPTING or not live:
                 continue
             own = own_centra_returns(history.returns, ret.id)
-            if any(_refund_entries(r, PaymentEntryStatus.SUCCESS, config) for r in own):
+            if any(_refunds(r, config, *_UNDER_WAY) for r in own):
                 continue  # credited: a hand-made refund of its amount repeats it, not covers it
             due[live[0].amount, live[0].currency].append((live[0].created_at, live[0].id, ret.id))
         for money, refunds in due.items():
@@ -592,14 +592,25 @@ def plan_refunds(
     todo: list[ReturnPart] = []
     for part in parts:
         key, centra_return = keys[part.shipment_id], _centra_return(part)
-        posted = _refund_entries(centra_return, PaymentEntryStatus.SUCCESS, config)
+        posted = _refunds(centra_return, config, RefundState.SETTLED)
         if posted:
-            if psp or not _via_psp(posted[0], ret, config):
+            if psp or not _via_psp(posted[0].entry, ret, config):
                 draft.adopt(key, str(posted[0].id))
             continue  # a PSP credit on a Reveni-paid refund: duplicate_refund above
         if draft.state(key) == "done":
             continue
-        if psp and _refund_entries(centra_return, PaymentEntryStatus.FAILED, config):
+        if _refunds(centra_return, config, RefundState.PENDING):
+            # A refund asked of the PSP, not yet answered: in progress, never a second one. A
+            # refund of ours still to send (an earlier plan's) is held until the PSP answers:
+            # adopted when it pays, left for Finance when it refuses.
+            if draft.state(key) == "pending":
+                draft.held.append(key)
+            if not draft.taken(key):
+                draft.wait(key)
+            continue
+        if psp and _refunds(centra_return, config, RefundState.FAILED):
+            if draft.state(key) == "pending":
+                draft.held.append(key)  # never sent again after a refusal: Finance decides
             draft.flag(
                 "refund_failed_at_gateway",
                 amount=centra_return.grand_total.value,
@@ -656,14 +667,15 @@ def _centra_return(part: ReturnPart) -> CentraReturn:
     return part.centra_return
 
 
-def _refund_entries(
-    centra_return: CentraReturn, status: PaymentEntryStatus, config: PlannerConfig
-) -> list[PaymentEntry]:
-    return [
-        entry
-        for entry in centra_return.refund_payment_history
-        if entry.entry_type == config.payment_entry_type_refund and entry.status == status
-    ]
+_UNDER_WAY: Final = (RefundState.SETTLED, RefundState.PENDING)
+
+
+def _refunds(
+    centra_return: CentraReturn, config: PlannerConfig, *states: RefundState
+) -> list[RefundAttempt]:
+    """The refunds asked of Centra on `centra_return` that stand in one of `states`."""
+    attempts = refund_attempts(centra_return.refund_payment_history, config.refund_types)
+    return [a for a in attempts if a.state in states]
 
 
 def _via_psp(entry: PaymentEntry, ret: ReveniReturn, config: PlannerConfig) -> bool:
@@ -683,10 +695,10 @@ def _duplicate_credit(
     """Why this return is credited twice, if it is: two successful refunds on one Centra
     return, or a PSP refund on a return Reveni already paid the customer for."""
     for centra_return in visible:
-        posted = _refund_entries(centra_return, PaymentEntryStatus.SUCCESS, config)
+        posted = _refunds(centra_return, config, RefundState.SETTLED)
         if len(posted) > 1:
             return f"Centra return {centra_return.id} has {len(posted)} successful refunds"
-        if not psp and any(_via_psp(entry, ret, config) for entry in posted):
+        if not psp and any(_via_psp(a.entry, ret, config) for a in posted):
             return (
                 f"Reveni refund {refund.id} ({refund.method}, paid by {refund.paid_by}) and a PSP "
                 f"refund on Centra return {centra_return.id}: the customer was paid twice"

@@ -211,7 +211,7 @@ def create_receiver(
                 except reveni_webhooks.WebhookError as exc:
                     raise _Refused(401, str(exc)) from None
             try:
-                event = reveni_webhooks.parse_envelope(body)
+                event = reveni_webhooks.parse_envelope(body, reveni_inferred)
                 text = body.decode("utf-8")
             except reveni_webhooks.WebhookError as exc:
                 raise _Refused(400, str(exc)) from None

@@ -12,11 +12,12 @@ by an open ledger exception (an exception resolved since must not hide a gap), i
     gaps = scope.carry(state.gaps, fresh, now=now)
 
 `changed_scope` holds what the loads since changed, closed over what the rules read together,
-and what the clock changes. The rules read the clock in two places only: an instant return
-awaiting inspection nears its deadline (all of those are always in scope), and a missing effect
-counts once Reveni's change is `grace` old (`updated_at <= now - grace`): a return updated
-before both cutoffs, the last computation's and now's, was due then and is due now, so the
-returns updated since the earlier of them are in scope (one inside the grace period at the
+and what the clock changes. The rules read the clock in three places only: an instant return
+awaiting inspection nears its deadline (all of those are always in scope), a refund request
+still pending at the PSP waits too long (the orders with one are always in scope), and a missing
+effect counts once Reveni's change is `grace` old (`updated_at <= now - grace`): a return
+updated before both cutoffs, the last computation's and now's, was due then and is due now, so
+the returns updated since the earlier of them are in scope (one inside the grace period at the
 last run may be due now; going back to an earlier `--date`, one due then may not be yet).
 Everything else has the gaps it had, their age counted again to now.
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -106,6 +107,8 @@ def _plain(value: object) -> object:
         return value.total_seconds()
     if isinstance(value, Decimal | datetime):
         return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     return value
 
 
@@ -166,7 +169,10 @@ def current_gaps(
         )
     else:
         since = min(state.as_of, now) - config.grace
-        scope = warehouse.changed_scope(state.load_id, updated_after=since)
+        types = config.refund_types
+        scope = warehouse.changed_scope(
+            state.load_id, updated_after=since, pending_entry_types=(types.request, types.refund)
+        )
         clock.lap("scope_s")
         snapshot = warehouse.snapshot(scope=scope)
         clock.lap("snapshot_s")

@@ -16,7 +16,10 @@ Centra has and that can be returned, once it has been so for `grace`:
 - for the first live Reveni refund, when refunded items were accepted: one successful credit on
   its Centra return(s) of the same amount (`refund_missing`, `refund_amount_mismatch`,
   `refund_failed_at_gateway`), never a second one, never a PSP refund when Reveni paid
-  (`duplicate_refund`);
+  (`duplicate_refund`). A refund asked of an asynchronous PSP and not answered yet is in
+  progress: neither missing nor a duplicate, until it has waited longer than
+  `refund_pending_max` (`refund_pending_too_long`). Centra's refund entries are read as refund
+  attempts, exactly as `connectors.centra.refunds.refund_attempts` reads them;
 - a zero-value exchange order under its deterministic number for every accepted exchange item
   (`exchange_order_missing`, `exchange_not_zero_value`).
 And on orders with a Reveni return, every successful Centra refund has a Reveni refund behind it
@@ -36,8 +39,8 @@ from typing import Final
 
 import polars as pl
 
-from returnbridge.connectors.centra.inferred import DEFAULT_INFERRED
 from returnbridge.connectors.centra.models import PaymentEntryStatus
+from returnbridge.connectors.centra.refunds import DEFAULT_REFUND_TYPES, RefundState, RefundTypes
 from returnbridge.connectors.reveni.models import DEFAULT_EXPONENT, OTHER_EXPONENTS
 from returnbridge.core import planner
 from returnbridge.core.actions import RESTOCK_DESCRIPTION
@@ -60,7 +63,9 @@ class GapConfig:
     # An effect is only missing once Reveni's change is this old (the sync had its chance).
     grace: timedelta = timedelta(hours=1)
     not_returnable: frozenset[str] = NOT_RETURNABLE
-    payment_entry_type_refund: str = DEFAULT_INFERRED.payment_entry_type_refund
+    refund_types: RefundTypes = DEFAULT_REFUND_TYPES
+    # A refund request the PSP has not answered for this long is raised to Finance.
+    refund_pending_max: timedelta = timedelta(hours=48)
     manual_refund_payment_method: str = "manual"
     restock_description: str = RESTOCK_DESCRIPTION
 
@@ -161,8 +166,11 @@ class Inputs:
 
     @cached_property
     def refund_entries(self) -> pl.DataFrame:
-        """Centra's refund entries, with the Reveni return whose Centra return they are on
-        (null when made on the order, or on a Centra return returnbridge did not create)."""
+        """Centra's refunds, one row per refund asked of Centra (`refund_attempts`): `state`
+        settled, pending or failed; `entry_id` the entry proving the outcome (a request's
+        settlement when it has one), `created_at` when it was asked for; with the Reveni return
+        whose Centra return it is on (null when made on the order, or on a Centra return
+        returnbridge did not create)."""
         s = self.snapshot
         ours = s.centra_returns.lazy().join(
             s.reveni_returns.lazy().select(pl.col("reveni_return_id").alias("external_id")),
@@ -170,8 +178,7 @@ class Inputs:
             how="semi",
         )
         return (
-            s.centra_payments.lazy()
-            .filter(pl.col("entry_type") == self.config.payment_entry_type_refund)
+            _refund_attempts(s.centra_payments.lazy(), self.config.refund_types)
             .join(
                 ours.select("centra_return_id", pl.col("external_id").alias("reveni_return_id")),
                 on="centra_return_id",
@@ -198,7 +205,12 @@ class Inputs:
         )
         entries = self.refund_entries.lazy().filter(pl.col("reveni_return_id").is_not_null())
         manual = pl.col("payment_method") == c.manual_refund_payment_method
-        success = entries.filter(pl.col("status") == PaymentEntryStatus.SUCCESS.value)
+        success = entries.filter(pl.col("state") == RefundState.SETTLED.value)
+        pending = entries.filter(pl.col("state") == RefundState.PENDING.value)
+        in_progress = pending.group_by("reveni_return_id").agg(
+            pl.col("amount_minor").sum().alias("pending_amount"),
+            pl.col("created_at").min().alias("pending_since"),
+        )
         credits = success.group_by("reveni_return_id").agg(
             pl.col("amount_minor").sum().alias("credited"),
             pl.len().alias("credits"),
@@ -207,8 +219,9 @@ class Inputs:
             pl.col("centra_return_id").n_unique().alias("credited_returns"),
         )
         failed = (
-            entries.filter(pl.col("status") == PaymentEntryStatus.FAILED.value)
+            entries.filter(pl.col("state") == RefundState.FAILED.value)
             .join(success, on="centra_return_id", how="anti")
+            .join(pending, on="centra_return_id", how="anti")
             .group_by("reveni_return_id")
             .agg(pl.col("amount_minor").sum().alias("failed_amount"))
         )
@@ -226,6 +239,7 @@ class Inputs:
             .join(refunded_units, on="reveni_return_id", how="semi")
             .join(credits, on="reveni_return_id", how="left")
             .join(failed, on="reveni_return_id", how="left")
+            .join(in_progress, on="reveni_return_id", how="left")
             .join(parts, on="reveni_return_id", how="left")
             .join(orders, on="order_number", how="left")
             .with_columns(
@@ -251,20 +265,21 @@ class Inputs:
 
     @cached_property
     def unlinked(self) -> pl.DataFrame:
-        """Successful Centra refunds on orders with a Reveni return that are not on a Centra
-        return of one, each classified: `covers` a Reveni refund with no credit of its own (same
-        order, amount and currency, matched one to one), `repeats` one already credited, or
-        neither (unmatched)."""
+        """Centra refunds, settled or pending at the PSP, on orders with a Reveni return that
+        are not on a Centra return of one, each classified: `covers` a Reveni refund with no
+        credit of its own, settled or pending (same order, amount and currency, matched one to
+        one), `repeats` one already credited, or neither (unmatched). Only settled ones can
+        repeat or be unmatched: a pending one has paid nothing yet."""
         s = self.snapshot
         returned_orders = s.reveni_returns.lazy().select("order_number").unique()
         loose = (
             self.refund_entries.lazy()
             .filter(
-                pl.col("status") == PaymentEntryStatus.SUCCESS.value,
+                pl.col("state").is_in([RefundState.SETTLED.value, RefundState.PENDING.value]),
                 pl.col("reveni_return_id").is_null(),
             )
             .join(returned_orders, on="order_number", how="semi")
-            .select("entry_id", "order_number", "amount_minor", "currency", "created_at")
+            .select("entry_id", "order_number", "amount_minor", "currency", "created_at", "state")
         )
         due = self.refunds_due.lazy().select(
             pl.col("reveni_return_id").alias("matched_return_id"),
@@ -272,7 +287,7 @@ class Inputs:
             "amount_minor",
             "currency",
             "created_at",
-            (pl.col("credits") > 0).alias("credited"),
+            ((pl.col("credits") > 0) | pl.col("pending_amount").is_not_null()).alias("credited"),
         )
         match_on = ["order_number", "amount_minor", "currency"]
         uncredited = _ranked(due.filter(~pl.col("credited")), match_on)
@@ -291,16 +306,63 @@ class Inputs:
                 (
                     pl.col("matched_return_id").is_null()
                     & pl.col("repeated_return_id").is_not_null()
+                    & (pl.col("state") == RefundState.SETTLED.value)
                 ).alias("repeats"),
             )
             .collect()
         )
 
 
-def _ranked(frame: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+_ATTEMPT_KEY: Final = ["order_number", "centra_return_id", "external_reference"]
+
+
+def _refund_attempts(payments: pl.LazyFrame, types: RefundTypes) -> pl.LazyFrame:
+    """`refunds.refund_attempts` over every order's payment entries at once: each request
+    paired with the settlement entry of the same reference on the same Centra return (the k-th
+    request with the k-th settlement, oldest first), the settlements no request claims as
+    refunds of their own. Columns: those of `centra_payments` with `state` for `status`."""
+    entries = payments.filter(pl.col("entry_type").is_in(sorted(types.all)))
+    state = (
+        pl.when(pl.col("entry_type") == types.failed)
+        .then(pl.lit(RefundState.FAILED.value))
+        .when(pl.col("status") == PaymentEntryStatus.SUCCESS.value)
+        .then(pl.lit(RefundState.SETTLED.value))
+        .when(pl.col("status") == PaymentEntryStatus.PENDING.value)
+        .then(pl.lit(RefundState.PENDING.value))
+        .otherwise(pl.lit(RefundState.FAILED.value))
+    )
+    entries = entries.with_columns(state.alias("state"))
+    is_request = pl.col("entry_type") == types.request
+    referenced = pl.col("external_reference").is_not_null()
+    requests = _ranked(entries.filter(is_request), _ATTEMPT_KEY, by=("created_at", "entry_id"))
+    settlements = _ranked(
+        entries.filter(~is_request & referenced), _ATTEMPT_KEY, by=("created_at", "entry_id")
+    ).select(
+        *_ATTEMPT_KEY,
+        "rank",
+        pl.col("entry_id").alias("settled_by"),
+        pl.col("state").alias("settled_state"),
+        pl.col("amount_minor").alias("settled_amount"),
+    )
+    paired = requests.join(
+        settlements, on=[*_ATTEMPT_KEY, "rank"], how="left", nulls_equal=True
+    ).with_columns(
+        pl.coalesce("settled_by", "entry_id").alias("entry_id"),
+        pl.coalesce("settled_state", "state").alias("state"),
+        pl.coalesce("settled_amount", "amount_minor").alias("amount_minor"),
+    )
+    claimed = paired.select(pl.col("settled_by").alias("entry_id")).drop_nulls()
+    columns = [c for c in entries.collect_schema().names() if c != "status"]
+    unclaimed = entries.filter(~is_request).join(claimed, on="entry_id", how="anti")
+    return pl.concat([paired.select(columns), unclaimed.select(columns)])
+
+
+def _ranked(
+    frame: pl.LazyFrame, keys: list[str], by: tuple[str, ...] = ("created_at",)
+) -> pl.LazyFrame:
     """`frame` with `rank`: 0, 1, … among rows of equal `keys`, oldest first (so several
     refunds of one amount on one order pair up one to one, never all with one)."""
-    return frame.sort("created_at").with_columns(
+    return frame.sort(*by).with_columns(
         pl.int_range(pl.len()).over(keys).cast(pl.Int64).alias("rank")
     )
 
@@ -390,7 +452,10 @@ def _uncredited(i: Inputs) -> pl.DataFrame:
         pl.col("matched_return_id").alias("reveni_return_id")
     )
     return i.refunds_due.filter(
-        pl.col("credits") == 0, pl.col("failed_amount").is_null(), pl.col("settled")
+        pl.col("credits") == 0,
+        pl.col("failed_amount").is_null(),
+        pl.col("pending_amount").is_null(),
+        pl.col("settled"),
     ).join(covered, on="reveni_return_id", how="anti")
 
 
@@ -427,6 +492,7 @@ def refund_amount_mismatch(i: Inputs) -> pl.DataFrame:
     posted = due.filter(
         pl.col("credits") > 0,
         ~pl.col("credited_twice"),
+        pl.col("pending_amount").is_null(),  # a part still at the PSP: not all credited yet
         ((pl.col("credited") - pl.col("amount_minor")).abs() > pl.col("tolerance"))
         | (pl.col("credit_currency") != pl.col("currency")),
     ).with_columns(
@@ -507,7 +573,9 @@ def duplicate_refund(i: Inputs) -> pl.DataFrame:
 def unmatched_centra_refund(i: Inputs) -> pl.DataFrame:
     """Refunds made in Centra, on orders with a Reveni return, with no Reveni refund behind
     them: one gap per order and currency, summing them."""
-    loose = i.unlinked.filter(~pl.col("covers"), ~pl.col("repeats"))
+    loose = i.unlinked.filter(
+        ~pl.col("covers"), ~pl.col("repeats"), pl.col("state") == RefundState.SETTLED.value
+    )
     return (
         loose.sort("entry_id")
         .group_by("order_number", "currency", maintain_order=True)
@@ -542,6 +610,41 @@ def refund_failed_at_gateway(i: Inputs) -> pl.DataFrame:
         pl.col("created_at").alias("since"),
         pl.lit(False).alias("fixable"),
         pl.format("PSP refund FAILED for Reveni refund {}", "refund_id").alias("detail"),
+    )
+
+
+@rule("refund_pending_too_long")
+def refund_pending_too_long(i: Inputs) -> pl.DataFrame:
+    """A refund asked of the PSP on a Centra return of a Reveni return, unanswered for longer
+    than `refund_pending_max`: one gap per Reveni return, summing its pending requests."""
+    cutoff = i.now - i.config.refund_pending_max
+    return (
+        i.refund_entries.filter(
+            pl.col("state") == RefundState.PENDING.value,
+            pl.col("reveni_return_id").is_not_null(),
+            pl.col("created_at") <= cutoff,
+        )
+        .sort("created_at", "entry_id")
+        .group_by("reveni_return_id", "order_number", "currency", maintain_order=True)
+        .agg(
+            pl.col("amount_minor").sum(),
+            pl.col("created_at").min().alias("since"),
+            pl.col("entry_id").cast(pl.String).str.join(", ").alias("entries"),
+        )
+        .select(
+            "order_number",
+            "reveni_return_id",
+            "amount_minor",
+            "currency",
+            "since",
+            pl.lit(False).alias("fixable"),
+            pl.format(
+                "refund request {} of {} asked of the PSP on {} UTC, no answer since",
+                "entries",
+                _money(pl.col("amount_minor"), pl.col("currency")),
+                pl.col("since").dt.strftime("%Y-%m-%d %H:%M"),
+            ).alias("detail"),
+        )
     )
 
 

@@ -70,8 +70,9 @@ def gap_config(planner: PlannerConfig, settings: ReconcileSettings) -> GapConfig
         instant_window_days=planner.instant_window_days,
         instant_deadline_warn_days=planner.instant_deadline_warn_days,
         grace=settings.grace,
+        refund_pending_max=settings.refund_pending_max,
         not_returnable=planner.not_returnable,
-        payment_entry_type_refund=planner.payment_entry_type_refund,
+        refund_types=planner.refund_types,
         manual_refund_payment_method=planner.manual_refund_payment_method,
     )
 

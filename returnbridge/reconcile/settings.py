@@ -40,6 +40,11 @@ class ReconcileSettings(BaseModel):
         timedelta(hours=1),
         description="A missing effect counts only once Reveni's change is this old.",
     )
+    refund_pending_max: timedelta = Field(
+        timedelta(hours=48),
+        description="A refund asked of an asynchronous PSP (Adyen, Klarna) and not answered for "
+        "this long is raised to Finance as refund_pending_too_long.",
+    )
     full_recompute: bool = Field(
         False,
         description="Recompute every gap each run instead of only those of what changed since "

@@ -488,16 +488,30 @@ class Warehouse:
             f"SELECT {', '.join(schema.names())} FROM {table} WHERE {where}", schema, params
         )
 
-    def changed_scope(self, since_load: int, *, updated_after: datetime | None = None) -> Scope:
+    def changed_scope(
+        self,
+        since_load: int,
+        *,
+        updated_after: datetime | None = None,
+        pending_entry_types: Sequence[str] = (),
+    ) -> Scope:
         """The returns and orders whose gaps may differ from those of the state after load
         `since_load`: everything the later loads wrote, closed over what the gap rules read
         together (a return's order and that order's other returns, its Centra returns, restocks
         and exchange orders), plus the returns whose gaps depend on the clock: instant returns
         awaiting inspection (Reveni's deadline comes closer without any load) and, with
         `updated_after` (the last run's time less the rules' grace), returns whose effects
-        became due since."""
+        became due since, and with `pending_entry_types` (the refund and refund request entry
+        types), the orders with such an entry still PENDING (it may have waited too long by
+        now)."""
         after = _RESTOCK_PREFIX_LENGTH + 1
         recent = "" if updated_after is None else " OR updated_at >= $after"
+        pending = (
+            "\n            UNION SELECT order_number FROM centra_payments"
+            " WHERE list_contains($pending, entry_type) AND status = 'PENDING'"
+            if pending_entry_types
+            else ""
+        )
         steps = [
             # returns whose rows changed, and those the clock changes
             f"""CREATE TEMP TABLE _touched_returns AS
@@ -514,10 +528,10 @@ class Warehouse:
             UNION SELECT reveni_return_id FROM reveni_items WHERE exchange_order_number IN
                 (SELECT order_number FROM centra_orders WHERE _load_id > $load)""",
             # orders whose rows changed, and those of the returns above
-            """CREATE TEMP TABLE _touched_orders AS
+            f"""CREATE TEMP TABLE _touched_orders AS
             SELECT order_number AS num FROM centra_orders WHERE _load_id > $load
             UNION SELECT order_number FROM centra_payments WHERE _load_id > $load
-            UNION SELECT order_number FROM centra_returns WHERE _load_id > $load
+            UNION SELECT order_number FROM centra_returns WHERE _load_id > $load{pending}
             UNION SELECT order_number FROM reveni_returns
                 WHERE reveni_return_id IN (SELECT rid FROM _touched_returns)""",
             # every return on those orders: an order's returns share its refunds
@@ -537,7 +551,11 @@ class Warehouse:
         ]
         temp = ("_touched_returns", "_touched_orders", "_scope_r", "_scope_o")
         try:
-            values = {"load": since_load, "after": updated_after}
+            values = {
+                "load": since_load,
+                "after": updated_after,
+                "pending": list(pending_entry_types),
+            }
             for step in steps:
                 self._rows(step, {k: v for k, v in values.items() if f"${k}" in step})
             returns = self._con.sql("SELECT rid FROM _scope_r").pl()["rid"]

@@ -13,12 +13,12 @@ Beside `readback.py` (how each kind is read back), one function per kind:
 |                  | the origin order's address; the next candidate number when another       |
 |                  | exchange holds one                                                       |
 
-The answer is `Found` (Centra's id of the effect) or `Refused` (Centra recorded the attempt and
-said no). Every read and write passes through a `Channel` (the executor's budget, and its last
-check that the claim is still ours); Centra's errors propagate, for the outcome state machine
-(`outcomes.py`) to judge. Centra's wire format is the connector's (`connectors/centra`): the
-calls here pass typed inputs and read typed answers.
-"""
+The answer is `Found` (Centra's id of the effect), `Refused` (Centra recorded the attempt and said
+no), `InProgress` (a refund the PSP has not answered yet) or None (accepted, without saying what was
+done: read back). Every read and write passes through a `Channel` (the executor's budget, and its
+last check that the claim is still ours); Centra's errors propagate, for the outcome state machine
+(`outcomes.py`) to judge. Centra's wire format is the connector's (`connectors/centra`): the calls
+here pass typed inputs and read typed answers."""
 
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ from returnbridge.connectors.centra.inputs import (
     ReturnLineInput,
     StockDelta,
 )
-from returnbridge.connectors.centra.models import ReturnUpdateResult
+from returnbridge.connectors.centra.models import PaymentEntryStatus, ReturnUpdateResult
 from returnbridge.connectors.errors import RejectedError
 from returnbridge.core.actions import Action, CreateReturn, ExchangeOrder, Refund, Restock
-from returnbridge.sync.readback import Found, Problem, Refused, amount_problems
+from returnbridge.sync.readback import Found, InProgress, Problem, Refused, amount_problems
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ T = TypeVar("T")
 # Order API error codes ([C] Centra's Order API reference, `POST /order`).
 ORDER_NO_STOCK: Final = -2
 ORDER_DUPLICATE_NUMBER: Final = -5
+
+
+Sent = Found | Refused | InProgress | None
+"""What an answer proves: the effect (`Found`), a refusal, a refund under way at the PSP, or
+nothing (None: the write was accepted, read it back to know what it did)."""
 
 
 class CannotSend(Exception):
@@ -72,7 +77,7 @@ class Channel(Protocol):
         ...
 
 
-async def send(centra: CentraClient, action: Action, channel: Channel) -> Found | Refused:
+async def send(centra: CentraClient, action: Action, channel: Channel) -> Sent:
     """Send `action`'s one write; Centra's id of the effect and a response summary."""
     payload = action.payload
     if isinstance(payload, CreateReturn):
@@ -85,9 +90,7 @@ async def send(centra: CentraClient, action: Action, channel: Channel) -> Found 
     return await _exchange(centra, action, payload, channel)
 
 
-async def _create_return(
-    centra: CentraClient, payload: CreateReturn, channel: Channel
-) -> Found | Refused:
+async def _create_return(centra: CentraClient, payload: CreateReturn, channel: Channel) -> Sent:
     created = await channel.write(
         lambda: centra.create_return(
             shipment_id=payload.shipment_id,
@@ -101,7 +104,7 @@ async def _create_return(
     return Found(str(ret.id), f"return {ret.id} ({ret.status}){_warned(created.warnings)}")
 
 
-async def _restock(centra: CentraClient, payload: Restock, channel: Channel) -> Found | Refused:
+async def _restock(centra: CentraClient, payload: Restock, channel: Channel) -> Sent:
     change = await channel.write(
         lambda: centra.change_stock(
             description=payload.description,
@@ -112,7 +115,7 @@ async def _restock(centra: CentraClient, payload: Restock, channel: Channel) -> 
     return Found(str(change.value.id), f"stock change {change.value.id}{_warned(change.warnings)}")
 
 
-async def _refund(centra: CentraClient, payload: Refund, channel: Channel) -> Found | Refused:
+async def _refund(centra: CentraClient, payload: Refund, channel: Channel) -> Sent:
     answer = await channel.write(
         lambda: centra.update_return(
             payload.centra_return_id,
@@ -126,18 +129,26 @@ async def _refund(centra: CentraClient, payload: Refund, channel: Channel) -> Fo
     return refund_answer(payload, answer)
 
 
-def refund_answer(payload: Refund, answer: ReturnUpdateResult) -> Found | Refused:
-    """What `PUT /returns/{id}`'s answer proves: the refund entry's status and amount, if given."""
+def refund_answer(payload: Refund, answer: ReturnUpdateResult) -> Sent:
+    """What `PUT /returns/{id}`'s answer proves: the refund entry's status and amount, if given.
+
+    A refund request the PSP has not answered yet (PENDING) is in progress. An answer that does
+    not say what was refunded (the documented answer carries only the return) proves nothing
+    about money: None, for the caller to read the refund back (never to send it again)."""
     ref = str(payload.centra_return_id)
     completed = answer.return_completed
     refund = answer.refund
     if refund is None:
-        return Found(ref, f"returnCompleted={completed}")
+        if payload.amount == 0 and completed:
+            return Found(ref, f"returnCompleted={completed}; nothing to refund")
+        return None
     summary = (
         f"returnCompleted={completed}; refund {refund.status} {refund.amount} {refund.currency}"
     )
     if refund.failed:
         return Refused("refund_failed_at_gateway", summary)
+    if refund.status == PaymentEntryStatus.PENDING:
+        return InProgress(ref, f"{summary}: the PSP has not answered yet")
     problems: tuple[Problem, ...] = ()
     if refund.amount is not None:
         problems = amount_problems(refund.amount, payload)

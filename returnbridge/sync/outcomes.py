@@ -21,6 +21,13 @@ the result moves it out of `in_flight`:
 A read-back that finds nothing right after the uncertain call is not yet proof: Centra may still
 be executing a request our side gave up on. `in_doubt_settle_seconds` after the uncertain call,
 "absent" is believed.
+
+A refund an asynchronous PSP has not answered yet (a pending refund request, in the answer or
+in a read-back) is neither done nor absent: the action waits `in_doubt` with `PSP_PENDING` as its
+last error, is read back again every `psp_recheck_seconds`, and ends `done` when the PSP
+settles it or `failed` (`refund_failed_at_gateway`) when the PSP refuses it. It is never sent
+again while it waits: a read-back that then finds nothing is inconclusive, not "absent"
+(docs/architecture.md#refunds-at-the-psp).
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from returnbridge.core.codes import FAILURE_CODE, HEALED_ON_DONE, ReturnExceptio
 from returnbridge.ledger import ActionRecord, Ledger
 from returnbridge.sync import calls
 from returnbridge.sync.calls import ORDER_DUPLICATE_NUMBER, ORDER_NO_STOCK, CannotSend
-from returnbridge.sync.readback import Absent, Found, ReadBack, Refused, read_back
+from returnbridge.sync.readback import Absent, Found, InProgress, ReadBack, Refused, read_back
 from returnbridge.sync.report import ExecutorConfig
 from returnbridge.sync.session import LostClaim, Session
 
@@ -58,6 +65,10 @@ READ_BACK: Final = "read back"
 # last_error of an action read back too soon after its uncertain call: its next read-back,
 # due at the end of the settle time, believes "absent".
 TOO_SOON: Final = "read back too soon"
+# last_error of a refund waiting for an asynchronous PSP's answer.
+PSP_PENDING: Final = "refund pending at the PSP"
+# In last_error: Centra accepted the write, yet a read-back did not find it (never resent).
+ACCEPTED_UNSEEN: Final = "accepted by Centra, yet not found"
 _LIVE: Final = ("open", "retrying")
 
 
@@ -93,7 +104,12 @@ class Outcomes:
             detail = f"its stored payload cannot be read: {exc}"
             self.finish(session, claimed, "blocked", code, detail, self.clock.now(), "(not sent)")
             return
-        if before.state == "in_doubt":
+        last_error = before.last_error or ""
+        if before.state == "in_doubt" and (
+            last_error.startswith(PSP_PENDING) or ACCEPTED_UNSEEN in last_error
+        ):
+            await self.settle(session, action, claimed, believe_absent_after=None, waiting=True)
+        elif before.state == "in_doubt":
             if (before.last_error or "").startswith(TOO_SOON):
                 believe_after = None  # the settle time it waited for has passed
             else:  # a crashed worker (lease expired) or an inconclusive read-back
@@ -140,8 +156,14 @@ class Outcomes:
             error = f"{type(exc).__name__}: {exc}"
             await self.in_doubt(session, action, rec, started, summary, error)
         else:
-            if isinstance(found, Refused):
+            if found is None:  # Centra said yes without saying what it did: look
+                response = "accepted; the answer does not say what was done"
+                self.attempt(rec.key, started, summary, response, None, "in_flight")
+                await self.settle(session, action, rec, believe_absent_after=None, waiting=True)
+            elif isinstance(found, Refused):
                 self.finish(session, rec, "failed", found.code, found.summary, started, summary)
+            elif isinstance(found, InProgress):
+                self.awaiting(session, rec, found, started, summary)
             else:
                 self.done(session, rec, found, started, summary)
 
@@ -208,12 +230,14 @@ class Outcomes:
         *,
         believe_absent_after: datetime | None,
         on_absent: tuple[str, str] | None = None,
+        waiting: bool = False,
     ) -> None:
         """Read `action` back while holding its claim and settle it by what Centra shows.
 
         `believe_absent_after`: finding nothing before then is not yet proof (the uncertain call
         may still be executing). `on_absent`: fail with this (code, detail) when nothing is
-        found, instead of sending again.
+        found, instead of sending again. `waiting`: Centra accepted the write (a refund the PSP
+        was asked for): finding nothing is inconclusive, never a reason to send again.
         """
         started = self.clock.now()
         summary = f"{READ_BACK} {action.kind} {action.key}"
@@ -231,6 +255,11 @@ class Outcomes:
             self.done(session, rec, proof, started, summary)
         elif isinstance(proof, Refused):
             self.finish(session, rec, "failed", proof.code, proof.summary, started, summary)
+        elif isinstance(proof, InProgress):
+            self.awaiting(session, rec, proof, started, summary)
+        elif waiting:
+            error = f"{ACCEPTED_UNSEEN}: {proof.summary}"
+            self.inconclusive(session, action, rec, started, summary, error)
         elif on_absent is not None:
             code, detail = on_absent
             detail = f"{detail}; {proof.summary}"
@@ -266,6 +295,24 @@ class Outcomes:
             session.report.retried += 1
             response = f"{proof.summary}; safe to send"
             self.attempt(rec.key, started, summary, response, None, "pending")
+
+    def awaiting(
+        self,
+        session: Session,
+        rec: ActionRecord,
+        progress: InProgress,
+        started: datetime,
+        summary: str,
+    ) -> None:
+        """A refund the PSP has not answered: wait in_doubt, read back again later (never
+        resent). The run does not wait for it: a later run, or a Centra webhook, finds the
+        answer; the reconciliation raises `refund_pending_too_long` if it never comes."""
+        not_before = self.clock.now() + timedelta(seconds=self.config.psp_recheck_seconds)
+        error = f"{PSP_PENDING}: {progress.summary}"
+        if self.move(session, rec, "in_doubt", error=error, not_before=not_before):
+            session.report.awaiting_psp.add(rec.key)
+            session.parked.add(rec.key)  # not again in this run: the PSP answers in its time
+            self.attempt(rec.key, started, summary, progress.summary, None, "in_doubt")
 
     def inconclusive(
         self,

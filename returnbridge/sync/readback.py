@@ -9,12 +9,14 @@ by sending it again blindly. Each kind has one proof:
 | `create_return`  | a return with `externalId` = the Reveni return id, on the payload's shipment |
 |                  | and of its role (a mixed return's exchange part or not: the comment)      |
 | `restock`        | a stock change whose description is exactly the payload's                 |
-| `refund`         | the Centra return's refund entry (ours, for a manual refund); or the return |
-|                  | completed when there was nothing to refund                               |
+| `refund`         | the Centra return's settled refund (ours, for a manual refund); or the   |
+|                  | return completed when there was nothing to refund                        |
 | `exchange_order` | the order number exists                                                  |
 
-The answer is `Found` (with Centra's id of the effect), `Absent` (safe to send) or `Refused`
-(Centra recorded the attempt and said no: a PSP refund the gateway refused). A read that fails
+The answer is `Found` (with Centra's id of the effect), `Absent` (safe to send), `Refused`
+(Centra recorded the attempt and said no: a PSP refund the gateway refused) or `InProgress` (a
+refund asked of an asynchronous PSP that has not answered yet: neither done nor absent, so it is
+read again later and never sent twice; docs/architecture.md#refunds-at-the-psp). A read that fails
 raises the client's error: the caller treats that as inconclusive. How each kind is sent is
 `calls.py`, beside this module.
 """
@@ -25,7 +27,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from returnbridge.connectors.centra.client import CentraClient
-from returnbridge.connectors.centra.models import PaymentEntry, PaymentEntryStatus, Return
+from returnbridge.connectors.centra.models import Return
+from returnbridge.connectors.centra.refunds import (
+    RefundAttempt,
+    RefundState,
+    RefundTypes,
+    in_state,
+    refund_attempts,
+)
 from returnbridge.core.actions import (
     Action,
     CreateReturn,
@@ -68,7 +77,15 @@ class Refused:
     summary: str
 
 
-ReadBack = Found | Absent | Refused
+@dataclass(frozen=True)
+class InProgress:
+    """The effect is under way and not yet settled: a PSP refund request still pending."""
+
+    ref: str
+    summary: str
+
+
+ReadBack = Found | Absent | Refused | InProgress
 
 
 async def read_back(centra: CentraClient, action: Action) -> ReadBack:
@@ -129,39 +146,53 @@ async def _refund(centra: CentraClient, payload: Refund) -> ReadBack:
     ret = next((r for r in rows if r.id == payload.centra_return_id), None)
     if ret is None:
         return Absent(f"Centra return {payload.centra_return_id} not found")
-    refund_type = centra.inferred.payment_entry_type_refund
-    entries = [e for e in ret.refund_payment_history if e.entry_type == refund_type]
-    live = [e for e in entries if e.status != PaymentEntryStatus.FAILED]
+    attempts = refund_attempts(ret.refund_payment_history, RefundTypes.of(centra.inferred))
+    settled = in_state(attempts, RefundState.SETTLED)
+    pending = in_state(attempts, RefundState.PENDING)
     if payload.via_psp:
-        if live:
-            return _refund_found(live[0], payload, ret)
-        if entries:
+        if settled:
+            return _refund_found(settled[0], payload, ret)
+        if pending:
+            return _refund_pending(pending[0], ret)
+        if attempts:
             return Refused(
                 "refund_failed_at_gateway",
-                f"return {ret.id}: PSP refund entries {[e.id for e in entries]} are FAILED",
+                f"return {ret.id}: PSP refunds {[a.id for a in attempts]} failed",
             )
     else:
-        ours = [e for e in live if e.external_reference == payload.reference]
+        ours = [a for a in settled if a.external_reference == payload.reference]
         if ours:
             return _refund_found(ours[0], payload, ret)
-        if live:
+        if settled:
             # Reveni paid the customer and Centra credited the return by other means.
             return Refused(
                 "duplicate_refund",
-                f"return {ret.id} already credited by entries {[e.id for e in live]}, "
+                f"return {ret.id} already credited by entries {[a.id for a in settled]}, "
                 f"not {payload.reference}",
             )
+        if pending:
+            # A PSP refund asked on a return Reveni paid: wait for the PSP's answer.
+            return _refund_pending(pending[0], ret)
     if payload.amount == 0 and ret.status == centra.inferred.return_status_completed:
         return Found(str(ret.id), f"return {ret.id} completed, nothing to refund")
     return Absent(f"return {ret.id} ({ret.status}) has no refund entry")
 
 
-def _refund_found(entry: PaymentEntry, payload: Refund, ret: Return) -> Found:
+def _refund_found(refund: RefundAttempt, payload: Refund, ret: Return) -> Found:
     summary = (
-        f"return {ret.id} ({ret.status}): refund entry {entry.id} {entry.status} "
-        f"{entry.value.value} {entry.value.currency}"
+        f"return {ret.id} ({ret.status}): refund entry {refund.id} settled "
+        f"{refund.amount} {refund.currency}"
     )
-    return Found(str(entry.id), summary, amount_problems(entry.value.value, payload))
+    return Found(str(refund.id), summary, amount_problems(refund.amount, payload))
+
+
+def _refund_pending(refund: RefundAttempt, ret: Return) -> InProgress:
+    summary = (
+        f"return {ret.id} ({ret.status}): refund request {refund.entry.id} "
+        f"{refund.amount} {refund.currency} pending at the PSP since "
+        f"{refund.created_at.isoformat()}"
+    )
+    return InProgress(str(refund.entry.id), summary)
 
 
 def amount_problems(amount: Decimal, payload: Refund) -> tuple[Problem, ...]:

@@ -21,7 +21,8 @@ class ExecutorConfig:
     before another worker may treat it as crashed (keep it above the client's timeout plus the
     longest governor wait). `read_back_attempts`: inconclusive read-backs in a row before
     `action_in_doubt` is raised. `in_doubt_settle_seconds`: how long after an uncertain call a
-    read-back that finds nothing is believed.
+    read-back that finds nothing is believed. `psp_recheck_seconds`: how often a refund waiting
+    for an asynchronous PSP's answer is read back.
     """
 
     priority: tuple[str, ...] = ()
@@ -32,6 +33,7 @@ class ExecutorConfig:
     lease_seconds: float = 120.0
     read_back_attempts: int = 3
     in_doubt_settle_seconds: float = 30.0
+    psp_recheck_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.priority if k not in ACTION_KINDS]
@@ -39,8 +41,9 @@ class ExecutorConfig:
             raise ValueError(f"priority names unknown kinds {unknown}; known: {ACTION_KINDS}")
         if self.concurrency < 1 or self.max_attempts < 1 or self.read_back_attempts < 1:
             raise ValueError("concurrency, max_attempts and read_back_attempts must be >= 1")
-        if min(self.backoff_seconds, self.backoff_max_seconds, self.in_doubt_settle_seconds) < 0:
-            raise ValueError("backoff and settle times may not be negative")
+        times = (self.backoff_seconds, self.backoff_max_seconds, self.in_doubt_settle_seconds)
+        if min(*times, self.psp_recheck_seconds) < 0:
+            raise ValueError("backoff, settle and recheck times may not be negative")
         if self.lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
 
@@ -58,6 +61,7 @@ class ExecutionReport:
     exceptions: list[ReturnException] = field(default_factory=list)
     deadline_reached: bool = False
     budget_unavailable: str | None = None  # the gate failed: the run stopped starting work
+    awaiting_psp: set[str] = field(default_factory=set)  # refunds the PSP has not answered yet
 
     def _count(self, state: str) -> int:
         return sum(1 for s in self.outcomes.values() if s == state)
@@ -96,6 +100,7 @@ class ExecutionReport:
             "in_doubt": self.in_doubt,
             "blocked": self.blocked,
             "pending": self.pending,
+            "awaiting_psp": len(self.awaiting_psp),
             "read_backs": self.read_backs,
             "mutations_sent": self.mutations_sent,
             "expired_leases": len(self.expired_leases),

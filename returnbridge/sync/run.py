@@ -196,7 +196,7 @@ class ReturnSync:
             if event.source != "reveni":
                 continue  # Centra events only wake the sync: the carried-over work re-reads Centra
             try:
-                envelope = parse_envelope(event.body)
+                envelope = parse_envelope(event.body, self.reveni.inferred)
             except WebhookError as exc:  # the receiver checked it; a stored one is still data
                 log.warning("inbox event %s is not a Reveni envelope: %s", event.event_id, exc)
                 continue

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from returnbridge.clock import Now, utc_now
 from returnbridge.connectors.centra import Governor
+from returnbridge.connectors.centra.refunds import RefundTypes
 from returnbridge.core.planner import PlannerConfig
 from returnbridge.ledger import Ledger
 from returnbridge.settings import Settings
@@ -21,7 +22,7 @@ from returnbridge.sync.settings import SyncSettings
 
 
 def sync_config(
-    settings: SyncSettings, *, not_returnable: frozenset[str], payment_entry_type_refund: str
+    settings: SyncSettings, *, not_returnable: frozenset[str], refund_types: RefundTypes
 ) -> SyncConfig:
     """The sync's configuration from its settings section."""
     return SyncConfig(
@@ -30,7 +31,7 @@ def sync_config(
             exchange_order_base=settings.exchange_order_base,
             instant_deadline_warn_days=settings.instant_deadline_warn_days,
             not_returnable=not_returnable,
-            payment_entry_type_refund=payment_entry_type_refund,
+            refund_types=refund_types,
         ),
         executor=ExecutorConfig(
             priority=tuple(settings.priority),
@@ -41,6 +42,7 @@ def sync_config(
             lease_seconds=settings.lease_seconds,
             read_back_attempts=settings.read_back_attempts,
             in_doubt_settle_seconds=settings.in_doubt_settle_seconds,
+            psp_recheck_seconds=settings.psp_recheck_seconds,
         ),
         initial_look_back=settings.initial_look_back,
         max_rounds=settings.max_rounds,
@@ -66,7 +68,7 @@ async def open_sync(
     config = sync_config(
         settings.sync,
         not_returnable=frozenset({inferred.order_status_archived, "CANCELLED"}),
-        payment_entry_type_refund=inferred.payment_entry_type_refund,
+        refund_types=RefundTypes.of(inferred),
     )
     try:
         async with (

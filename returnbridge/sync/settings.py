@@ -41,6 +41,12 @@ class SyncSettings(BaseModel):
         description="After an uncertain write, how long before a read-back that finds nothing "
         "is believed (Centra may still be applying the write).",
     )
+    psp_recheck_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often a refund waiting for an asynchronous PSP's answer (a pending "
+        "refund request in Centra) is read back; it is never sent again meanwhile.",
+    )
     exchange_order_base: int = Field(
         900_000_000, ge=1, description="Exchange order numbers start here (keep clear of yours)."
     )

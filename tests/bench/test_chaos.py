@@ -1,7 +1,9 @@
 """Chaos (docs/architecture.md#effects-and-idempotency-keys): the sync, SIGKILLed again and again
 while Centra fails, rate-limits and times out after committing and Reveni's webhooks come
 doubled, reordered or not at all, still does every Centra effect exactly once, misses none
-without an open exception for its owner, and never pays a customer twice.
+without an open exception for its owner, and never pays a customer twice; with asynchronous PSPs,
+it never asks a refund while one is pending, leaves none pending, and every refusal is with
+Finance.
 
 The engine is `bench/chaos.py` (`python -m bench.chaos --returns 2000 --kills 5` is the full
 size); here it runs at `make test` size, and the invariant checker is shown to catch each kind
@@ -134,6 +136,64 @@ def test_checker_catches_a_centra_return_for_a_rejected_return() -> None:
     assert "e" in invariants(rejected)
 
 
+def psp_refund(truth: GroundTruth, **changes: Any) -> dict[str, Any]:
+    """The clean truth's PSP refund (request 300001, answered by 300002), changed."""
+    return {**truth.centra_effects["refunds"][0], **changes}
+
+
+def test_checker_catches_a_second_settled_refund_on_one_return() -> None:
+    truth = clean_truth()
+    again = psp_refund(truth, entry_id=300_003, answered_by=300_004)
+    assert "f" in invariants(with_effects(truth, refunds=[psp_refund(truth), again]))
+    # a refusal and then a settled refund is one settled refund
+    refused = psp_refund(truth, status="FAILED")
+    retried = with_effects(truth, refunds=[refused, again])
+    assert "f" not in invariants(retried)
+
+
+def test_checker_catches_a_refund_asked_while_another_was_pending() -> None:
+    truth = clean_truth()
+    # request 300001 was answered (refused) by 300005, after 300003 was asked
+    refused = psp_refund(truth, status="FAILED", answered_by=300_005)
+    second = psp_refund(truth, entry_id=300_003, answered_by=300_004)
+    assert "g" in invariants(with_effects(truth, refunds=[refused, second]))
+    # still pending when the second was asked (and ever since)
+    pending = psp_refund(truth, status="PENDING", answered_by=None, answered_at=None)
+    assert "g" in invariants(with_effects(truth, refunds=[pending, second]))
+    # asked once the first had been answered: not this invariant
+    answered_first = psp_refund(truth, status="FAILED")
+    assert "g" not in invariants(with_effects(truth, refunds=[answered_first, second]))
+
+
+def test_psp_refusal_needs_an_open_finance_exception_of_its_code() -> None:
+    key = "refund:r1:rf1"
+    truth = clean_truth()
+    failed = action(key, "refund", {"centra_return_id": 1, "via_psp": True}, state="failed")
+    truth = replace(truth, actions=[*truth.actions[:2], failed])
+    truth = with_effects(truth, refunds=[psp_refund(truth, status="FAILED")])
+    assert sorted(invariants(truth)) == ["d", "h"]
+    gateway = exception("refund_failed_at_gateway", action_key=key)
+    assert gateway.owner == "finance"
+    assert invariants(explain(truth, gateway)) == []
+    # another code explains the failed action (d), not the PSP's refusal (h)
+    assert invariants(explain(truth, exception("refund_post_failed", action_key=key))) == ["h"]
+    resolved = exception("refund_failed_at_gateway", action_key=key, status="resolved")
+    assert "h" in invariants(explain(truth, resolved))
+    with_ops = exception("refund_failed_at_gateway", action_key=key, owner="ops")
+    assert sorted(invariants(explain(truth, with_ops))) == ["d", "h"]
+    # refused, then settled by a refund asked after the refusal: not the last word
+    clean = clean_truth()
+    settled = psp_refund(clean, entry_id=300_003, answered_by=300_004)
+    healed = with_effects(clean, refunds=[psp_refund(clean, status="FAILED"), settled])
+    assert "h" not in invariants(healed)
+
+
+def test_checker_catches_a_refund_left_pending_at_the_psp() -> None:
+    truth = clean_truth()
+    pending = psp_refund(truth, status="PENDING", answered_by=None, answered_at=None)
+    assert invariants(with_effects(truth, refunds=[pending])) == ["i"]
+
+
 # ----------------------------------------------------------------------- the chaos runs
 
 
@@ -150,21 +210,49 @@ def assert_held(result: ChaosResult) -> None:
     assert result.figures["centra_timeouts_after_commit"] > 0
     hooks = result.figures["webhooks"]
     assert hooks["dropped"] > 0 and hooks["duplicated"] > 0 and hooks["reordered"] > 0
+    # the asynchronous PSP was there: refunds it settled and refused, some the sync saw pending
+    psp = result.figures["psp"]
+    assert psp["async_refunds"].get("SUCCESS", 0) > 0 and psp["async_refunds"].get("FAILED", 0) > 0
+    assert psp["seen_pending_by_sync"] > 0
+    assert "PENDING" not in psp["refunds"]
 
 
 def test_chaos_one_hundred_returns_three_kills() -> None:
-    # `make test` size: ~450 Centra requests at ~10 a second (the spurious 429s hold every
-    # call for their Retry-After), under a minute on two cores; still every fault, many times.
+    # `make test` size: ~500 Centra requests at ~10 a second (the spurious 429s hold every
+    # call for their Retry-After), about a minute on two cores (a kill on a claimed action
+    # holds it for the 10 s lease: the timeout leaves room); still every fault, many times,
+    # and half the orders on an asynchronous PSP.
     config = ChaosConfig(
         returns=100,
         kills=3,
         seed=7,
         waves=4,
-        timeout_seconds=85,
+        timeout_seconds=120,
         pause_seconds=(1.5, 3.0),
+        async_psp_share=0.5,
     )
     result = run_chaos(config)
     print(json.dumps(result.figures, indent=1, default=str))  # shown with -s / on failure
+    assert_held(result)
+
+
+def test_chaos_async_psp_under_timeouts_after_commit() -> None:
+    # A refund asked of an asynchronous PSP whose answer never reaches the sync (30 % of the
+    # writes commit, then time out) is found pending on reading back and waited for, never
+    # asked again: exactly one settled refund per due refund, the refused ones with Finance,
+    # nothing left pending. Small (the showcase plus 20 returns): about 30 s.
+    config = ChaosConfig(
+        returns=20,
+        kills=1,
+        seed=3,
+        waves=2,
+        timeout_seconds=90,
+        pause_seconds=(1.0, 2.0),
+        async_psp_share=0.8,
+        centra_timeout_after_commit_rate=0.3,
+    )
+    result = run_chaos(config)
+    print(json.dumps(result.figures, indent=1, default=str))
     assert_held(result)
 
 

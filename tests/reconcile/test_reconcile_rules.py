@@ -62,6 +62,7 @@ def test_every_rule_is_registered_under_a_code_with_an_owner() -> None:
         "duplicate_refund",
         "unmatched_centra_refund",
         "refund_failed_at_gateway",
+        "refund_pending_too_long",
         "restock_missing",
         "restock_duplicated",
         "exchange_order_missing",

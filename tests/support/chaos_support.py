@@ -94,8 +94,9 @@ def exception(
 
 
 def clean_truth() -> GroundTruth:
-    """One accepted return (1 x TEE-M, restock, 299.00 to the original payment method) with
-    every effect done exactly once: the checker finds nothing."""
+    """One accepted return (1 x TEE-M, restock, 299.00 to the original payment method, which an
+    asynchronous PSP settled: request 300001, answered by 300002) with every effect done exactly
+    once: the checker finds nothing."""
     return GroundTruth(
         centra_effects={
             "returns": [
@@ -123,6 +124,11 @@ def clean_truth() -> GroundTruth:
                     "currency": "SEK",
                     "via_psp": True,
                     "status": "SUCCESS",
+                    "asynchronous": True,
+                    "entry_id": 300_001,
+                    "answered_by": 300_002,
+                    "requested_at": T0.isoformat(),
+                    "answered_at": T0.isoformat(),
                 }
             ],
             "orders_created": [],

@@ -5,6 +5,7 @@ from `returnbridge.sync.executor`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from types import SimpleNamespace
@@ -32,7 +33,7 @@ from returnbridge.core.actions import (
     ReturnLinePlan,
 )
 from returnbridge.sync import calls, executor, outcomes, report, session
-from returnbridge.sync.readback import Found, Problem, Refused
+from returnbridge.sync.readback import Found, InProgress, Problem, Refused
 
 T = TypeVar("T")
 
@@ -229,9 +230,10 @@ def answer(body: dict[str, Any]) -> ReturnUpdateResult:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"status": "ok", "returnCompleted": True}, Found("7", "returnCompleted=True")),
-        ({"status": "ok"}, Found("7", "returnCompleted=None")),
-        ({"returnCompleted": True, "refund": "x"}, Found("7", "returnCompleted=True")),
+        # accepted, but not saying what was refunded: read it back (None), never believed
+        ({"status": "ok", "returnCompleted": True}, None),
+        ({"status": "ok"}, None),
+        ({"returnCompleted": True, "refund": "x"}, None),
         (
             {
                 "returnCompleted": True,
@@ -245,7 +247,9 @@ def answer(body: dict[str, Any]) -> ReturnUpdateResult:
         ),
         (
             {"returnCompleted": True, "refund": {"status": "PENDING"}},
-            Found("7", "returnCompleted=True; refund PENDING None None"),
+            InProgress(
+                "7", "returnCompleted=True; refund PENDING None None: the PSP has not answered yet"
+            ),
         ),
         (
             {
@@ -261,10 +265,18 @@ def answer(body: dict[str, Any]) -> ReturnUpdateResult:
         ),
     ],
 )  # fmt: skip
-def test_what_a_refund_answer_proves(body: dict[str, Any], expected: Found | Refused) -> None:
+def test_what_a_refund_answer_proves(body: dict[str, Any], expected: calls.Sent) -> None:
     payload = refund(via_psp=True).payload
     assert isinstance(payload, Refund)
     assert calls.refund_answer(payload, answer(body)) == expected
+
+
+def test_a_completed_return_with_nothing_to_refund_needs_no_refund_answer() -> None:
+    payload = dataclasses.replace(refund(via_psp=True).payload, amount=Decimal("0.00"))
+    assert calls.refund_answer(payload, answer({"status": "ok", "returnCompleted": True})) == (
+        Found("7", "returnCompleted=True; nothing to refund")
+    )
+    assert calls.refund_answer(payload, answer({"status": "ok", "returnCompleted": False})) is None
 
 
 def test_a_refund_answer_reads_the_typed_fields() -> None:

@@ -555,7 +555,8 @@ class CentraClient(AsyncClient[CentraTransport]):
     ) -> ReturnUpdateResult:
         """`PUT /returns/{id}`: complete a return and optionally refund it through the PSP.
         A PSP refund cannot be undone; check the amount before calling. Returns the answer,
-        parsed (`returnCompleted` [C], the refund entry written [INF]).
+        parsed: `return.completed` [C] (a top-level `returnCompleted` when absent), and the
+        refund entry written when the answer tells it ([INF]; its status may be PENDING).
 
         `manual_refund=ManualRefund(amount, reference)` records a refund paid outside Centra's PSP
         (Reveni's instant transfer, store credit) as `manualRefund: {amount, reference}`: an [INF]
@@ -600,7 +601,8 @@ class CentraClient(AsyncClient[CentraTransport]):
         newer_than: str | None = None,
         older_than: str | None = None,
     ) -> list[RestReturn]:
-        """`GET /returns` of the Order API (one page)."""
+        """`GET /returns` of the Order API (one page), rows as documented ([C]
+        [OA-get-returns]: `date`, products' `sku` and `quantity`)."""
         response = await self._transport.rest(
             "GET",
             "returns",

@@ -32,7 +32,26 @@ class CentraInferred(BaseModel):
         "ARCHIVED", description="[INF] GraphQL OrderStatus name for Archived (code 5)."
     )
     payment_entry_type_refund: str = Field(
-        "REFUND", description="[INF] PaymentHistoryEntryType value of a PSP refund."
+        "REFUND",
+        description=(
+            "PaymentHistoryEntryType value of a refund ([C] the value exists; [INF] that a "
+            "synchronous PSP refund and an asynchronous one's settlement write it)."
+        ),
+    )
+    payment_entry_type_refund_request: str = Field(
+        "REFUND_REQUEST",
+        description=(
+            "PaymentHistoryEntryType value of a refund asked of an asynchronous PSP, PENDING "
+            "until the PSP answers ([C] the value and the request-then-webhook pattern; [INF] "
+            "that the settlement carries the request's externalReference)."
+        ),
+    )
+    payment_entry_type_refund_failed: str = Field(
+        "REFUND_FAILED",
+        description=(
+            "PaymentHistoryEntryType value of a refund the PSP refused ([C] the value exists; "
+            "[INF] that it settles a pending request)."
+        ),
     )
     returns_allowed_on_archived_orders: bool = Field(
         True,

@@ -162,18 +162,19 @@ class Shipment(CentraModel):
 
 
 class PaymentEntryType(StrEnum):
-    """`PaymentHistoryEntryType` (schema.graphql): AUTH..CANCEL_REQUEST are [C]; REFUND and
-    REFUND_REQUEST are [INF]. Which wire value is a PSP refund stays configurable
-    (`CentraInferred.payment_entry_type_refund`, REFUND by default): compare entry types with that
-    setting, not with `REFUND`."""
+    """`PaymentHistoryEntryType` (schema.graphql): the values returnbridge reads ([C]; the schema
+    has more). Which wire values are a refund, its request and its refusal stays configurable
+    (`CentraInferred.payment_entry_type_refund*`, read through `refunds.RefundTypes`): compare
+    refund entry types with those, not with these members."""
 
     AUTH = "AUTH"
     CAPTURE = "CAPTURE"
     CAPTURE_REQUEST = "CAPTURE_REQUEST"
     CANCEL = "CANCEL"
     CANCEL_REQUEST = "CANCEL_REQUEST"
-    REFUND = "REFUND"  # [INF]
-    REFUND_REQUEST = "REFUND_REQUEST"  # [INF]
+    REFUND = "REFUND"
+    REFUND_REQUEST = "REFUND_REQUEST"
+    REFUND_FAILED = "REFUND_FAILED"
 
 
 class PaymentEntryStatus(StrEnum):
@@ -273,10 +274,13 @@ class ReturnTotals(CentraModel):
 
 
 class Return(CentraModel):
-    """A Centra return. `status` values are [INF] (`CentraInferred.return_status_*`)."""
+    """A Centra return. `status` is the wire's `returnStatus` (pending / completed; its values are
+    [INF], `CentraInferred.return_status_*`), not Centra's generic `status` (ACTIVE...), which
+    the documents do not select; `returnStatus` wins when a payload carries both. Code that builds
+    a Return by field name passes `status`."""
 
     id: int
-    status: str
+    status: str = Field(alias="returnStatus")
     created_at: AwareDatetime
     comment: str | None = None
     external_id: str | None = None
@@ -380,7 +384,9 @@ class Applied(Generic[T]):
 
 
 class RestReturn(CentraModel):
-    """A return as the REST Order API lists it (`GET /returns`) [C] [OA-*]."""
+    """A return as the REST Order API lists it (`GET /returns`; `PUT /returns/{id}` answers one
+    in `return`) [C] [OA-get-returns]. The row's `date` is local time without an offset, so it is
+    not read; `products` rows stay raw (`sku`, `quantity`, line ids)."""
 
     model_config = ConfigDict(
         alias_generator=None, populate_by_name=True, extra="ignore", frozen=True
@@ -388,8 +394,11 @@ class RestReturn(CentraModel):
 
     return_id: int = Field(alias="returnId")
     completed: bool
+    shipment: str | None = None
     shipment_id: int | None = Field(None, alias="shipmentId")
     order_id: str | int | None = Field(None, alias="orderId")
+    selection_id: str | None = Field(None, alias="selectionId")
+    customer_id: int | None = Field(None, alias="customerId")
     products: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -420,8 +429,11 @@ def _entry_status(value: Any) -> PaymentEntryStatus | str | None:
 
 @dataclass(frozen=True)
 class RefundResult:
-    """The refund entry `PUT /returns/{id}` wrote, as its answer's `refund` object tells it [INF]:
-    `{status, amount, currency}`. A field missing or unreadable is None."""
+    """The refund entry `PUT /returns/{id}` wrote, as its answer's `refund` object tells it: an
+    [INF] extension `{status, amount, currency}` (Centra documents only the `return` object; POST
+    /return's answer shows `refund: {status}` [C-ex]). The status is the entry's as written
+    (SUCCESS, FAILED, or PENDING while an asynchronous PSP has not answered). A field missing or
+    unreadable is None."""
 
     status: PaymentEntryStatus | str | None
     amount: Decimal | None
@@ -444,13 +456,15 @@ class RefundResult:
 
 @dataclass(frozen=True, eq=False)
 class ReturnUpdateResult(Mapping[str, Any]):
-    """The answer of `PUT /returns/{id}`: `{status: "ok", returnCompleted, refund?}`.
+    """The answer of `PUT /returns/{id}`: `{status: "ok", return: {...}}`, the return as
+    `GET /returns` lists it [C] [OA-update-return], plus the [INF] `refund` extension.
 
-    `return_completed`: Centra's `returnCompleted` [C] (None when missing or not a boolean).
+    `return_completed`: the answer's `return.completed` [C]; when that is missing, a top-level
+    `returnCompleted` (the name POST /return answers with [C]); None when neither is a boolean.
     `refund`: the refund entry written, when the answer carries one (None otherwise, or when it
-    is not an object). The answer itself stays readable as a read-only mapping of its wire body
-    (`result["returnCompleted"]`, equality with a dict), for logs and tests; code reads the typed
-    fields.
+    is not an object): without it the refund's fate is read from the payment history later.
+    The answer itself stays readable as a read-only mapping of its wire body
+    (`result["return"]`, equality with a dict), for logs and tests; code reads the typed fields.
     """
 
     return_completed: bool | None
@@ -459,7 +473,10 @@ class ReturnUpdateResult(Mapping[str, Any]):
 
     @classmethod
     def from_wire(cls, body: Mapping[str, Any]) -> ReturnUpdateResult:
-        completed = body.get("returnCompleted")
+        returned = body.get("return")
+        completed = returned.get("completed") if isinstance(returned, Mapping) else None
+        if not isinstance(completed, bool):
+            completed = body.get("returnCompleted")
         refund = body.get("refund")
         return cls(
             return_completed=completed if isinstance(completed, bool) else None,

@@ -3,7 +3,9 @@
 Limit/page lists (`orders`, `returns`, ...) end at the first short page; Relay connections
 (`orderConnection`) follow `pageInfo.endCursor` while `hasNextPage` ([C]). Limit/page over
 data that changes while we read can skip or repeat rows, so callers that must see every row once
-sort by a stable key (`id_ASC`) or use the connection.
+sort by a stable key (`id_ASC`) or use the connection. A cursor (`number:N`, `id:N` in base64
+[C-ex]) is taken as a keyset position [INF]: it stays valid when its row leaves the list between
+two pages, so a walk, or a cursor kept from an earlier run, goes on after it.
 """
 
 from __future__ import annotations

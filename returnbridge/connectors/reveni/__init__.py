@@ -11,6 +11,7 @@ from returnbridge.connectors.reveni.encoding import (
     normalise_return,
     parse_filter_value,
     status_from_wire,
+    status_name,
     status_to_wire,
     transaction_type_to_wire,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "parse_filter_value",
     "sign_body",
     "status_from_wire",
+    "status_name",
     "status_to_wire",
     "transaction_type_to_wire",
     "verify_signature",

@@ -1,6 +1,10 @@
 """How inferred values are written to and read from Reveni's wire: filter dates, status and
 transaction-type casing.
 
+Statuses are written in `status_case` and read in either casing (`IN_PROGRESS` as Reveni's MCP
+enum spells it, `in_progress` as its webhooks do), unless `status_case_strict` asks for the
+written spelling only. Inside returnbridge a status is always our lower-case name.
+
 Every choice comes from `ReveniInferred` (never a literal here), so correcting a guess is a
 settings change. The client writes with these functions; a server (the simulator, a test fake)
 can read with the inverse ones, so the two sides cannot disagree.
@@ -30,29 +34,46 @@ def status_to_wire(status: str, inferred: ReveniInferred) -> str:
     return wire.upper() if inferred.status_case == "upper" else wire
 
 
+def status_name(text: str, inferred: ReveniInferred) -> str | None:
+    """The status a wire spelling names (`IN_PROGRESS` or `in_progress` -> `in_progress`, the
+    partly-accepted wire name -> `partially_accepted`), or None: not a status, or, with
+    `status_case_strict`, not spelt as `status_to_wire` spells it."""
+    folded = text.lower()
+    if folded == inferred.partially_accepted_status.lower():
+        name = PARTIALLY_ACCEPTED
+    elif folded in STATUSES:
+        name = folded
+    else:
+        return None
+    if inferred.status_case_strict and text != status_to_wire(name, inferred):
+        return None
+    return name
+
+
 def status_from_wire(value: Any, inferred: ReveniInferred) -> Any:
-    """Reveni's spelling of a status as our name; anything else is returned unchanged, so that
-    validation reports it with its field path."""
+    """Reveni's spelling of a status as our name; anything else (not a status, or the other
+    casing under `status_case_strict`) is returned unchanged, so that validation reports it with
+    its field path."""
     if not isinstance(value, str):
         return value
-    if value.lower() == inferred.partially_accepted_status.lower():
-        return PARTIALLY_ACCEPTED
-    return value.lower() if inferred.status_case == "upper" else value
+    name = status_name(value, inferred)
+    return value if name is None else name
 
 
 def normalise_return(raw: Any, inferred: ReveniInferred) -> Any:
     """A return payload with every status field in our vocabulary, ready for `Return` validation.
 
     The one place response casing is undone: the return's `status` (casing and the partly-accepted
-    name), and, when Reveni upper-cases statuses, the item, refund and label statuses too. Those
-    three are lower-case words in our models; lower-casing them is a no-op when they already are.
+    name), and the item, refund and label statuses too, in either casing (with
+    `status_case_strict`: only when Reveni upper-cases statuses). Those three are lower-case words
+    in our models; lower-casing them is a no-op when they already are.
     """
     if not isinstance(raw, dict):
         return raw
     out = dict(raw)
     if "status" in out:
         out["status"] = status_from_wire(out["status"], inferred)
-    if inferred.status_case != "upper":
+    if inferred.status_case_strict and inferred.status_case != "upper":
         return out
     for key in ("return_items", "refunds"):
         if isinstance(out.get(key), list):

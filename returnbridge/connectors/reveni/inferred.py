@@ -110,6 +110,16 @@ class ReveniInferred(BaseModel):
     status_case: Literal["lower", "upper"] = Field(
         "lower", description="[INFER] Webhooks say `in_progress` [R-OBS S4]; REST assumed alike."
     )
+    status_case_strict: bool = Field(
+        False,
+        description=(
+            "[INFER] Reveni's only public status list (its MCP filter enum [R-DOC S5]) spells "
+            "statuses upper case (`IN_PROGRESS`), webhooks lower case [R-OBS S4]: by default a "
+            "status is read in either casing (list filters, API and webhook payloads). True "
+            "accepts only the `status_case` spelling and refuses the other. Statuses are written "
+            "in `status_case` either way."
+        ),
+    )
     partially_accepted_status: str = Field(
         "partially_accepted",
         description="[INFER] Wire name of the dashboard's 'Partly Accepted' (not in the MCP enum).",

@@ -251,7 +251,9 @@ class WebhookSubscription(_Wire):
 
 class WebhookData(_Wire):
     resource_id: StrictStr = Field(min_length=1)
-    status: StrictStr | None = None
+    status: StrictStr | None = Field(
+        None, description="Our status name once `parse_envelope` read it (either wire casing)."
+    )
 
 
 class WebhookEvent(_Wire):

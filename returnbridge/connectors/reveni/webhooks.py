@@ -8,6 +8,10 @@ No Reveni source mentions signing. Signing is therefore off by default; when a
 secret is configured, the header name, digest and encoding come from `ReveniInferred` ([INFER],
 modelled on peers: HMAC of the raw body). Both the simulator (to sign) and the receiver (to
 verify) use this module, so they cannot disagree.
+
+`data.status` is read as our status name in either casing (`encoding.status_name`); with
+`status_case_strict` the other casing of a status is refused. A word that is no status is kept
+as given: the envelope only notifies, the return fetched back is what counts.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from returnbridge.connectors.reveni.encoding import status_name, status_to_wire
 from returnbridge.connectors.reveni.inferred import DEFAULT_REVENI_INFERRED, ReveniInferred
 from returnbridge.connectors.reveni.models import WebhookEvent
 
@@ -52,8 +57,11 @@ def verify_signature(
         raise WebhookError(f"{inferred.webhook_signature_header} does not match the body")
 
 
-def parse_envelope(body: bytes | str | dict[str, Any]) -> WebhookEvent:
-    """Read one webhook envelope; raise WebhookError naming the problem."""
+def parse_envelope(
+    body: bytes | str | dict[str, Any], inferred: ReveniInferred = DEFAULT_REVENI_INFERRED
+) -> WebhookEvent:
+    """Read one webhook envelope, `data.status` as our status name; raise WebhookError naming
+    the problem."""
     if isinstance(body, bytes | str):
         try:
             body = json.loads(body)
@@ -62,8 +70,24 @@ def parse_envelope(body: bytes | str | dict[str, Any]) -> WebhookEvent:
     if not isinstance(body, dict):
         raise WebhookError("body must be a JSON object")
     try:
-        return WebhookEvent.model_validate(body)
+        event = WebhookEvent.model_validate(body)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in err["loc"]) or "body"
         raise WebhookError(f"{where}: {err['msg']}") from None
+    status = event.data.status
+    if status is None:
+        return event
+    name = status_name(status, inferred)
+    if name is None:
+        relaxed = inferred.model_copy(update={"status_case_strict": False})
+        other = status_name(status, relaxed)
+        if other is not None:
+            raise WebhookError(
+                f"data.status: {status!r} is not spelt {status_to_wire(other, inferred)!r} "
+                "(status_case_strict)"
+            )
+        return event  # not a status we know: kept as given
+    if name == status:
+        return event
+    return event.model_copy(update={"data": event.data.model_copy(update={"status": name})})

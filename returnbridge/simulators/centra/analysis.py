@@ -33,6 +33,9 @@ from returnbridge.connectors.centra.inferred import CentraInferred
 TYPE_PERMISSIONS = {
     "Order": "Order:read",
     "DirectToConsumerOrder": "Order:read",
+    "WholesaleOrder": "Order:read",
+    "Account": "Account:read",
+    "Buyer": "Buyer:read",
     "Shipment": "Shipment:read",
     "DirectToConsumerShipment": "Shipment:read",
     "Return": "Return:read",
@@ -49,6 +52,7 @@ TYPE_PERMISSIONS = {
 FIELD_PERMISSIONS = {
     ("Order", "shippingAddress"): "Order.shippingAddress:read",
     ("Order", "billingAddress"): "Order.billingAddress:read",
+    ("Shipment", "shippingAddress"): "Shipment.shippingAddress:read",  # [C-ex]
     ("ProductSize", "stockTotals"): "ProductSize.stockTotals:read",
     ("Warehouse", "stock"): "Warehouse.stock:read",
     ("Warehouse", "stockTotals"): "Warehouse.stockTotals:read",
@@ -64,6 +68,7 @@ FIELD_PERMISSIONS = {
 }
 _INTERFACE_OF = {
     "DirectToConsumerOrder": "Order",
+    "WholesaleOrder": "Order",
     "DirectToConsumerShipment": "Shipment",
     "DirectToConsumerReturn": "Return",
 }

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +24,8 @@ from returnbridge.simulators.centra.graphql_api import graphql_endpoint
 from returnbridge.simulators.centra.middleware import CONTROL_PREFIX, FaultMiddleware
 from returnbridge.simulators.centra.order_api import order_api
 from returnbridge.simulators.centra.simulator import CentraSimulator
+
+PSP_POLL_SECONDS = 0.2  # how often the simulated PSP looks at the clock (real seconds)
 
 
 def create_app(
@@ -47,12 +51,22 @@ def create_app(
         webhook_secret=webhook_secret,
     )
 
+    async def psp() -> None:
+        """The asynchronous PSP answers on its own, webhook and all, as time passes."""
+        while True:
+            await asyncio.sleep(PSP_POLL_SECONDS)
+            sim.settle_due()
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await sim.webhooks.start()
+        answering = asyncio.create_task(psp())
         try:
             yield
         finally:
+            answering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await answering
             await sim.webhooks.stop()
 
     app = Starlette(

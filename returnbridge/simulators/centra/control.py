@@ -15,10 +15,13 @@ demo and benchmarks drive the simulator and read its ground truth
 - `GET /_sim/state/stock`: physical / allocated / FTA per SKU and warehouse
 - `POST /_sim/manual_refunds` `{order_number, amount}`: someone refunds on the order directly in
   Centra (through the PSP, on no return)
+- `GET /_sim/psp`: the asynchronous PSP's pending refund requests; `POST /_sim/psp/settle`
+  `{order_number?}`: it answers them now, whatever the clock says
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from starlette.requests import Request
@@ -26,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
 from returnbridge.scenario import ScenarioError, parse_scenario
+from returnbridge.simulators.centra.records import PaymentEntryRec
 from returnbridge.simulators.centra.simulator import CentraSimulator
 from returnbridge.simulators.control import (
     ControlError,
@@ -114,9 +118,33 @@ def control_api(sim: CentraSimulator) -> Router:
             sim.state.emit("order", "update", number)
         return JSONResponse({"order_number": number, "entry_id": entry.id}, status_code=201)
 
+    async def psp(request: Request) -> Response:
+        with sim.lock:
+            sim.state.settle_refunds()
+            pending = [_pending(sim, entry) for entry in sim.state.pending_refund_requests()]
+        return JSONResponse({"pending": pending})
+
+    async def psp_settle(request: Request) -> Response:
+        body = await json_body(request)
+        if set(body) - {"order_number"}:
+            raise ControlError(f"unknown key(s): {sorted(set(body) - {'order_number'})}")
+        number = body.get("order_number")
+        if number is not None and (not isinstance(number, int) or isinstance(number, bool)):
+            raise ControlError("order_number must be an integer")
+        with sim.lock:
+            if number is not None and number not in sim.state.orders:
+                raise ControlError(f"order_number: Centra has no order {number}")
+            settled = sim.state.settle_refunds(now=True, order_number=number)
+            answered = [
+                {"request_id": e.settles, "entry_id": e.id, "status": e.status} for e in settled
+            ]
+        return JSONResponse({"settled": answered})
+
     return Router(
         routes=[
             Route("/load", handled(load), methods=["POST"]),
+            Route("/psp", handled(psp), methods=["GET"]),
+            Route("/psp/settle", handled(psp_settle), methods=["POST"]),
             Route("/manual_refunds", handled(manual_refunds), methods=["POST"]),
             *common_routes(sim),
             Route("/webhooks", handled(webhooks), methods=["GET", "POST"]),
@@ -125,3 +153,16 @@ def control_api(sim: CentraSimulator) -> Router:
             Route("/state/stock", handled(stock), methods=["GET"]),
         ]
     )
+
+
+def _pending(sim: CentraSimulator, entry: PaymentEntryRec) -> dict[str, object]:
+    """One pending refund request, as `GET /_sim/psp` lists it."""
+    answers_at = entry.created_at + timedelta(seconds=sim.state.psp_settle_seconds)
+    return {
+        "entry_id": entry.id,
+        "order_number": entry.order_number,
+        "return_id": entry.return_id,
+        "amount": f"{entry.value:.2f}",
+        "created_at": entry.created_at.isoformat(),
+        "answers_at": answers_at.isoformat(),
+    }

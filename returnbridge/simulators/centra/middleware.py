@@ -43,6 +43,7 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         sim = self.sim
+        sim.settle_due()  # whatever the PSP answered by now is visible to this request
         draw = sim.faults.draw()
         with sim.lock:
             sim.counters.requests += 1

@@ -11,9 +11,18 @@ Routes:
   deliveryAddress (email and country required, [C]), currency, market/marketId, adjustStock,
   internalOrder, createdFromOrigin{type, id}, shippingValue, comment, internalComment,
   payment{capture{amount}} -> `{status: "ok", orders: [number]}`.
-- `PUT /returns/{id}`: {completed, refundPayment, sendEmail} -> `{status: "ok", returnCompleted}`.
-  [INF] extension: `manualRefund: {amount, reference}` records a refund paid outside the PSP.
-- `GET /returns?limit&page&return&shipment&order&customer_id&newer_than&older_than`.
+- `PUT /returns/{id}`: {completed, refundPayment, sendEmail} -> `{status: "ok", return}`, the
+  return as `GET /returns` lists it ([C] [OA-update-return]). [INF] extensions:
+  `manualRefund: {amount, reference}` records a refund paid outside the PSP; the answer's
+  `refund: {status, amount, currency}` tells the refund entry written (its status as written:
+  SUCCESS, or PENDING while an asynchronous PSP has not answered). Without it a client learns the
+  refund's fate from the payment history.
+- `GET /returns?limit&page&return&shipment&order&customer_id&newer_than&older_than` -> rows
+  `{returnId, completed, shipment, shipmentId, orderId, selectionId, customerId, date, returnCost,
+  shippingCost, handlingCost, voucherValue, taxValue, taxDeduction, currency, returnToStock,
+  comment, createdFrom, products[{returnLineId, shipmentLineId, orderLineId, sku, quantity}]}` ([C]
+  [OA-get-returns] names; `selectionId` is the order's 32-hex id [INF]; amounts are decimal
+  strings [INF], the page shows JSON numbers).
 """
 
 from __future__ import annotations
@@ -211,27 +220,33 @@ def _return_json(sim: CentraSimulator, ret: ReturnRec) -> dict[str, Any]:
         ),
         Decimal(0),
     )
+    shipment = state.shipments.get(ret.shipment_id)
     return {
         "returnId": ret.id,
         "completed": ret.completed,
-        "createdAt": format_datetime(ret.created_at, sim.tz, "Y-m-d H:i:s"),
+        "shipment": None if shipment is None else shipment.number,
         "shipmentId": ret.shipment_id,
         "orderId": ret.order_number,
+        "selectionId": order.id,
+        "customerId": order.customer_id,
+        "date": format_datetime(ret.created_at, sim.tz, "Y-m-d H:i:s"),
         "currency": order.currency,
         "returnCost": f"{ret.return_cost:.2f}",
         "shippingCost": f"{ret.shipping:.2f}",
         "handlingCost": f"{ret.handling:.2f}",
         "voucherValue": f"{ret.voucher:.2f}",
         "taxValue": f"{tax:.2f}",
+        "taxDeduction": "0.00",  # the simulator never deducts tax (taxValue is then kept)
         "returnToStock": ret.policy.value != "removeItemsFromStock",
+        "comment": ret.comment,
         "createdFrom": None,
         "products": [
             {
                 "returnLineId": rl.id,
                 "shipmentLineId": rl.shipment_line_id,
                 "orderLineId": rl.order_line_id,
-                "SKU": state.sizes[state.order_lines[rl.order_line_id].size_id].sku,
-                "qty": rl.quantity,
+                "sku": state.sizes[state.order_lines[rl.order_line_id].size_id].sku,
+                "quantity": rl.quantity,
             }
             for rl in ret.lines
         ],
@@ -292,8 +307,8 @@ def order_api(sim: CentraSimulator) -> Router:
             except OrderApiError as exc:
                 status = sim.inferred.order_api_error_http_status
                 return _no(exc.message, status, errorCode=exc.code, returnCompleted=ret.completed)
-            body: dict[str, Any] = {"status": "ok", "returnCompleted": ret.completed}
-            if entry is not None:
+            body: dict[str, Any] = {"status": "ok", "return": _return_json(sim, ret)}
+            if entry is not None:  # [INF] extension: the refund entry written, status as is
                 body["refund"] = {
                     "status": entry.status,
                     "amount": f"{entry.value:.2f}",

@@ -1,10 +1,15 @@
 """Order API (REST) writes: create an order, and complete / refund a return ([C] [OA-*]).
 
-Refunds exist only here: the Integration API has no refund mutation ([C]). A refund writes a
-REFUND payment-history entry ([INF] entry type) on the return's order for products + shipping +
-handling - return cost; the PSP's answer is SUCCESS, or FAILED on orders whose scenario says
-`refund_gateway_fails`. A return is refunded at most once ("once you refund the money - that's
-it", [C]). Order creation takes stock from the warehouses in the scenario's order (the market's
+Refunds exist only here: the Integration API has no refund mutation ([C]). A refund is for
+products + shipping + handling - return cost. On an order with a synchronous PSP it writes a
+REFUND payment-history entry on the return's order, SUCCESS, or FAILED on orders whose scenario
+says `refund_gateway_fails`. On an order with an asynchronous PSP (scenario `psp: async`) it
+writes a REFUND_REQUEST entry left PENDING, which the PSP settles later
+(`CentraState.settle_refunds`). [INF] entry types and statuses. A return is refunded at most once
+("once you refund the money - that's it", [C]): a second refund of a refunded return is refused
+(one asked while a request is pending is not: what the real Centra does then is unknown).
+
+Order creation takes stock from the warehouses in the scenario's order (the market's
 allocation rule, [INF]) and fails with -2 when it cannot, -5 for a number that exists ([C]).
 """
 
@@ -190,7 +195,8 @@ def update_return(
     """Complete / uncomplete / refund a return; returns the refund entry written, if any.
 
     A failed PSP refund is recorded (entry FAILED) and leaves the return pending, then raises
-    OrderApiError(-7) so the caller answers `status: "no"`.
+    OrderApiError(-7) so the caller answers `status: "no"`. An asynchronous PSP's request is
+    written PENDING: the return completes when it settles (or now, when `completed` is asked).
     """
     refund_type = state.inferred.payment_entry_type_refund
     wants_refund = update.refund_payment or update.manual_refund_amount is not None
@@ -209,13 +215,16 @@ def update_return(
             if via_psp
             else money(update.manual_refund_amount or ZERO)
         )
-        failed = via_psp and order.refund_gateway_fails
+        asynchronous = via_psp and order.psp_async
+        failed = via_psp and order.refund_gateway_fails and not asynchronous
         entry = PaymentEntryRec(
             id=state.ids.next("payment"),
             order_number=order.number,
             created_at=state.clock.now(),
-            status="FAILED" if failed else "SUCCESS",
-            entry_type=refund_type,
+            status="PENDING" if asynchronous else "FAILED" if failed else "SUCCESS",
+            entry_type=state.inferred.payment_entry_type_refund_request
+            if asynchronous
+            else refund_type,
             value=amount,
             payment_method=PAYMENT_METHOD if via_psp else "manual",
             external_reference=(
@@ -235,7 +244,9 @@ def update_return(
         state.emit("order", "update", order.number)
         if failed:
             raise OrderApiError(GENERAL, "The payment provider refused the refund.")
-    if (update.completed or entry is not None) and not ret.completed:
+    if (
+        update.completed or (entry is not None and entry.status == "SUCCESS")
+    ) and not ret.completed:
         ret.completed_at = state.clock.now()
         state.emit("return", "update", ret.id)
     elif update.completed is False and ret.completed:

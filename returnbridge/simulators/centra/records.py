@@ -162,7 +162,7 @@ class PaymentEntryRec:
     order_number: int
     created_at: datetime
     status: str  # SUCCESS | PENDING | FAILED
-    entry_type: str  # AUTH | CAPTURE | ... | REFUND [INF]
+    entry_type: str  # AUTH | CAPTURE | ... | REFUND_REQUEST | REFUND | REFUND_FAILED
     value: Decimal
     payment_method: str
     external_reference: str | None = None
@@ -170,6 +170,10 @@ class PaymentEntryRec:
     return_id: int | None = None
     via_psp: bool = True
     initial: bool = False  # from the scenario: not an effect (except manual refunds)
+    # An asynchronous PSP's refund request: the entry that settled it (REFUND or REFUND_FAILED),
+    # None while pending. A settlement entry points back at its request with `settles`.
+    settled_by: int | None = None
+    settles: int | None = None
 
 
 @dataclass
@@ -187,12 +191,16 @@ class OrderRec:
     shipments: list[ShipmentRec] = field(default_factory=list)
     payments: list[PaymentEntryRec] = field(default_factory=list)
     refund_gateway_fails: bool = False
+    psp_async: bool = False
     is_internal: bool = False
     comment: str | None = None
     internal_comment: str | None = None
     origin_type: str | None = None
     origin_id: int | None = None
     created_via_api: bool = False
+    # Last write that changed the order or its returns / payments (Order.updatedAt); None until
+    # the first one, the view also counts the dated records the order holds.
+    updated_at: datetime | None = None
 
     def goods_total(self) -> Decimal:
         return money(sum((line.value() for line in self.lines), ZERO))

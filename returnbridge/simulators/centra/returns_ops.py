@@ -2,8 +2,11 @@
 
 createReturn rules ([C] unless marked): the shipment must be shipped; every line must be a line of
 that shipment; a line's quantity may not exceed shipped minus already returned; exactly one stock
-policy; each cost may not exceed what remains of it on the shipment. There is no dedupe: the same
-input twice creates two returns ([INF]), which is what forces a client to read back.
+policy; each cost may not exceed what remains of it on the shipment; `createdAt` dates the return
+([C]; it may not lie in the future, [INF]). There is no dedupe: the same input twice creates two
+returns ([INF]), which is what forces a client to read back.
+
+Every write stamps the order's `updated_at` (Order.updatedAt, docs/architecture.md#the-simulators).
 """
 
 from __future__ import annotations
@@ -63,13 +66,17 @@ def create_return(state: CentraState, inp: Mapping[str, Any]) -> ReturnRec:
     return_cost = ZERO
     if inp.get("returnCost") is not None:
         return_cost = _money_input(inp["returnCost"], order.currency, errors, "returnCost")
+    now = state.clock.now()
+    created_at = inp.get("createdAt") or now
+    if created_at > now:
+        errors.add("createdAt may not be in the future.", "input", "createdAt")
     errors.raise_if_any()
 
     ret = ReturnRec(
         id=state.ids.next("return"),
         order_number=order.number,
         shipment_id=ship.id,
-        created_at=state.clock.now(),
+        created_at=created_at,
         lines=[
             ReturnLineRec(
                 state.ids.next("return_line"), sl_id, state.shipment_lines[sl_id].order_line_id, qty
@@ -87,6 +94,7 @@ def create_return(state: CentraState, inp: Mapping[str, Any]) -> ReturnRec:
     )
     state.returns[ret.id] = ret
     _restock(state, ret)
+    _touch(state, ret)
     state.emit("return", "insert", ret.id)
     return ret
 
@@ -102,6 +110,7 @@ def complete_return(state: CentraState, return_id: int) -> ReturnRec:
     errors.raise_if_any()
     assert ret is not None
     ret.completed_at = state.clock.now()
+    _touch(state, ret)
     state.emit("return", "update", ret.id)
     return ret
 
@@ -120,12 +129,14 @@ def uncomplete_return(state: CentraState, return_id: int) -> ReturnRec:
     errors.raise_if_any()
     assert ret is not None
     ret.completed_at = None
+    _touch(state, ret)
     state.emit("return", "update", ret.id)
     return ret
 
 
-def delete_return(state: CentraState, return_id: int) -> None:
-    """Delete a pending return and reverse its stock effect ([C]).
+def delete_return(state: CentraState, return_id: int) -> ReturnRec:
+    """Delete a pending return and reverse its stock effect ([C]); the deleted return as it was
+    (ReturnDeletePayload.return, [C-ex]).
 
     [C]: release / different warehouse re-allocate the items from that warehouse; remove gives
     the quantities back to the shipment lines (here by itself: returnable quantities are derived
@@ -159,7 +170,14 @@ def delete_return(state: CentraState, return_id: int) -> None:
     if restocked:
         _record_stock(state, restocked, -1, f"Return {ret.id} deleted")  # [INF] label
     del state.returns[ret.id]
+    _touch(state, ret)
     state.emit("return", "delete", ret.id)
+    return ret
+
+
+def _touch(state: CentraState, ret: ReturnRec) -> None:
+    """The return's order changed now (Order.updatedAt)."""
+    state.orders[ret.order_number].updated_at = state.clock.now()
 
 
 def _restocked_lines(state: CentraState, ret: ReturnRec) -> list[tuple[int, int, int]]:

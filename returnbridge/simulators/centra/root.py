@@ -188,6 +188,7 @@ class Root:
             before=before,
             maximum=self.inferred.orders_limit_max,
             default=self.inferred.orders_limit_default,
+            descending=bool(sort and sort[0].endswith("_DESC")),  # sort[0] orders the list
         )
 
     def order(self, info: GraphQLResolveInfo, id: str) -> OrderView | None:
@@ -322,10 +323,10 @@ class Root:
 
     def deleteReturn(self, info: GraphQLResolveInfo, id: int) -> dict[str, Any]:
         try:
-            delete_return(self.ctx.state, id)
+            ret = delete_return(self.ctx.state, id)
         except MutationRejected as exc:
-            return _rejected(exc)
-        return _payload()
+            return _rejected(exc, **{"return": None})
+        return _payload(**{"return": ReturnView(self.ctx, ret)})  # the return as it was [C-ex]
 
     def changeStock(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -22,6 +22,7 @@ from returnbridge.simulators.centra.faults import FaultInjector, FaultSettings
 from returnbridge.simulators.centra.limits import RateLimiter
 from returnbridge.simulators.centra.schema import build_centra_schema
 from returnbridge.simulators.centra.state import CentraState
+from returnbridge.simulators.centra.views import stamp_order_changes
 from returnbridge.simulators.centra.webhooks import WebhookEmitter
 from returnbridge.simulators.clock import SimClock
 
@@ -90,6 +91,7 @@ class CentraSimulator:
     def _build(self, scenario: Scenario) -> CentraState:
         state = CentraState.from_scenario(scenario, self.inferred, self.clock)
         state.subscribe(self.webhooks.enqueue)
+        state.subscribe(stamp_order_changes(state))  # Order.updatedAt
         return state
 
     def load(self, scenario: Scenario) -> None:
@@ -106,7 +108,14 @@ class CentraSimulator:
 
     def effects(self) -> dict[str, list[dict[str, Any]]]:
         with self.lock:
+            self.state.settle_refunds()
             return effects(self.state)
+
+    def settle_due(self) -> int:
+        """Let the asynchronous PSP answer the refund requests whose time has come on the
+        simulator clock; how many it answered."""
+        with self.lock:
+            return len(self.state.settle_refunds())
 
     def reset_counters(self) -> None:
         with self.lock:

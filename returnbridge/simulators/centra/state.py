@@ -71,6 +71,7 @@ class CentraState:
         self.ids = IdSequence()
         self.plan = "growth"
         self.returns_warehouse = 2
+        self.psp_settle_seconds = 60.0
         self.products: dict[int, ProductRec] = {}
         self.variants: dict[int, VariantRec] = {}
         self.sizes: dict[int, SizeRec] = {}
@@ -104,6 +105,7 @@ class CentraState:
     def _load(self, section: CentraSection) -> None:
         self.plan = section.plan
         self.returns_warehouse = section.returns_warehouse
+        self.psp_settle_seconds = section.psp_settle_seconds
         for wh in section.warehouses:
             self.warehouses[wh.id] = WarehouseRec(wh.id, wh.name)
         for product in section.products:
@@ -187,6 +189,7 @@ class CentraState:
             shipping=money(order.shipping),
             lines=[],
             refund_gateway_fails=order.refund_gateway_fails,
+            psp_async=order.psp == "async",
         )
         self.market_id(order.market)
         origin = self._origin_warehouse()
@@ -315,10 +318,73 @@ class CentraState:
         return [p for p in self.orders[ret.order_number].payments if p.return_id == ret.id]
 
     def refunded(self, ret: ReturnRec) -> bool:
+        """A refund of `ret` went through (a pending request is not yet a refund)."""
         return any(
             p.status == "SUCCESS" and p.entry_type == self.inferred.payment_entry_type_refund
             for p in self.refund_entries(ret)
         )
+
+    def pending_refund_requests(self) -> list[PaymentEntryRec]:
+        """Asynchronous PSP refund requests the PSP has not answered yet, oldest first."""
+        request = self.inferred.payment_entry_type_refund_request
+        return [
+            p
+            for p in self.all_payments()
+            if p.entry_type == request and p.status == "PENDING" and p.settled_by is None
+        ]
+
+    def settle_refunds(
+        self, *, now: bool = False, order_number: int | None = None
+    ) -> list[PaymentEntryRec]:
+        """The asynchronous PSP answers its pending refund requests whose settle time has come
+        on the simulator clock (all of them with `now`; only `order_number`'s if given): a
+        `REFUND` SUCCESS entry, or `REFUND_FAILED` on orders whose scenario says
+        `refund_gateway_fails`, with the request's PSP reference; the request takes the same
+        status; a refunded return completes; Centra's order webhook fires. [INF] entries
+        written on settlement. Returns the settlement entries written."""
+        due = self.clock.now() - timedelta(seconds=self.psp_settle_seconds)
+        written = []
+        for request in self.pending_refund_requests():
+            if order_number is not None and request.order_number != order_number:
+                continue
+            if now or request.created_at <= due:
+                written.append(self._settle(request))
+        return written
+
+    def _settle(self, request: PaymentEntryRec) -> PaymentEntryRec:
+        order = self.orders[request.order_number]
+        failed = order.refund_gateway_fails
+        entry = PaymentEntryRec(
+            id=self.ids.next("payment"),
+            order_number=order.number,
+            created_at=self.clock.now(),
+            status="FAILED" if failed else "SUCCESS",
+            entry_type=(
+                self.inferred.payment_entry_type_refund_failed
+                if failed
+                else self.inferred.payment_entry_type_refund
+            ),
+            value=request.value,
+            payment_method=request.payment_method,
+            external_reference=request.external_reference,
+            params_json=(
+                '{"eventCode":"REFUND","success":"false","reason":"simulated gateway failure"}'
+                if failed
+                else '{"eventCode":"REFUND","success":"true"}'
+            ),
+            return_id=request.return_id,
+            via_psp=True,
+            settles=request.id,
+        )
+        order.payments.append(entry)
+        request.status = entry.status
+        request.settled_by = entry.id
+        self.emit("order", "update", order.number)
+        ret = self.returns.get(request.return_id) if request.return_id is not None else None
+        if ret is not None and not failed and not ret.completed:
+            ret.completed_at = self.clock.now()
+            self.emit("return", "update", ret.id)
+        return entry
 
     def return_status(self, ret: ReturnRec) -> str:
         return (

@@ -4,10 +4,16 @@ graphql-core's default resolver reads an attribute of the parent object and, whe
 calls it with `(info, **arguments)`. So a plain attribute serves a field without arguments and a
 method serves a field with them (`lines(includeFullyCancelled)`, `createdAt(format)`...). Views
 are built per request and hold no state of their own.
+
+What the simulator cannot know about a shipment (carrier, tracking numbers) is made up, [INF]:
+shipped shipments went with one simulated carrier in one package, and were paid and captured
+when they shipped. Order.updatedAt is the latest of the order's dated records and of the last
+write that touched it (`stamp_order_changes`, fed by the state's change events).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -40,6 +46,22 @@ from returnbridge.simulators.centra.state import CURRENCY_IDS, PAYMENT_METHOD, C
 from returnbridge.simulators.centra.timefmt import format_datetime
 
 STORE = {"id": 1, "name": "Retail", "type": "DIRECT_TO_CONSUMER"}  # [INF] one DTC store
+CURRENCY_NAMES = {  # [INF] Currency.name of the simulated currencies
+    "SEK": "Swedish krona",
+    "EUR": "Euro",
+    "USD": "US dollar",
+    "GBP": "Pound sterling",
+    "NOK": "Norwegian krone",
+    "DKK": "Danish krone",
+}
+# [INF] the state of the simulated address in markets whose countries have states (id, name, code)
+MARKET_STATES = {
+    "US": (1, "New York", "NY"),
+    "CA": (2, "Ontario", "ON"),
+    "AU": (3, "Victoria", "VIC"),
+}
+CARRIER = {"carrierName": "Simulated Carrier", "serviceName": "Standard"}  # [INF]
+RETURN_STATUS = "ACTIVE"  # [INF] generic Return.status of every return that exists
 
 
 @dataclass(frozen=True)
@@ -56,7 +78,11 @@ class ViewContext:
         amount = money(amount)
         return {
             "value": float(amount),
-            "currency": {"id": CURRENCY_IDS.get(currency, 99), "code": currency},
+            "currency": {
+                "id": CURRENCY_IDS.get(currency, 99),
+                "code": currency,
+                "name": CURRENCY_NAMES.get(currency, currency),
+            },
             "conversionRate": 1.0,
             "formattedValue": f"{amount:.2f} {currency}",
         }
@@ -76,6 +102,52 @@ def customer(ctx: ViewContext, order: OrderRec) -> dict[str, Any]:
         "firstName": first,
         "lastName": last,
     }
+
+
+def address(ctx: ViewContext, order: OrderRec) -> dict[str, Any]:
+    """The simulated customer's address (shipping = billing = shipments' address)."""
+    first, last = _names(order.customer_email)
+    code = order.market
+    state = MARKET_STATES.get(code)
+    return {
+        "firstName": first,
+        "lastName": last,
+        "address1": "Simulated street 1",
+        "city": "Simulated city",
+        "zipCode": "12345",
+        "stateOrProvince": state[1] if state else None,
+        "country": {"id": ctx.state.market_id(code), "name": code, "code": code},
+        "state": {"id": state[0], "name": state[1], "code": state[2]} if state else None,
+        "email": order.customer_email,
+    }
+
+
+def order_updated_at(state: CentraState, order: OrderRec) -> datetime:
+    """Order.updatedAt: the last write stamped on the order, or any later dated record of it."""
+    times = [order.created_at, *([order.updated_at] if order.updated_at else [])]
+    for ship in order.shipments:
+        times += [ship.created_at, *([ship.shipped_at] if ship.shipped_at else [])]
+    times += [entry.created_at for entry in order.payments]
+    for ret in state.returns.values():
+        if ret.order_number == order.number:
+            times += [ret.created_at, *([ret.completed_at] if ret.completed_at else [])]
+    return max(times)
+
+
+def stamp_order_changes(state: CentraState) -> Callable[[str, str, int], None]:
+    """A state event sink that stamps `updated_at` on the order an order or return event is
+    about (a deleted return's order is stamped by `delete_return` itself)."""
+
+    def stamp(object_type: str, action: str, object_id: int) -> None:
+        number: int | None = None
+        if object_type == "order":
+            number = object_id
+        elif object_type == "return" and object_id in state.returns:
+            number = state.returns[object_id].order_number
+        if number is not None and number in state.orders:
+            state.orders[number].updated_at = state.clock.now()
+
+    return stamp
 
 
 def stock_totals(levels: list[StockLevel]) -> dict[str, int]:
@@ -118,6 +190,9 @@ class OrderView:
 
     orderDate = createdAt
 
+    def updatedAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
+        return self.ctx.date(order_updated_at(self.ctx.state, self.rec), format)
+
     def grandTotal(self, info: GraphQLResolveInfo) -> dict[str, Any]:
         return self.ctx.money(self.rec.grand_total(), self.rec.currency)
 
@@ -141,21 +216,8 @@ class OrderView:
     def customer(self, info: GraphQLResolveInfo) -> dict[str, Any]:
         return customer(self.ctx, self.rec)
 
-    def _address(self) -> dict[str, Any]:
-        first, last = _names(self.rec.customer_email)
-        code = self.rec.market
-        return {
-            "firstName": first,
-            "lastName": last,
-            "address1": "Simulated street 1",
-            "city": "Simulated city",
-            "zipCode": "12345",
-            "country": {"id": self.ctx.state.market_id(code), "name": code, "code": code},
-            "email": self.rec.customer_email,
-        }
-
     def shippingAddress(self, info: GraphQLResolveInfo) -> dict[str, Any]:
-        return self._address()
+        return address(self.ctx, self.rec)
 
     billingAddress = shippingAddress
 
@@ -246,12 +308,27 @@ class ShipmentView:
         self.isPaid = rec.shipped
         self.isShipped = rec.shipped
         self.isCaptured = rec.shipped
+        self.numberOfPackages = 1 if rec.shipped else 0
+        self.trackingNumber = f"SIM{rec.id:010d}" if rec.shipped else None
+        self.returnTrackingNumber = f"SIMR{rec.id:09d}" if rec.shipped else None
+        self.carrierInformation = CARRIER if rec.shipped else None
+        self.internalShippingCost = None  # the merchant's own cost is not simulated
+        self.additionalMessage = None
 
     def createdAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
         return self.ctx.date(self.rec.created_at, format)
 
+    def updatedAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
+        return self.ctx.date(self.rec.shipped_at or self.rec.created_at, format)
+
     def shippedAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
         return self.ctx.date(self.rec.shipped_at, format)
+
+    paidAt = shippedAt
+    capturedAt = shippedAt
+
+    def shippingAddress(self, info: GraphQLResolveInfo) -> dict[str, Any]:
+        return address(self.ctx, self.ctx.state.orders[self.rec.order_number])
 
     def lines(self, info: GraphQLResolveInfo) -> list[ShipmentLineView]:
         return [ShipmentLineView(self.ctx, line) for line in self.rec.lines]
@@ -305,7 +382,9 @@ class ReturnView:
     def __init__(self, ctx: ViewContext, rec: ReturnRec) -> None:
         self.ctx, self.rec = ctx, rec
         self.id = rec.id
-        self.status = ctx.state.return_status(rec)
+        self.returnStatus = ctx.state.return_status(rec)
+        self.status = RETURN_STATUS
+        self.totalQuantity = sum(line.quantity for line in rec.lines)
         self.comment = rec.comment
         self.externalId = rec.external_id
         self.returnedToStock = rec.policy is not StockPolicy.REMOVE
@@ -348,6 +427,38 @@ class ReturnLineView:
         self.ctx, self.rec = ctx, rec
         self.id = rec.id
         self.quantity = rec.quantity
+        self._line = ctx.state.order_lines[rec.order_line_id]
+        self._currency = ctx.state.orders[self._line.order_number].currency
+
+    def _value(self, amount: Decimal, including_tax: bool) -> dict[str, Any]:
+        rate = self._line.tax_percent
+        return self.ctx.money(
+            amount if including_tax else amount * 100 / (100 + rate), self._currency
+        )
+
+    def unitPrice(self, info: GraphQLResolveInfo, includingTax: bool = True) -> dict[str, Any]:
+        return self._value(self._line.unit_price, includingTax)
+
+    def lineValue(self, info: GraphQLResolveInfo, includingTax: bool = True) -> dict[str, Any]:
+        return self._value(self._line.value(self.rec.quantity), includingTax)
+
+    def appliedTaxRules(self, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+        """One VAT rule per line, included in its price ([INF] rule id and name)."""
+        rate, m = self._line.tax_percent, self.ctx.money
+        value = self._line.value(self.rec.quantity)
+        percent = format(rate.normalize(), "f")
+        return [
+            {
+                "rule": {
+                    "taxId": f"vat-{percent}",
+                    "taxName": f"VAT {percent}%",
+                    "taxPercent": float(rate),
+                },
+                "taxAdded": m(ZERO, self._currency),
+                "taxDeducted": m(ZERO, self._currency),
+                "taxIncluded": m(value * rate / (100 + rate), self._currency),
+            }
+        ]
 
     def shipmentLine(self, info: GraphQLResolveInfo) -> ShipmentLineView:
         return ShipmentLineView(self.ctx, self.ctx.state.shipment_lines[self.rec.shipment_line_id])

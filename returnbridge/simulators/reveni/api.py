@@ -19,6 +19,7 @@ from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
 from returnbridge.connectors.reveni import wire
+from returnbridge.connectors.reveni.inferred import ReveniInferred
 from returnbridge.simulators.reveni.invoices import PeriodError
 from returnbridge.simulators.reveni.listing import (
     FilterError,
@@ -166,7 +167,7 @@ def merchant_api(sim: ReveniSimulator) -> Router:
             return JSONResponse(return_view(rec, sim.store_id, inferred))
 
     async def partial_validate(request: Request) -> Response:
-        decisions = _decisions(await _json_object(request))
+        decisions = _decisions(await _json_object(request), inferred)
         with sim.lock:
             try:
                 rec = sim.state.partial_validate(request.path_params["return_id"], decisions)
@@ -255,8 +256,9 @@ async def _not_found(request: Request) -> Response:
     raise ApiError(404, NOT_FOUND)
 
 
-def _decisions(body: dict[str, Any]) -> list[tuple[str, Decision]]:
-    """The `items` of a partial_validate body ([R-OBS S4] keys, plus an optional `restock`)."""
+def _decisions(body: dict[str, Any], inferred: ReveniInferred) -> list[tuple[str, Decision]]:
+    """The `items` of a partial_validate body ([R-OBS S4] keys, plus an optional `restock`);
+    an item's `status` in either casing unless `inferred.status_case_strict`."""
     items = body.get("items")
     if not isinstance(items, list) or not items:
         raise ApiError(400, "items: expected a non-empty list")
@@ -267,6 +269,8 @@ def _decisions(body: dict[str, Any]) -> list[tuple[str, Decision]]:
         item_id, status, quantity = entry.get("item_id"), entry.get("status"), entry.get("quantity")
         if not isinstance(item_id, str) or not item_id:
             raise ApiError(400, f"items[{i}].item_id: expected a string")
+        if isinstance(status, str) and not inferred.status_case_strict:
+            status = status.lower()  # either casing, like every status ([INFER])
         if status not in ("accepted", "rejected"):
             raise ApiError(400, f"items[{i}].status: expected 'accepted' or 'rejected'")
         if quantity is not None and (isinstance(quantity, bool) or not isinstance(quantity, int)):

@@ -105,6 +105,7 @@ def control_api(sim: ReveniSimulator) -> Router:
         status = body.get("status")
         if not isinstance(status, str):
             raise ControlError("status: expected a status name")
+        status = status.lower()  # our names, in either casing
         with sim.lock:
             rec = sim.state.get(request.path_params["return_id"])
             decisions = _item_decisions(rec, body["items"]) if "items" in body else None

@@ -2,11 +2,13 @@
 
 The filters' meaning is [R-DOC S5]; parameter names, the envelope and the order are [INFER] and
 come from `ReveniInferred`; values are read with the inverse of the client's encoding
-(`connectors/reveni/encoding.py`). Dates: with `date_filter_precision = "date"` a value is
-`YYYY-MM-DD` and means that whole day in `date_filter_timezone` (`_from` from its first
-instant, `_to` through its last); with `"datetime"` it is an ISO 8601 time with an offset, both
-bounds inclusive. Pages follow Django REST framework: a page past the end (or not a positive
-number) is 404 `Invalid page.`, a `page_size` above the maximum is cut to the maximum.
+(`connectors/reveni/encoding.py`): a status in either casing (`IN_PROGRESS` as Reveni's MCP enum
+spells it, or `in_progress`) unless `status_case_strict`. Dates: with
+`date_filter_precision = "date"` a value is `YYYY-MM-DD` and means that whole day in
+`date_filter_timezone` (`_from` from its first instant, `_to` through its last); with
+`"datetime"` it is an ISO 8601 time with an offset, both bounds inclusive. Pages follow Django
+REST framework: a page past the end (or not a positive number) is 404 `Invalid page.`, a
+`page_size` above the maximum is cut to the maximum.
 """
 
 from __future__ import annotations
@@ -115,7 +117,12 @@ def parse_filter(params: Mapping[str, str], inferred: ReveniInferred) -> ReturnF
         found = {name: status_named(name, inferred) for name in names}
         unknown = [name for name, status in found.items() if status is None]
         if unknown:
-            raise FilterError(f"{inferred.param_status}: unknown status(es) {unknown}")
+            hint = (
+                f" (status_case_strict: spelt {inferred.status_case} case)"
+                if inferred.status_case_strict
+                else ""
+            )
+            raise FilterError(f"{inferred.param_status}: unknown status(es) {unknown}{hint}")
         statuses = frozenset(s for s in found.values() if s is not None)
     types: frozenset[str] | None = None
     if (names := _values(params, inferred.param_transaction_type)) is not None:

@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from returnbridge.connectors.reveni.encoding import status_to_wire
+from returnbridge.connectors.reveni.encoding import status_name
 from returnbridge.connectors.reveni.inferred import ReveniInferred
 from returnbridge.connectors.reveni.models import currency_exponent
-from returnbridge.connectors.reveni.statuses import STATUSES
 from returnbridge.simulators.reveni.records import quantize
 
 
@@ -34,6 +33,7 @@ def money(amount: Decimal, currency: str, inferred: ReveniInferred) -> Any:
 
 
 def status_named(text: str, inferred: ReveniInferred) -> str | None:
-    """The status whose exact wire spelling is `text`, or None (the server side is strict: a
-    client that spells a status differently from `status_to_wire` is told so)."""
-    return next((s for s in STATUSES if status_to_wire(s, inferred) == text), None)
+    """The status `text` spells, in either casing (`IN_PROGRESS`, `in_progress`), or None: not
+    a status, or the other casing under `status_case_strict` (the client reads with the same
+    `encoding.status_name`)."""
+    return status_name(text, inferred)

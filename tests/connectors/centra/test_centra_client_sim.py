@@ -218,7 +218,7 @@ async def test_refund_through_the_order_api_completes_the_return(centra: CentraC
     _, shipment_id, line_id = await shipped_line(centra, 1001)
     ret = await centra.create_return(shipment_id=shipment_id, lines=[ReturnLineInput(line_id, 1)])
     body = await centra.update_return(ret.value.id, completed=True, refund_payment=True)
-    assert body["returnCompleted"] is True
+    assert body.return_completed is True and body["return"]["returnId"] == ret.value.id
     rows = await centra.list_returns_rest(order=1001)
     assert [(r.return_id, r.completed) for r in rows] == [(ret.value.id, True)]
     order = (await centra.orders_by_number([1001]))[1001]

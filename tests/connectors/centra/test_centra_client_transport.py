@@ -462,7 +462,7 @@ def return_wire(return_id: int, external_id: str, order_number: int) -> dict[str
     zero = {"value": 0, "currency": {"code": "SEK"}, "conversionRate": 1}
     return {
         "id": return_id,
-        "status": "PENDING",
+        "returnStatus": "PENDING",
         "createdAt": "2026-10-05T09:00:00+02:00",
         "externalId": external_id,
         "returnedToStock": False,

@@ -317,7 +317,8 @@ def test_return_model_flattens_references() -> None:
     ret = Return.model_validate(
         {
             "id": 3,
-            "status": "PENDING",
+            "status": "ACTIVE",  # Centra's generic status: not what Return.status means
+            "returnStatus": "PENDING",
             "createdAt": "2026-10-05T09:00:00+02:00",
             "comment": None,
             "externalId": "ret_1",
@@ -340,6 +341,7 @@ def test_return_model_flattens_references() -> None:
         }
     )
     assert (ret.shipment_id, ret.order_number, ret.external_id) == (7, 1001, "ret_1")
+    assert ret.status == "PENDING"  # read from returnStatus
     assert ret.lines[0].shipment_line_id == 70 and ret.lines[0].sku == "TEE-BLK-M"
 
 

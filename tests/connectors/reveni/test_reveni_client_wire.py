@@ -185,9 +185,11 @@ async def test_upper_case_statuses_are_lowered_before_validation() -> None:
     assert ret.delivery is not None and ret.delivery.label_status == "created"
 
 
-async def test_lower_case_wire_does_not_accept_upper_case_statuses() -> None:
+async def test_a_strict_lower_case_wire_does_not_accept_upper_case_statuses() -> None:
+    assert (await list_one(return_payload(RID, status="IN_PROGRESS"))).status == "in_progress"
+    strict = ReveniInferred(status_case_strict=True)
     with pytest.raises(ReveniQueryError) as info:
-        await list_one(return_payload(RID, status="IN_PROGRESS"))
+        await list_one(return_payload(RID, status="IN_PROGRESS"), strict)
     assert info.value.path == "results.0.status"
 
 

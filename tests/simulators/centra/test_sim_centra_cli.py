@@ -29,7 +29,7 @@ ORDER_1001 = """query($n: [Int!]) {
 }"""
 CREATE_RETURN = """mutation($input: ReturnCreateInput!) {
   createReturn(input: $input) {
-    return { id status lines { id quantity shipmentLine { id } } }
+    return { id returnStatus lines { id quantity shipmentLine { id } } }
     userErrors { message path }
     userWarnings { message path }
   }
@@ -108,7 +108,7 @@ def test_cli_simulator_serves_graphql_rest_and_sim(
         payload = created.json()["data"]["createReturn"]
         assert payload["userErrors"] == [] and payload["userWarnings"] == []
         ret = payload["return"]
-        assert ret["status"] == DEFAULT_INFERRED.return_status_pending
+        assert ret["returnStatus"] == DEFAULT_INFERRED.return_status_pending
         assert ret["lines"][0]["quantity"] == 1
 
         # The REST Order API: refund and complete the return.
@@ -119,7 +119,7 @@ def test_cli_simulator_serves_graphql_rest_and_sim(
             headers={"API-Authorization": SECRET},
         )
         assert put.status_code == 200, put.text
-        assert put.json()["status"] == "ok" and put.json()["returnCompleted"] is True
+        assert put.json()["status"] == "ok" and put.json()["return"]["completed"] is True
         listed = client.get(f"{base}/returns", headers={"API-Authorization": SECRET}).json()
         assert [(r["returnId"], r["completed"]) for r in listed["returns"]] == [(ret["id"], True)]
 
@@ -138,6 +138,11 @@ def test_cli_simulator_serves_graphql_rest_and_sim(
                 "currency": "SEK",
                 "via_psp": True,
                 "status": "SUCCESS",
+                "asynchronous": False,
+                "entry_id": own_refunds[0]["entry_id"],
+                "answered_by": None,
+                "requested_at": own_refunds[0]["requested_at"],
+                "answered_at": own_refunds[0]["requested_at"],
             }
         ]
         assert effects["stock_changes"][0]["delta"] == 1

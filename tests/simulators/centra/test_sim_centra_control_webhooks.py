@@ -148,7 +148,10 @@ def test_effects_shape_starts_empty_except_manual_refunds(centra_sim: CentraSimH
         "stock_changes": [],
         "refunds": [
             {"order_number": 1001, "return_id": None, "amount": "49.00", "currency": "SEK",
-             "via_psp": True, "status": "SUCCESS"}
+             "via_psp": True, "status": "SUCCESS", "asynchronous": False,
+             "entry_id": effects["refunds"][0]["entry_id"], "answered_by": None,
+             "requested_at": "2026-10-14T12:00:00+00:00",
+             "answered_at": "2026-10-14T12:00:00+00:00"}
         ],
         "orders_created": [],
     }  # fmt: skip

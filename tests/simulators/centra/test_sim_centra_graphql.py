@@ -74,11 +74,9 @@ def test_syntax_error_is_400_with_locations(centra_sim: CentraSimHandle) -> None
 
 
 def test_undocumented_field_is_400_naming_it(centra_sim: CentraSimHandle) -> None:
-    response = centra_sim.graphql("{ orders { number updatedAt } }")
+    response = centra_sim.graphql("{ orders { number userIP } }")  # Centra's, not modelled
     assert response.status_code == 400
-    assert (
-        "Cannot query field 'updatedAt' on type 'Order'" in response.json()["errors"][0]["message"]
-    )
+    assert "Cannot query field 'userIP' on type 'Order'" in response.json()["errors"][0]["message"]
 
 
 def test_wrong_variable_type_is_400(centra_sim: CentraSimHandle) -> None:
@@ -202,9 +200,7 @@ def test_order_connection_last_before(centra_sim: CentraSimHandle) -> None:
     assert [e["node"]["number"] for e in page["edges"]] == [1002, 1003]
 
 
-def test_order_connection_rejects_a_foreign_cursor(centra_sim: CentraSimHandle) -> None:
-    body = centra_sim.graphql(CONNECTION, {"first": 1, "after": "bnVtYmVyOjE2Ng=="}).json()
-    assert "does not point into this list" in body["errors"][0]["message"]
+def test_order_connection_rejects_a_malformed_cursor(centra_sim: CentraSimHandle) -> None:
     body = centra_sim.graphql(CONNECTION, {"first": 1, "after": "!!"}).json()
     assert "Invalid cursor" in body["errors"][0]["message"]
 

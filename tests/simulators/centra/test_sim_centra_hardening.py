@@ -28,7 +28,7 @@ from returnbridge.scenario import Scenario
 from returnbridge.simulators.centra.faults import AfterCommit, FaultSettings
 
 UNCOMPLETE = """mutation($id: Int!) { uncompleteReturn(id: $id) {
-  return { id status } userErrors { message path } userWarnings { message path } } }"""
+  return { id returnStatus } userErrors { message path } userWarnings { message path } } }"""
 DELETE = """mutation($id: Int!) { deleteReturn(id: $id) {
   userErrors { message path } userWarnings { message path } } }"""
 BEARER = {"Authorization": "Bearer centra-sim-token"}
@@ -145,11 +145,11 @@ def test_uncomplete_return(centra_sim: CentraSimHandle) -> None:
     assert pending["return"] is None and "is not completed" in pending["userErrors"][0]["message"]
     centra_sim.data(COMPLETE, {"id": ret["id"]})
     done = centra_sim.data(UNCOMPLETE, {"id": ret["id"]})["uncompleteReturn"]
-    assert done == {"return": {"id": ret["id"], "status": "PENDING"}, "userErrors": [],
+    assert done == {"return": {"id": ret["id"], "returnStatus": "PENDING"}, "userErrors": [],
                     "userWarnings": []}  # fmt: skip
     # A refunded return stays completed ([INF], like the Order API's `completed: false`).
     put = centra_sim.rest("PUT", f"/returns/{ret['id']}", json={"refundPayment": True})
-    assert put.json()["returnCompleted"] is True
+    assert put.json()["return"]["completed"] is True
     refunded = centra_sim.data(UNCOMPLETE, {"id": ret["id"]})["uncompleteReturn"]
     assert "refunded" in refunded["userErrors"][0]["message"]
     unknown = centra_sim.data(UNCOMPLETE, {"id": 777})["uncompleteReturn"]

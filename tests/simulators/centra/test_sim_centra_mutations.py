@@ -8,13 +8,13 @@ from centra_sim_support import CentraSimHandle
 
 CREATE = """mutation($input: ReturnCreateInput!) {
   createReturn(input: $input) {
-    return { id status externalId returnedToStock lines { id quantity shipmentLine { id } }
+    return { id returnStatus externalId returnedToStock lines { id quantity shipmentLine { id } }
              totals { shipping { value } } grandTotal { value } }
     userErrors { message path } userWarnings { message path }
   }
 }"""
 COMPLETE = """mutation($id: Int!) { completeReturn(id: $id, input: {sendEmail: false}) {
-  return { id status } userErrors { message path } } }"""
+  return { id returnStatus } userErrors { message path } } }"""
 CHANGE = """mutation($input: StockChangeInput!) { changeStock(input: $input) {
   stockChange { id description lines { deliveredQuantity productSize { SKU } } }
   userErrors { message path } } }"""
@@ -69,7 +69,7 @@ def test_create_return_succeeds_pending_with_external_id(centra_sim: CentraSimHa
     )
     assert payload["userErrors"] == [] and payload["userWarnings"] == []
     ret = payload["return"]
-    assert (ret["status"], ret["externalId"], ret["returnedToStock"]) == (
+    assert (ret["returnStatus"], ret["externalId"], ret["returnedToStock"]) == (
         "PENDING", "ret_0001", False,
     )  # fmt: skip
     assert ret["lines"][0]["shipmentLine"]["id"] == ship["lines"][0]["id"]
@@ -173,7 +173,7 @@ def test_returns_allowed_on_archived_orders_by_default(centra_sim: CentraSimHand
 def test_complete_return_twice_is_a_user_error(centra_sim: CentraSimHandle) -> None:
     ret = create(centra_sim, return_input(shipment(centra_sim, 1001)))["return"]
     done = centra_sim.data(COMPLETE, {"id": ret["id"]})["completeReturn"]
-    assert done["return"]["status"] == "COMPLETED" and done["userErrors"] == []
+    assert done["return"]["returnStatus"] == "COMPLETED" and done["userErrors"] == []
     again = centra_sim.data(COMPLETE, {"id": ret["id"]})["completeReturn"]
     assert again["return"] is None
     assert "already completed" in again["userErrors"][0]["message"]

@@ -56,22 +56,23 @@ def test_refund_writes_a_successful_refund_entry_and_completes(
     rid = make_return(centra_sim, 1001, shippingCost={"fromShipment": True})
     response = centra_sim.rest("PUT", f"/returns/{rid}", json={"refundPayment": True})
     assert response.status_code == 200
-    assert response.json() == {
-        "status": "ok",
-        "returnCompleted": True,
-        "refund": {"status": "SUCCESS", "amount": "348.00", "currency": "SEK"},
-    }
+    answer = response.json()
+    assert answer["status"] == "ok" and answer["return"]["returnId"] == rid
+    assert answer["return"]["completed"] is True and "returnCompleted" not in answer
+    assert answer["refund"] == {"status": "SUCCESS", "amount": "348.00", "currency": "SEK"}
     refunds = centra_sim.client.get("/_sim/effects").json()["refunds"]
     assert refunds[-1] == {
         "order_number": 1001, "return_id": rid, "amount": "348.00", "currency": "SEK",
-        "via_psp": True, "status": "SUCCESS",
+        "via_psp": True, "status": "SUCCESS", "asynchronous": False,
+        "entry_id": refunds[-1]["entry_id"], "answered_by": None,
+        "requested_at": "2026-10-15T12:00:00+00:00", "answered_at": "2026-10-15T12:00:00+00:00",
     }  # fmt: skip
     history = centra_sim.data(
-        "query($id: [Int!]) { returns(where: {id: $id}) { status refundPaymentHistory { entryType "
-        "status value { value } } } }",
+        "query($id: [Int!]) { returns(where: {id: $id}) { returnStatus refundPaymentHistory { "
+        "entryType status value { value } } } }",
         {"id": [rid]},
     )["returns"][0]
-    assert history["status"] == "COMPLETED"
+    assert history["returnStatus"] == "COMPLETED"
     assert history["refundPaymentHistory"] == [
         {"entryType": "REFUND", "status": "SUCCESS", "value": {"value": 348.0}}
     ]
@@ -92,7 +93,7 @@ def test_complete_without_refund_and_manual_refund(centra_sim: CentraSimHandle) 
     rid = make_return(centra_sim, 1001)
     body = {"completed": True, "manualRefund": {"amount": "299.00", "reference": "rev-1"}}
     response = centra_sim.rest("PUT", f"/returns/{rid}", json=body)
-    assert response.json()["returnCompleted"] is True
+    assert response.json()["return"]["completed"] is True
     refund = centra_sim.client.get("/_sim/effects").json()["refunds"][-1]
     assert (refund["via_psp"], refund["amount"]) == (False, "299.00")
 
@@ -192,7 +193,7 @@ def test_get_returns_lists_and_filters(centra_sim: CentraSimHandle) -> None:
     assert listed["status"] == "ok"
     (ret,) = listed["returns"]
     assert (ret["returnId"], ret["orderId"], ret["completed"]) == (first, 1001, False)
-    assert ret["products"][0]["SKU"] == "TEE-BLK-M"
+    assert (ret["products"][0]["sku"], ret["products"][0]["quantity"]) == ("TEE-BLK-M", 1)
     assert (
         len(centra_sim.rest("GET", "/returns", params={"limit": 1, "page": 2}).json()["returns"])
         == 1
