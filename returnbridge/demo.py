@@ -8,7 +8,9 @@
    receiver's inbox; once the walk is over, they wake the sync through a debounced trigger).
 3. The sync runs (docs/architecture.md#the-sync-pipeline) until nothing is left to do: Reveni
    returns changed since the cursor plus the inbox -> batch-read Centra -> plan -> execute
-   exactly once per ledger key -> advance the cursor. Bounded by a timeout.
+   exactly once per ledger key -> advance the cursor. A refund an asynchronous payment provider
+   has left pending keeps the sync going: the provider answers it (`/_sim/psp/settle`) and the
+   sync reads the answer, until no refund is pending. Bounded by a timeout.
 4. The scenario's changes made in Centra behind returnbridge's back (`after_sync` manual
    refunds) happen, then the daily reconciliation runs once: both systems into the DuckDB
    warehouse (in `--out` or the temporary directory), gaps, fixes through the ledger, and one
@@ -141,6 +143,7 @@ def demo_settings(
             backoff_seconds=0.2,
             backoff_max_seconds=2.0,
             in_doubt_settle_seconds=1.0,
+            psp_recheck_seconds=0.5,
         ),
         reconcile=ReconcileSettings(
             warehouse_path=warehouse_path or Path("data/warehouse.duckdb"), timezone="UTC"
@@ -167,6 +170,20 @@ def _wait_for_webhooks(control: httpx.Client, timeout: float = WEBHOOK_SETTLE_SE
 async def _subscribe(settings: ReveniSettings, receiver_url: str) -> None:
     async with settings.client() as reveni:
         await reveni.ensure_webhook(receiver_url, list(EVENT_TYPES))
+
+
+def _answer_refunds(centra: httpx.Client, say: Progress) -> None:
+    """The scenario's asynchronous payment providers answer the refund requests Centra has left
+    pending (the demo does not wait `psp_settle_seconds` of simulated time for them)."""
+    pending = centra.get("/_sim/psp").raise_for_status().json()["pending"]
+    if not pending:
+        return
+    answers = centra.post("/_sim/psp/settle", json={}).raise_for_status().json()["settled"]
+    paid = sum(1 for a in answers if a["status"] == "SUCCESS")
+    say(
+        f"Centra: the payment provider answers {len(answers)} refund request(s) it had left "
+        f"pending: {paid} paid, {len(answers) - paid} refused."
+    )
 
 
 def _idle(ledger: Ledger) -> bool:
@@ -302,15 +319,22 @@ def _run(
         finally:
             walk_told.set()
         deadline = time.monotonic() + timeout
-        while True:  # until idle: a run after the last webhook, then as long as work is owed
-            trigger.notify()
-            if not trigger.flush(timeout=max(deadline - time.monotonic(), 0.1)):
-                break
-            if trigger.failures:
-                raise RuntimeError(f"{trigger.failures} sync run(s) failed; see the log")
-            if _idle(ledger) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+
+        def drain() -> None:
+            """Sync until idle: a run after the last webhook, then as long as work is owed
+            (a refund pending at the payment provider included)."""
+            while True:
+                trigger.notify()
+                if not trigger.flush(timeout=max(deadline - time.monotonic(), 0.1)):
+                    break
+                if trigger.failures:
+                    raise RuntimeError(f"{trigger.failures} sync run(s) failed; see the log")
+                if _idle(ledger) or time.monotonic() > deadline:
+                    break
+                _answer_refunds(centra_control, say)
+                time.sleep(0.2)
+
+        drain()
         idle = _idle(ledger)
         for refund in scenario.centra.manual_refunds:
             if refund.after_sync:
@@ -321,6 +345,9 @@ def _run(
                     f"{refund.order_number} (the scenario's after_sync plant)."
                 )
         reconciliation = asyncio.run(reconcile())
+        if centra_control.get("/_sim/psp").raise_for_status().json()["pending"]:
+            drain()  # a refund the reconciliation re-sent waits for its payment provider
+            idle = _idle(ledger)
         effects = centra_control.get("/_sim/effects").raise_for_status().json()
         centra_counters = centra_control.get("/_sim/counters").raise_for_status().json()
         reveni_counters = reveni_control.get("/_sim/counters").raise_for_status().json()

@@ -359,3 +359,19 @@ def test_pacing_names_the_share_of_the_plan_returnbridge_uses() -> None:
         "plan growth: returnbridge uses 50% of its limits, 10 writes, 30 requests and 125,000 "
         "query complexity per 10 s"
     )
+
+
+def test_the_demo_runs_until_no_refund_is_pending_at_an_asynchronous_psp() -> None:
+    showcase = builtin_scenario("showcase")
+    orders = [o.model_copy(update={"psp": "async"}) for o in showcase.centra.orders]
+    centra = showcase.centra.model_copy(update={"orders": orders, "plan": "unlimited"})
+    scenario = showcase.model_copy(update={"centra": centra})  # unlimited: not about pacing
+    told: list[str] = []
+    run = run_demo(scenario, progress=told.append)
+    assert run.idle
+    refunds = [r for r in run.summary["centra"]["refunds"] if r["return_id"] is not None]
+    assert refunds and all(r["asynchronous"] for r in refunds if r["via_psp"])
+    assert {r["status"] for r in refunds} == {"SUCCESS", "FAILED"}  # nothing left PENDING
+    assert any("payment provider answers" in line for line in told)
+    # The same exceptions as with synchronous payment providers: waiting changed nothing.
+    assert _rows(run.summary) == ALL_EXCEPTIONS

@@ -114,6 +114,8 @@ def test_a_lost_answer_to_an_asynchronous_refund_is_read_back_as_pending(
     for _ in range(6):
         showcase.run()
     showcase.centra.post("/_sim/faults", json={"timeout_after_commit_rate": 0.0})
+    counters = showcase.centra.get("/_sim/counters").raise_for_status().json()
+    assert counters["timeouts_after_commit"] >= 6  # every refund's answer was lost
     asked = psp_refunds(showcase)
     assert asked and {r["status"] for r in asked} == {"PENDING"}
     per_return: dict[int, int] = {}

@@ -23,10 +23,10 @@ class CentraInferred(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     return_status_pending: str = Field(
-        "PENDING", description="[INF] Return.status enum value of a new return."
+        "PENDING", description="[INF] Return.returnStatus enum value of a new return."
     )
     return_status_completed: str = Field(
-        "COMPLETED", description="[INF] Return.status enum value after completion."
+        "COMPLETED", description="[INF] Return.returnStatus enum value after completion."
     )
     order_status_archived: str = Field(
         "ARCHIVED", description="[INF] GraphQL OrderStatus name for Archived (code 5)."
