@@ -576,23 +576,28 @@ def unmatched_centra_refund(i: Inputs) -> pl.DataFrame:
     loose = i.unlinked.filter(
         ~pl.col("covers"), ~pl.col("repeats"), pl.col("state") == RefundState.SETTLED.value
     )
+    return _summed(loose, "order_number", "currency").select(
+        "order_number",
+        "amount_minor",
+        "currency",
+        "since",
+        pl.lit(False).alias("fixable"),
+        pl.format("Centra refund entries {} have no Reveni refund behind them", "entries").alias(
+            "detail"
+        ),
+    )
+
+
+def _summed(entries: pl.DataFrame, *keys: str) -> pl.DataFrame:
+    """Refund rows summed per `keys`: `amount_minor`, the oldest `since` and the `entries`
+    listed by id."""
     return (
-        loose.sort("entry_id")
-        .group_by("order_number", "currency", maintain_order=True)
+        entries.sort("entry_id")
+        .group_by(*keys, maintain_order=True)
         .agg(
             pl.col("amount_minor").sum(),
             pl.col("created_at").min().alias("since"),
             pl.col("entry_id").cast(pl.String).str.join(", ").alias("entries"),
-        )
-        .select(
-            "order_number",
-            "amount_minor",
-            "currency",
-            "since",
-            pl.lit(False).alias("fixable"),
-            pl.format(
-                "Centra refund entries {} have no Reveni refund behind them", "entries"
-            ).alias("detail"),
         )
     )
 
@@ -618,33 +623,24 @@ def refund_pending_too_long(i: Inputs) -> pl.DataFrame:
     """A refund asked of the PSP on a Centra return of a Reveni return, unanswered for longer
     than `refund_pending_max`: one gap per Reveni return, summing its pending requests."""
     cutoff = i.now - i.config.refund_pending_max
-    return (
-        i.refund_entries.filter(
-            pl.col("state") == RefundState.PENDING.value,
-            pl.col("reveni_return_id").is_not_null(),
-            pl.col("created_at") <= cutoff,
-        )
-        .sort("created_at", "entry_id")
-        .group_by("reveni_return_id", "order_number", "currency", maintain_order=True)
-        .agg(
-            pl.col("amount_minor").sum(),
-            pl.col("created_at").min().alias("since"),
-            pl.col("entry_id").cast(pl.String).str.join(", ").alias("entries"),
-        )
-        .select(
-            "order_number",
-            "reveni_return_id",
-            "amount_minor",
-            "currency",
-            "since",
-            pl.lit(False).alias("fixable"),
-            pl.format(
-                "refund request {} of {} asked of the PSP on {} UTC, no answer since",
-                "entries",
-                _money(pl.col("amount_minor"), pl.col("currency")),
-                pl.col("since").dt.strftime("%Y-%m-%d %H:%M"),
-            ).alias("detail"),
-        )
+    waiting = i.refund_entries.filter(
+        pl.col("state") == RefundState.PENDING.value,
+        pl.col("reveni_return_id").is_not_null(),
+        pl.col("created_at") <= cutoff,
+    )
+    return _summed(waiting, "reveni_return_id", "order_number", "currency").select(
+        "order_number",
+        "reveni_return_id",
+        "amount_minor",
+        "currency",
+        "since",
+        pl.lit(False).alias("fixable"),
+        pl.format(
+            "refund request {} of {} asked of the PSP on {} UTC, no answer since",
+            "entries",
+            _money(pl.col("amount_minor"), pl.col("currency")),
+            pl.col("since").dt.strftime("%Y-%m-%d %H:%M"),
+        ).alias("detail"),
     )
 
 
