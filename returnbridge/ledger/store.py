@@ -327,6 +327,37 @@ class Ledger:
         )
         return sorted(self._write(lambda conn: list(conn.execute(stmt).scalars())))
 
+    def hasten(
+        self,
+        order_numbers: Iterable[int],
+        *,
+        kind: str,
+        error_prefix: str,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """`in_doubt` actions of `kind` on `order_numbers` whose last error starts with
+        `error_prefix`, due at once (their state is unchanged): what they wait for may have
+        happened, e.g. a refund waiting for its payment provider, after Centra's webhook about
+        its order."""
+        numbers = sorted(set(order_numbers))
+        if not numbers:
+            return []
+        at = self._now(now)
+        t = schema.actions
+        stmt = (
+            sa.update(t)
+            .where(
+                t.c.state == "in_doubt",
+                t.c.kind == kind,
+                t.c.order_number.in_(numbers),
+                t.c.last_error.startswith(error_prefix, autoescape=True),
+                t.c.not_before > at,
+            )
+            .values(not_before=at)
+            .returning(t.c.key)
+        )
+        return sorted(self._write(lambda conn: list(conn.execute(stmt).scalars())))
+
     def retry(self, keys: Iterable[str]) -> list[str]:
         """`failed` / `blocked` actions among `keys` back to `pending`, due at once."""
         now = self._now(None)

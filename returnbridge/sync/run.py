@@ -23,6 +23,7 @@ demo call `ReturnSync.run` directly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from returnbridge.sync.executor import (
     ExecutorConfig,
     request_summary,
 )
+from returnbridge.sync.outcomes import PSP_PENDING
 from returnbridge.sync.settings import SyncSettings
 
 __all__ = ["ReturnSync", "SyncConfig", "SyncReport", "SyncSettings"]
@@ -191,10 +193,16 @@ class ReturnSync:
         return collected
 
     async def _add_inbox(self, collected: Collected) -> None:
+        orders: set[int] = set()
         for event in self.ledger.inbox_pending():
             collected.inbox_ids.append(event.id)
             if event.source != "reveni":
-                continue  # Centra events only wake the sync: the carried-over work re-reads Centra
+                # Centra events wake the sync (the carried-over work re-reads Centra); one about
+                # an order may carry a payment provider's answer to a refund waiting for it.
+                if (event.event_type or "").startswith("order.") and event.resource_id:
+                    with contextlib.suppress(ValueError):
+                        orders.add(int(event.resource_id))
+                continue
             try:
                 envelope = parse_envelope(event.body, self.reveni.inferred)
             except WebhookError as exc:  # the receiver checked it; a stored one is still data
@@ -207,6 +215,11 @@ class ReturnSync:
             if fetched is not None:
                 collected.returns[rid] = fetched
                 collected.from_inbox += 1
+        hastened = self.ledger.hasten(
+            orders, kind="refund", error_prefix=PSP_PENDING, now=self.clock()
+        )
+        if hastened:
+            log.info("Centra order webhooks: reading %d waiting refund(s) now", len(hastened))
 
     async def _get(self, rid: str) -> ReveniReturn | None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,50 @@ def test_a_lost_answer_to_an_asynchronous_refund_is_read_back_as_pending(
     assert len(final) == len(asked)
     assert sum(r["status"] == "SUCCESS" for r in final) == len(asked) - 1
     assert {s for s, _ in refund_actions(showcase).values()} == {"done", "failed"}
+
+
+def test_centra_order_webhook_has_a_waiting_refund_read_at_once(showcase: Integration) -> None:
+    slow = showcase.settings.sync.model_copy(update={"psp_recheck_seconds": 3600})
+    showcase.settings = showcase.settings.model_copy(update={"sync": slow})
+    showcase.walk()
+    showcase.run()
+    waiting = [a.key for a in showcase.ledger.actions(kinds=["refund"], states=["in_doubt"])]
+    assert len(waiting) == len(psp_refunds(showcase))
+    settle(showcase)
+    showcase.run()
+    # Re-planning the returns shows the paid refunds, adopted; the refused one waits its hour.
+    states = {a.key: a.state for a in showcase.ledger.actions(keys=waiting)}
+    refused = next(k for k in waiting if "ret_same_1004" in k)
+    assert states.pop(refused) == "in_doubt"
+    assert set(states.values()) == {"done"}
+    # Centra's webhook about its order (as the receiver stores it) has it read now.
+    body = '{"type":"order","action":"update","date":null,"id":"1004"}'
+    showcase.ledger.inbox_add(
+        "centra", "order:1004:update:", body, resource_id="1004", event_type="order.update"
+    )
+    showcase.run()
+    assert showcase.ledger.action(refused).state == "failed"  # type: ignore[union-attr]
+    (gateway,) = showcase.ledger.exceptions(reveni_return_id="ret_same_1004", statuses=["open"])
+    assert gateway.code == "refund_failed_at_gateway" and gateway.action_key == refused
+    assert not showcase.ledger.inbox_pending()
+
+
+def test_hasten_moves_only_what_waits_for_the_psp_on_those_orders(tmp_path: Path) -> None:
+    from ledger_support import refund
+
+    from returnbridge.ledger import Ledger
+
+    with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
+        ledger.plan([refund("r1"), refund("r2")])
+        keys = [a.key for a in ledger.actions()]
+        later = datetime.now(UTC) + timedelta(hours=1)
+        for key, error in zip(
+            keys, [f"{PSP_PENDING}: request 7", "read back too soon"], strict=True
+        ):
+            ledger.claim(key, expected="pending")
+            ledger.transition(key, "in_doubt", expected="in_flight", error=error, not_before=later)
+        orders = {a.order_number for a in ledger.actions()}
+        assert ledger.hasten(orders, kind="refund", error_prefix=PSP_PENDING) == keys[:1]
+        assert ledger.hasten(orders, kind="refund", error_prefix=PSP_PENDING) == []  # due now
+        assert ledger.hasten([], kind="refund", error_prefix=PSP_PENDING) == []
+        assert ledger.action(keys[1]).not_before == later  # type: ignore[union-attr]
