@@ -343,6 +343,7 @@ def _refund_attempts(payments: pl.LazyFrame, types: RefundTypes) -> pl.LazyFrame
         pl.col("entry_id").alias("settled_by"),
         pl.col("state").alias("settled_state"),
         pl.col("amount_minor").alias("settled_amount"),
+        pl.col("currency").alias("settled_currency"),
     )
     paired = requests.join(
         settlements, on=[*_ATTEMPT_KEY, "rank"], how="left", nulls_equal=True
@@ -350,6 +351,7 @@ def _refund_attempts(payments: pl.LazyFrame, types: RefundTypes) -> pl.LazyFrame
         pl.coalesce("settled_by", "entry_id").alias("entry_id"),
         pl.coalesce("settled_state", "state").alias("state"),
         pl.coalesce("settled_amount", "amount_minor").alias("amount_minor"),
+        pl.coalesce("settled_currency", "currency").alias("currency"),
     )
     claimed = paired.select(pl.col("settled_by").alias("entry_id")).drop_nulls()
     columns = [c for c in entries.collect_schema().names() if c != "status"]

@@ -65,7 +65,8 @@ def history(rng: random.Random, types: RefundTypes) -> list[dict[str, Any]]:
                         "amount_minor": rng.choice(
                             [2500, 2500, 29900, 100, rng.randint(1, 99_999)]
                         ),
-                        "currency": currency,
+                        # now and then a settlement in another currency: whose counts
+                        "currency": currency if rng.random() < 0.9 else "NOK",
                         "payment_method": rng.choice(["adyen", "klarna", "manual"]),
                         "external_reference": rng.choice(references),
                         "created_at": T0 + timedelta(minutes=10 * rng.randint(0, 12)),
