@@ -52,7 +52,7 @@ ALL_EXCEPTIONS = SHOWCASE_EXCEPTIONS | RECONCILED_OPEN | RECONCILED_HEALED
 PROCESSED = {
     "ret_std_1001", "ret_same_1004", "ret_two_1006a", "ret_two_1006b", "ret_exch_1008",
     "ret_exch_1009", "ret_mix_1010", "ret_mism_1011", "ret_pacc_1014", "ret_sc_1015",
-    "ret_dup_1016", "ret_old_1017",
+    "ret_dup_1016", "ret_old_1017", "ret_psp_1018",
 }  # fmt: skip
 
 
@@ -341,10 +341,14 @@ def test_progress_tells_each_step_and_how_centra_paces_it() -> None:
         "Reveni",
         "Sync run 1",
         "Sync run 1",
-        "Centra",
+        "Centra",  # the payment provider answers the refund it left pending
+        "Sync run 2",
+        "Sync run 2",
+        "Centra",  # someone refunds by hand (the after_sync plant)
         "Daily reconciliation",
         "Reconciliation",
     ], said
+    assert "payment provider answers 1 refund request(s)" in said[5] and "1 paid" in said[5]
     assert "plan unlimited: no rate limits" in said[0]
     assert said[-1].endswith("7 gaps, 3 digests.")
 

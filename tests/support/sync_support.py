@@ -44,7 +44,9 @@ class Integration:
     reveni: httpx.Client  # the Reveni simulator's /_sim control plane
 
     def run(self, **kwargs: Any) -> SyncReport:
-        """One sync run, as `returnbridge sync` does it."""
+        """One sync run, as `returnbridge sync` does it; then the asynchronous payment providers
+        answer the refunds asked of them, as they would before the next scheduled run (tests
+        about waiting for them use `tests/sync/test_sync_async_psp.py`'s own runs)."""
 
         async def once() -> SyncReport:
             async with open_sync(
@@ -52,7 +54,17 @@ class Integration:
             ) as sync:
                 return await sync.run(**kwargs)
 
-        return asyncio.run(once())
+        try:
+            return asyncio.run(once())
+        finally:
+            self.answer_refunds()
+
+    def answer_refunds(self) -> list[dict[str, Any]]:
+        """The asynchronous payment providers answer every refund request left pending."""
+        answered: list[dict[str, Any]] = (
+            self.centra.post("/_sim/psp/settle", json={}).raise_for_status().json()["settled"]
+        )
+        return answered
 
     def walk(self, steps: int | None = None) -> int:
         body = {} if steps is None else {"steps": steps}

@@ -63,10 +63,7 @@ def refund_actions(it: Integration) -> dict[str, tuple[str, str | None]]:
 
 
 def settle(it: Integration) -> list[dict[str, Any]]:
-    settled: list[dict[str, Any]] = (
-        it.centra.post("/_sim/psp/settle", json={}).raise_for_status().json()["settled"]
-    )
-    return settled
+    return it.answer_refunds()
 
 
 def test_a_pending_refund_waits_and_is_never_asked_twice(showcase: Integration) -> None:
