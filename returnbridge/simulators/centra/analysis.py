@@ -48,6 +48,8 @@ TYPE_PERMISSIONS = {
     "Warehouse": "Warehouse:read",
     "StockChange": "StockChange:read",
     "StockChangeLine": "StockChange:read",
+    "AdminUser": "AdminUser:read",  # [C-ex] (createShipment's permissionsUsed)
+    "StorePlugin": "StorePlugin:read",  # [C-ex]
 }
 FIELD_PERMISSIONS = {
     ("Order", "shippingAddress"): "Order.shippingAddress:read",
@@ -65,6 +67,18 @@ FIELD_PERMISSIONS = {
     ("Mutation", "deleteReturn"): "Return:write",
     ("Mutation", "changeStock"): "StockChange:write",
     ("Mutation", "setStock"): "StockChange:write",
+    # Order and shipment processing: [C-ex] from the permissionsUsed of Centra's examples,
+    # [INF] for the two captures (the examples do not show theirs).
+    ("Mutation", "updateDirectToConsumerOrder"): "Order:write",
+    ("Mutation", "cancelDirectToConsumerOrder"): "Order:write",
+    ("Mutation", "confirmOrder"): "Order:write",
+    ("Mutation", "setOrdersLock"): "Order.isLocked:write",
+    ("Mutation", "captureOrder"): "Order:write",  # [INF]
+    ("Mutation", "releaseRemainingOrderAuthorization"): "Payment.cancel:write",
+    ("Mutation", "createShipment"): "Shipment:write",
+    ("Mutation", "updateShipment"): "Shipment:write",
+    ("Mutation", "captureShipment"): "Shipment:write",  # [INF]
+    ("Mutation", "completeShipment"): "Shipment:write",
 }
 _INTERFACE_OF = {
     "DirectToConsumerOrder": "Order",

@@ -113,6 +113,9 @@ class AllocationRec:
     id: int
     warehouse_id: int
     quantity: int
+    # Holds stock (StockLevel.allocated) although its order comes from the scenario, whose
+    # allocations do not: set for items allocated by an order-processing mutation.
+    reserves: bool = False
 
 
 @dataclass
@@ -150,6 +153,22 @@ class ShipmentRec:
     shipping: Decimal = ZERO
     handling: Decimal = ZERO
     voucher: Decimal = ZERO
+    # Set once an order-processing mutation (createShipment...) made or changed the shipment:
+    # its flags are then the fields below; a scenario shipment's follow `shipped` until then.
+    processed: bool = False
+    good_to_go: bool = False
+    paid_at: datetime | None = None
+    captured_at: datetime | None = None
+    captured_value: Decimal | None = None
+    updated_at: datetime | None = None
+    additional_message: str | None = None
+    external_id: str | None = None
+    carrier: str | None = None
+    service: str | None = None
+    packages: int = 0
+    tracking_number: str | None = None
+    return_tracking_number: str | None = None
+    internal_shipping_cost: Decimal | None = None
 
     @property
     def shipped(self) -> bool:
@@ -201,6 +220,14 @@ class OrderRec:
     # Last write that changed the order or its returns / payments (Order.updatedAt); None until
     # the first one, the view also counts the dated records the order holds.
     updated_at: datetime | None = None
+    # Written by the order-processing mutations (order_processing.py).
+    is_on_hold: bool = False
+    hold_reason: str | None = None
+    is_locked: bool = False
+    shipping_address: dict[str, str | None] = field(default_factory=dict)  # over the simulated
+    billing_address: dict[str, str | None] = field(default_factory=dict)
+    customer_info: dict[str, str | None] = field(default_factory=dict)  # name / e-mail on order
+    history: list[str] = field(default_factory=list)  # cancellation and hold comments
 
     def goods_total(self) -> Decimal:
         return money(sum((line.value() for line in self.lines), ZERO))

@@ -2,7 +2,8 @@
 
 Filters follow the documented `where` keys ([C]). Mutations turn
 `MutationRejected` into the payload's `userErrors`; the write functions have already guaranteed
-that a rejection changed nothing.
+that a rejection changed nothing (but for a capture the PSP refused, whose FAILED entry the
+payload carries: order_processing.py).
 """
 
 from __future__ import annotations
@@ -13,9 +14,28 @@ from typing import Any
 
 from graphql import GraphQLResolveInfo
 
-from returnbridge.simulators.centra.outcomes import MutationRejected
+from returnbridge.simulators.centra.order_processing import (
+    CaptureFailed,
+    Done,
+    cancel_dtc_order,
+    capture_order,
+    capture_shipment,
+    complete_shipment,
+    confirm_order,
+    create_shipment,
+    release_remaining_authorization,
+    set_orders_lock,
+    update_dtc_order,
+    update_shipment,
+)
+from returnbridge.simulators.centra.outcomes import MutationRejected, UserError
 from returnbridge.simulators.centra.paging import connection, page_of
-from returnbridge.simulators.centra.records import OrderRec, ReturnRec, StockChangeRec
+from returnbridge.simulators.centra.records import (
+    OrderRec,
+    ReturnRec,
+    ShipmentRec,
+    StockChangeRec,
+)
 from returnbridge.simulators.centra.returns_ops import (
     complete_return,
     create_return,
@@ -25,8 +45,10 @@ from returnbridge.simulators.centra.returns_ops import (
 from returnbridge.simulators.centra.stock_ops import change_stock, set_stock
 from returnbridge.simulators.centra.views import (
     OrderView,
+    PaymentEntryView,
     ProductView,
     ReturnView,
+    ShipmentView,
     SizeView,
     StockChangeLineView,
     StockChangeView,
@@ -136,6 +158,10 @@ def _payload(**fields: Any) -> dict[str, Any]:
 def _rejected(exc: MutationRejected, **empty: Any) -> dict[str, Any]:
     errors = [{"message": e.message, "path": e.path} for e in exc.errors]
     return {**empty, "userErrors": errors, "userWarnings": []}
+
+
+def _messages(found: list[UserError]) -> list[dict[str, Any]]:
+    return [{"message": e.message, "path": e.path} for e in found]
 
 
 class Root:
@@ -341,3 +367,110 @@ class Root:
         except MutationRejected as exc:
             return _rejected(exc, stockChanges=[])
         return _payload(stockChanges=[StockChangeView(self.ctx, c) for c in changes])
+
+    # ------------------------------------------------ order and shipment processing
+
+    def _entries(self, done: Done[Any] | CaptureFailed) -> dict[str, Any]:
+        entry = PaymentEntryView(self.ctx, done.entry) if done.entry is not None else None
+        return {"paymentHistoryEntry": entry, "paymentHistoryEntries": [entry] if entry else []}
+
+    def _order_done(self, done: Done[OrderRec], **extra: Any) -> dict[str, Any]:
+        return {
+            "order": OrderView(self.ctx, done.value),
+            **extra,
+            "userErrors": [],
+            "userWarnings": _messages(done.warnings),
+        }
+
+    def _shipment_done(self, done: Done[ShipmentRec], **extra: Any) -> dict[str, Any]:
+        return {
+            "shipment": ShipmentView(self.ctx, done.value),
+            **extra,
+            "userErrors": [],
+            "userWarnings": _messages(done.warnings),
+        }
+
+    def updateDirectToConsumerOrder(
+        self, info: GraphQLResolveInfo, order: dict[str, Any], input: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            done = update_dtc_order(self.ctx.state, order, input)
+        except MutationRejected as exc:
+            return _rejected(exc, order=None)
+        return self._order_done(done)
+
+    def cancelDirectToConsumerOrder(
+        self, info: GraphQLResolveInfo, id: str, input: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            done = cancel_dtc_order(self.ctx.state, id, input)
+        except MutationRejected as exc:
+            return _rejected(exc, order=None, paymentHistoryEntry=None)
+        entry = self._entries(done)["paymentHistoryEntry"]
+        return self._order_done(done, paymentHistoryEntry=entry)
+
+    def confirmOrder(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+        try:
+            done = confirm_order(self.ctx.state, input)
+        except MutationRejected as exc:
+            return _rejected(exc, order=None)
+        return self._order_done(done)
+
+    def setOrdersLock(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+        try:
+            done = set_orders_lock(self.ctx.state, input)
+        except MutationRejected as exc:
+            return _rejected(exc, orders=[])
+        return _payload(orders=[OrderView(self.ctx, o) for o in done.value])
+
+    def captureOrder(self, info: GraphQLResolveInfo, order: dict[str, Any]) -> dict[str, Any]:
+        try:
+            done = capture_order(self.ctx.state, order)
+        except CaptureFailed as failed:
+            return _rejected(failed, order=None, **self._entries(failed))
+        except MutationRejected as exc:
+            return _rejected(exc, order=None, **self._entries(Done(None)))
+        return self._order_done(done, **self._entries(done))
+
+    def releaseRemainingOrderAuthorization(
+        self, info: GraphQLResolveInfo, order: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            done = release_remaining_authorization(self.ctx.state, order)
+        except MutationRejected as exc:
+            return _rejected(exc, order=None, **self._entries(Done(None)))
+        return self._order_done(done, **self._entries(done))
+
+    def createShipment(self, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+        try:
+            done = create_shipment(self.ctx.state, input)
+        except MutationRejected as exc:
+            return _rejected(exc, shipment=None)
+        return self._shipment_done(done)
+
+    def updateShipment(
+        self, info: GraphQLResolveInfo, id: int, input: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            done = update_shipment(self.ctx.state, id, input)
+        except MutationRejected as exc:
+            return _rejected(exc, shipment=None)
+        return self._shipment_done(done)
+
+    def captureShipment(self, info: GraphQLResolveInfo, id: int) -> dict[str, Any]:
+        try:
+            done = capture_shipment(self.ctx.state, id)
+        except CaptureFailed as failed:
+            return _rejected(failed, shipment=None, **self._entries(failed))
+        except MutationRejected as exc:
+            return _rejected(exc, shipment=None, **self._entries(Done(None)))
+        return self._shipment_done(done, **self._entries(done))
+
+    def completeShipment(
+        self, info: GraphQLResolveInfo, id: int, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        try:
+            done = complete_shipment(self.ctx.state, id, input)
+        except MutationRejected as exc:
+            return _rejected(exc, shipment=None)
+        return self._shipment_done(done)

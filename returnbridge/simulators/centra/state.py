@@ -1,9 +1,10 @@
 """The simulated Centra environment: every object, built from a scenario, plus derived reads.
 
-Writes live in `returns_ops`, `stock_ops` and `orders_ops`; each validates completely before it
-touches anything, so a rejected write (non-empty `userErrors`, or an Order API error) leaves the
-state exactly as it was ([C] [ERR]). The simulator holds one lock around every request that reads
-or writes the state, so requests never interleave half-way.
+Writes live in `returns_ops`, `stock_ops`, `orders_ops` and `order_processing`; each validates
+completely before it touches anything, so a rejected write (non-empty `userErrors`, or an Order API
+error) leaves the state exactly as it was ([C] [ERR]; one documented exception: a capture the
+payment provider refuses leaves its FAILED entry, see `order_processing`). The simulator holds one
+lock around every request that reads or writes the state, so requests never interleave half-way.
 
 Modelling choices, all [INF]:
 - A SKU `TEE-BLK-M` is the size `M` of variant `TEE-BLK`; a SKU without a dash is the only size

@@ -5,10 +5,12 @@ calls it with `(info, **arguments)`. So a plain attribute serves a field without
 method serves a field with them (`lines(includeFullyCancelled)`, `createdAt(format)`...). Views
 are built per request and hold no state of their own.
 
-What the simulator cannot know about a shipment (carrier, tracking numbers) is made up, [INF]:
-shipped shipments went with one simulated carrier in one package, and were paid and captured
-when they shipped. Order.updatedAt is the latest of the order's dated records and of the last
-write that touched it (`stamp_order_changes`, fed by the state's change events).
+What the simulator cannot know about a scenario shipment (carrier, tracking numbers) is made up,
+[INF]: shipped shipments went with one simulated carrier in one package, and were paid and
+captured when they shipped. A shipment an order-processing mutation made or changed
+(`ShipmentRec.processed`) shows what those mutations recorded instead. Order.updatedAt is the
+latest of the order's dated records and of the last write that touched it
+(`stamp_order_changes`, fed by the state's change events).
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ MARKET_STATES = {
     "CA": (2, "Ontario", "ON"),
     "AU": (3, "Victoria", "VIC"),
 }
-CARRIER = {"carrierName": "Simulated Carrier", "serviceName": "Standard"}  # [INF]
+# [INF] the carrier of shipped scenario shipments
+CARRIER: dict[str, str | None] = {"carrierName": "Simulated Carrier", "serviceName": "Standard"}
 RETURN_STATUS = "ACTIVE"  # [INF] generic Return.status of every return that exists
 
 
@@ -95,13 +98,17 @@ def _names(email: str) -> tuple[str, str]:
 
 
 def customer(ctx: ViewContext, order: OrderRec) -> dict[str, Any]:
+    """The order's customer; updateDirectToConsumerOrder's customerInfo overrides name and
+    e-mail as kept on the order ([INF])."""
     first, last = _names(order.customer_email)
-    return {
+    found = {
         "id": order.customer_id,
         "email": order.customer_email,
         "firstName": first,
         "lastName": last,
     }
+    found.update({k: v for k, v in order.customer_info.items() if v is not None})
+    return found
 
 
 def address(ctx: ViewContext, order: OrderRec) -> dict[str, Any]:
@@ -120,6 +127,18 @@ def address(ctx: ViewContext, order: OrderRec) -> dict[str, Any]:
         "state": {"id": state[0], "name": state[1], "code": state[2]} if state else None,
         "email": order.customer_email,
     }
+
+
+def order_address(ctx: ViewContext, order: OrderRec, billing: bool = False) -> dict[str, Any]:
+    """The simulated address with what updateDirectToConsumerOrder changed in it."""
+    found = address(ctx, order)
+    found.update(order.billing_address if billing else order.shipping_address)
+    return found
+
+
+def simulated_tracking(ship: ShipmentRec) -> tuple[str, str]:
+    """(tracking number, return tracking number) made up for a shipped scenario shipment."""
+    return f"SIM{ship.id:010d}", f"SIMR{ship.id:09d}"
 
 
 def order_updated_at(state: CentraState, order: OrderRec) -> datetime:
@@ -173,7 +192,8 @@ class OrderView:
         self.id = rec.id
         self.number = rec.number
         self.status = rec.status
-        self.isOnHold = False
+        self.isOnHold = rec.is_on_hold
+        self.isLocked = rec.is_locked
         self.isInternal = rec.is_internal
         self.store = STORE
         self.market = {"id": ctx.state.market_id(rec.market), "name": rec.market}
@@ -217,9 +237,10 @@ class OrderView:
         return customer(self.ctx, self.rec)
 
     def shippingAddress(self, info: GraphQLResolveInfo) -> dict[str, Any]:
-        return address(self.ctx, self.rec)
+        return order_address(self.ctx, self.rec)
 
-    billingAddress = shippingAddress
+    def billingAddress(self, info: GraphQLResolveInfo) -> dict[str, Any]:
+        return order_address(self.ctx, self.rec, billing=True)
 
     def lines(
         self, info: GraphQLResolveInfo, includeFullyCancelled: bool | None = None
@@ -251,7 +272,7 @@ class OrderLineView:
         size = state.sizes[rec.size_id]
         currency = state.orders[rec.order_number].currency
         self.id = rec.id
-        self.quantity = rec.quantity
+        self.quantity = rec.quantity - rec.cancelled  # cancelling lines decreases it [C-ex]
         self.cancelledQuantity = rec.cancelled
         self.unitPrice = ctx.money(rec.unit_price, currency)
         self.unitOriginalPrice = self.unitPrice
@@ -304,31 +325,63 @@ class ShipmentView:
         self.ctx, self.rec = ctx, rec
         self.id = rec.id
         self.number = rec.number
+        self.isShipped = rec.shipped
+        self.adminUser: dict[str, Any] | None = None  # made via the API or the scenario [INF]
+        self.discountsApplied: list[Any] = []
+        self.shipmentPlugin: dict[str, Any] | None = None
+        if rec.processed:
+            self._processed(rec)
+            return
+        tracking, return_tracking = simulated_tracking(rec)
         self.isGoodToGo = True
         self.isPaid = rec.shipped
-        self.isShipped = rec.shipped
         self.isCaptured = rec.shipped
         self.numberOfPackages = 1 if rec.shipped else 0
-        self.trackingNumber = f"SIM{rec.id:010d}" if rec.shipped else None
-        self.returnTrackingNumber = f"SIMR{rec.id:09d}" if rec.shipped else None
-        self.carrierInformation = CARRIER if rec.shipped else None
-        self.internalShippingCost = None  # the merchant's own cost is not simulated
-        self.additionalMessage = None
+        self.trackingNumber: str | None = tracking if rec.shipped else None
+        self.returnTrackingNumber: str | None = return_tracking if rec.shipped else None
+        self.carrierInformation: dict[str, str | None] | None = CARRIER if rec.shipped else None
+        self.internalShippingCost: dict[str, Any] | None = None  # not simulated
+        self.additionalMessage: str | None = None
+
+    def _processed(self, rec: ShipmentRec) -> None:
+        """What the order-processing mutations recorded on the shipment."""
+        currency = self.ctx.state.orders[rec.order_number].currency
+        self.isGoodToGo = rec.good_to_go
+        self.isPaid = rec.paid_at is not None
+        self.isCaptured = rec.captured_at is not None
+        self.numberOfPackages = rec.packages
+        self.trackingNumber = rec.tracking_number
+        self.returnTrackingNumber = rec.return_tracking_number
+        self.carrierInformation = (
+            {"carrierName": rec.carrier, "serviceName": rec.service}
+            if rec.carrier is not None or rec.service is not None
+            else None
+        )
+        self.internalShippingCost = self.ctx.money(rec.internal_shipping_cost or ZERO, currency)
+        self.additionalMessage = rec.additional_message
 
     def createdAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
         return self.ctx.date(self.rec.created_at, format)
 
     def updatedAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
-        return self.ctx.date(self.rec.shipped_at or self.rec.created_at, format)
+        rec = self.rec
+        if rec.processed:
+            return self.ctx.date(rec.updated_at or rec.created_at, format)
+        return self.ctx.date(rec.shipped_at or rec.created_at, format)
 
     def shippedAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
         return self.ctx.date(self.rec.shipped_at, format)
 
-    paidAt = shippedAt
-    capturedAt = shippedAt
+    def paidAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
+        rec = self.rec
+        return self.ctx.date(rec.paid_at if rec.processed else rec.shipped_at, format)
+
+    def capturedAt(self, info: GraphQLResolveInfo, format: str | None = None) -> str | None:
+        rec = self.rec
+        return self.ctx.date(rec.captured_at if rec.processed else rec.shipped_at, format)
 
     def shippingAddress(self, info: GraphQLResolveInfo) -> dict[str, Any]:
-        return address(self.ctx, self.ctx.state.orders[self.rec.order_number])
+        return order_address(self.ctx, self.ctx.state.orders[self.rec.order_number])
 
     def lines(self, info: GraphQLResolveInfo) -> list[ShipmentLineView]:
         return [ShipmentLineView(self.ctx, line) for line in self.rec.lines]
