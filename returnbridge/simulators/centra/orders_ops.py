@@ -241,6 +241,8 @@ def update_return(
             via_psp=via_psp,
         )
         order.payments.append(entry)
+        if asynchronous:
+            state.awaiting_psp[entry.id] = entry
         state.emit("order", "update", order.number)
         if failed:
             raise OrderApiError(GENERAL, "The payment provider refused the refund.")

@@ -73,6 +73,9 @@ class CentraState:
         self.plan = "growth"
         self.returns_warehouse = 2
         self.psp_settle_seconds = 60.0
+        # refund requests an asynchronous PSP has not answered, by entry id (checked on every
+        # request: kept apart so that costs nothing when there are none)
+        self.awaiting_psp: dict[int, PaymentEntryRec] = {}
         self.products: dict[int, ProductRec] = {}
         self.variants: dict[int, VariantRec] = {}
         self.sizes: dict[int, SizeRec] = {}
@@ -327,12 +330,7 @@ class CentraState:
 
     def pending_refund_requests(self) -> list[PaymentEntryRec]:
         """Asynchronous PSP refund requests the PSP has not answered yet, oldest first."""
-        request = self.inferred.payment_entry_type_refund_request
-        return [
-            p
-            for p in self.all_payments()
-            if p.entry_type == request and p.status == "PENDING" and p.settled_by is None
-        ]
+        return [self.awaiting_psp[i] for i in sorted(self.awaiting_psp)]
 
     def settle_refunds(
         self, *, now: bool = False, order_number: int | None = None
@@ -380,6 +378,7 @@ class CentraState:
         order.payments.append(entry)
         request.status = entry.status
         request.settled_by = entry.id
+        del self.awaiting_psp[request.id]
         self.emit("order", "update", order.number)
         ret = self.returns.get(request.return_id) if request.return_id is not None else None
         if ret is not None and not failed and not ret.completed:
