@@ -212,7 +212,7 @@ def refunds_made_in_centra(
             if ret.status not in ACCEPTING or not live:
                 continue
             own = own_centra_returns(history.returns, ret.id)
-            if any(_refunds(r, config, *_UNDER_WAY) for r in own):
+            if any(_refunds(r, config).keys() & set(_UNDER_WAY) for r in own):
                 continue  # credited: a hand-made refund of its amount repeats it, not covers it
             due[live[0].amount, live[0].currency].append((live[0].created_at, live[0].id, ret.id))
         for money, refunds in due.items():
@@ -592,25 +592,26 @@ def plan_refunds(
     todo: list[ReturnPart] = []
     for part in parts:
         key, centra_return = keys[part.shipment_id], _centra_return(part)
-        posted = _refunds(centra_return, config, RefundState.SETTLED)
+        asked = _refunds(centra_return, config)
+        posted = asked.get(RefundState.SETTLED)
         if posted:
             if psp or not _via_psp(posted[0].entry, ret, config):
                 draft.adopt(key, str(posted[0].id))
             continue  # a PSP credit on a Reveni-paid refund: duplicate_refund above
         if draft.state(key) == "done":
             continue
-        if _refunds(centra_return, config, RefundState.PENDING):
-            # A refund asked of the PSP, not yet answered: in progress, never a second one. A
-            # refund of ours still to send (an earlier plan's) is held until the PSP answers:
-            # adopted when it pays, left for Finance when it refuses.
-            if draft.state(key) == "pending":
-                draft.held.append(key)
+        pending = RefundState.PENDING in asked
+        refused = psp and RefundState.FAILED in asked
+        if (pending or refused) and draft.state(key) == "pending":
+            # A refund of ours still to send (an earlier plan's) while Centra shows one asked:
+            # held, never sent; adopted when the PSP pays, left to Finance when it refuses.
+            draft.held.append(key)
+        if pending:
+            # A refund asked of the PSP, not yet answered: in progress, never a second one.
             if not draft.taken(key):
                 draft.wait(key)
             continue
-        if psp and _refunds(centra_return, config, RefundState.FAILED):
-            if draft.state(key) == "pending":
-                draft.held.append(key)  # never sent again after a refusal: Finance decides
+        if refused:
             draft.flag(
                 "refund_failed_at_gateway",
                 amount=centra_return.grand_total.value,
@@ -671,11 +672,14 @@ _UNDER_WAY: Final = (RefundState.SETTLED, RefundState.PENDING)
 
 
 def _refunds(
-    centra_return: CentraReturn, config: PlannerConfig, *states: RefundState
-) -> list[RefundAttempt]:
-    """The refunds asked of Centra on `centra_return` that stand in one of `states`."""
-    attempts = refund_attempts(centra_return.refund_payment_history, config.refund_types)
-    return [a for a in attempts if a.state in states]
+    centra_return: CentraReturn, config: PlannerConfig
+) -> dict[RefundState, list[RefundAttempt]]:
+    """The refunds asked of Centra on `centra_return`, by where they stand (states with none
+    are absent)."""
+    by_state: dict[RefundState, list[RefundAttempt]] = defaultdict(list)
+    for attempt in refund_attempts(centra_return.refund_payment_history, config.refund_types):
+        by_state[attempt.state].append(attempt)
+    return dict(by_state)
 
 
 def _via_psp(entry: PaymentEntry, ret: ReveniReturn, config: PlannerConfig) -> bool:
@@ -695,7 +699,7 @@ def _duplicate_credit(
     """Why this return is credited twice, if it is: two successful refunds on one Centra
     return, or a PSP refund on a return Reveni already paid the customer for."""
     for centra_return in visible:
-        posted = _refunds(centra_return, config, RefundState.SETTLED)
+        posted = _refunds(centra_return, config).get(RefundState.SETTLED, [])
         if len(posted) > 1:
             return f"Centra return {centra_return.id} has {len(posted)} successful refunds"
         if not psp and any(_via_psp(a.entry, ret, config) for a in posted):

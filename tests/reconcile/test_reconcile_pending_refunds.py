@@ -72,21 +72,16 @@ def payment(
     method: str = "adyen",
 ) -> int:
     """One Centra payment entry, at `at`, with the PSP's reference."""
-    entry = w._next()
-    w.add(
-        "centra_payments",
-        entry_id=entry,
-        order_number=order,
-        centra_return_id=centra_return_id,
-        entry_type=entry_type,
+    return w.credit(
+        order,
+        centra_return_id,
+        amount,
         status=status,
-        amount_minor=amount,
-        currency="SEK",
         payment_method=method,
-        external_reference=reference,
-        created_at=at,
+        entry_type=entry_type,
+        reference=reference,
+        at=at,
     )
-    return entry
 
 
 def awaiting_credit(

@@ -20,6 +20,7 @@ from returnbridge.reconcile.warehouse import Snapshot
 NOW = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
 DAY = date(2026, 10, 20)
 LONG_AGO = NOW - timedelta(days=3)
+OWN_REFERENCE = "<own>"  # `World.credit`: the entry's reference is made from its id
 
 
 @dataclass
@@ -193,7 +194,11 @@ class World:
         status: str = "SUCCESS",
         payment_method: str = "adyen",
         entry_type: str = "REFUND",
+        reference: str | None = OWN_REFERENCE,
+        at: datetime = LONG_AGO + timedelta(hours=1),
     ) -> int:
+        """One Centra payment entry (a successful PSP refund unless told otherwise); its
+        `externalReference` is its own (`ref-<id>`) unless `reference` is given."""
         entry = self._next()
         self.add(
             "centra_payments",
@@ -205,8 +210,8 @@ class World:
             amount_minor=amount,
             currency=currency,
             payment_method=payment_method,
-            external_reference=f"ref-{entry}",
-            created_at=LONG_AGO + timedelta(hours=1),
+            external_reference=f"ref-{entry}" if reference == OWN_REFERENCE else reference,
+            created_at=at,
         )
         return entry
 
