@@ -9,7 +9,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint typecheck pytest postgres bench clean
+.PHONY: demo test lint typecheck pytest postgres chromium bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +35,17 @@ lint: $(STAMP_TEST)
 typecheck: $(STAMP_TEST)
 	$(BIN)/mypy
 
-pytest: $(STAMP_TEST) postgres
+pytest: $(STAMP_TEST) postgres chromium
 	$(BIN)/pytest -q
 
 # The ledger tests start their own PostgreSQL server: its binaries must be installed.
 postgres:
 	scripts/ensure-postgres
+
+# The month-end report's browser test renders the HTML in headless Chromium (Debian's package,
+# driven by Playwright); without one it skips and says why.
+chromium:
+	scripts/ensure-chromium
 
 bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.centra_reads

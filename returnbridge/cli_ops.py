@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -433,8 +434,93 @@ def reconcile(
         typer.echo(f"  digest {digest['owner']} ({digest['run_date']}): {state}")
 
 
+report_app = typer.Typer(help="Reports for people: the month-end report.", no_args_is_help=True)
+
+
+@report_app.command("month-end")
+def month_end(
+    month: Annotated[
+        str | None,
+        typer.Option(
+            "--month",
+            help="The month (YYYY-MM, the brand's timezone; default: the last complete one).",
+        ),
+    ] = None,
+    invoice: Annotated[
+        Path | None,
+        typer.Option(
+            "--invoice",
+            help="Reveni's invoice as the dashboard's CSV export (docs/invoice-csv.md); "
+            "default: Reveni's invoice API.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Save the HTML here (default: the report directory)."),
+    ] = None,
+    send: Annotated[
+        bool,
+        typer.Option(
+            "--send/--no-send",
+            help="E-mail it to RETURNBRIDGE_MONTHEND__RECIPIENTS (once per month and list).",
+        ),
+    ] = True,
+    resend: Annotated[
+        bool, typer.Option("--resend", help="E-mail it again although it was sent before.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The month-end report: Reveni's invoice against Centra, money out by who paid, what went
+    wrong and a 12-month trend, saved as HTML and e-mailed to Finance."""
+    from reports.month_end import render_month_end
+    from returnbridge.monthend.invoice import InvoiceFileError
+    from returnbridge.monthend.runtime import run_month_end
+
+    settings = _settings()
+    _logging()
+    try:
+        result = asyncio.run(
+            run_month_end(
+                settings,
+                render=render_month_end,
+                month=month,
+                invoice_file=invoice,
+                out=out,
+                send=send,
+                resend=resend,
+            )
+        )
+    except InvoiceFileError as exc:
+        _fail_input(f"--invoice: {exc}")
+    except ValueError as exc:
+        if str(exc).startswith("month:"):
+            _fail_input(f"--{exc}")
+        log.debug("month-end report failed", exc_info=True)
+        _fail(f"month-end report failed: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        log.debug("month-end report failed", exc_info=True)
+        _fail(f"month-end report failed: {type(exc).__name__}: {exc}")
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        typer.echo(f"Month-end {summary['month']}: {summary['subject']}")
+        for note in summary["notes"]:
+            typer.echo(f"  note: {note}")
+        typer.echo(f"  HTML: {summary['html_path']}")
+        typer.echo(f"  e-mail: {summary['mail']} ({summary['mail_detail']})")
+        unmatched = summary["settlement_unmatched"]
+        typer.echo(
+            f"  settlement_unmatched: {unmatched['new']} new, {unmatched['still_open']} still "
+            f"open, {unmatched['healed']} healed"
+        )
+    if result.mail == "failed":
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the operating commands to the `returnbridge` command."""
+    app.add_typer(report_app, name="report")
     app.command("sync")(sync)
     app.command("reconcile")(reconcile)
     app.command("replay")(replay)

@@ -15,11 +15,18 @@
    refunds) happen, then the daily reconciliation runs once: both systems into the DuckDB
    warehouse (in `--out` or the temporary directory), gaps, fixes through the ledger, and one
    digest per owner posted to a local Slack Web API stand-in.
+5. The month closes: the simulators' clocks move to 07:00 on the 1st of the next month (the
+   `month-end-report` deployment's schedule), the warehouse is brought up to the month's end,
+   and the month-end report of the month just closed (the scenario's month) is made: Reveni's
+   invoice from its (inferred) API, the settlement, the HTML, and the e-mail to a local SMTP
+   server (a real one, aiosmtpd, on loopback). `--out DIR` keeps the HTML and every e-mail as
+   the server received it (`*.eml`).
 
 The run summary (docs/architecture.md#the-cli-and-the-run-summary) carries the Centra
 simulator's ground truth in `centra` (what really happened in Centra, not what returnbridge
 believes), the ledger's exceptions, the reconciliation's gaps (with their outcomes) and digests,
-the API calls made, and the keys of later features present and empty.
+the month-end report (where it went, its key figures), the API calls made, and the keys of
+later features present and empty.
 """
 
 from __future__ import annotations
@@ -41,14 +48,20 @@ import httpx
 from pydantic import SecretStr
 
 from reports.digest import render_digest
+from reports.month_end import render_month_end
 from returnbridge.clock import Now
 from returnbridge.connectors.centra.plans import get_plan
 from returnbridge.connectors.centra.settings import CentraSettings
+from returnbridge.connectors.email.settings import MailSettings
 from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.reveni.wire import EVENT_TYPES
 from returnbridge.connectors.slack import SlackSettings
 from returnbridge.ledger import Ledger
 from returnbridge.ledger.records import ExceptionRecord
+from returnbridge.monthend.figures import Month
+from returnbridge.monthend.run import MonthEndResult
+from returnbridge.monthend.runtime import run_month_end
+from returnbridge.monthend.settings import MonthEndSettings
 from returnbridge.receiver.app import create_receiver
 from returnbridge.receiver.settings import ReceiverSettings
 from returnbridge.receiver.trigger import DebouncedTrigger
@@ -58,6 +71,7 @@ from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.scenario import Scenario
 from returnbridge.settings import Settings
 from returnbridge.simulators.centra.app import create_app as create_centra_app
+from returnbridge.simulators.mail import MailStandIn
 from returnbridge.simulators.reveni.app import create_app as create_reveni_app
 from returnbridge.simulators.server import serve_in_thread
 from returnbridge.simulators.slack import SlackStandIn
@@ -72,6 +86,9 @@ CENTRA_SECRET = "centra-sim-secret"
 REVENI_KEY = "reveni-sim-key"
 WEBHOOK_SETTLE_SECONDS = 30.0
 RUN_TIMEOUT_SECONDS = 120.0
+FINANCE_MAILBOX = "finance@example.com"
+# The month-end report runs at 07:00 on the 1st in the brand's timezone (prefect.yaml).
+MONTH_END_HOUR = 7
 
 
 def empty_summary() -> dict[str, Any]:
@@ -98,6 +115,8 @@ class DemoRun:
     idle: bool = True
     reconciliation: ReconcileReport | None = None
     slack_messages: list[dict[str, Any]] = field(default_factory=list)
+    month_end: MonthEndResult | None = None
+    mails: list[bytes] = field(default_factory=list)  # every e-mail as the SMTP server got it
 
 
 @contextmanager
@@ -122,10 +141,13 @@ def demo_settings(
     initial_look_back: timedelta = timedelta(days=3650),
     warehouse_path: Path | None = None,
     slack: SlackSettings | None = None,
+    mail: MailSettings | None = None,
+    report_dir: Path | None = None,
 ) -> Settings:
     """returnbridge's settings pointing at the simulators (what RETURNBRIDGE_* would say).
     `initial_look_back`: how far the first sync reads (default: the scenario's whole
-    history); `warehouse_path` / `slack`: the reconciliation's warehouse and Slack."""
+    history); `warehouse_path` / `slack`: the reconciliation's warehouse and Slack; `mail` /
+    `report_dir`: the month-end report's SMTP server (e-mailed to Finance) and folder."""
     return Settings(
         centra=CentraSettings(
             base_url=centra_url,
@@ -149,6 +171,11 @@ def demo_settings(
             warehouse_path=warehouse_path or Path("data/warehouse.duckdb"), timezone="UTC"
         ),
         slack=slack or SlackSettings(enabled=False),
+        mail=mail or MailSettings(),
+        monthend=MonthEndSettings(
+            recipients=[FINANCE_MAILBOX] if mail is not None else [],
+            report_dir=report_dir or Path("data/reports"),
+        ),
     )
 
 
@@ -226,11 +253,22 @@ def run_demo(
         db = folder / "ledger.db"
         for stale in folder.glob("ledger.db*"):
             stale.unlink()  # a demo starts from an empty ledger
-        warehouse = folder / "warehouse.duckdb"
         for stale in folder.glob("warehouse.duckdb*"):
             stale.unlink()
-        with Ledger(f"sqlite:///{db}") as ledger, SlackStandIn() as slack:
-            return _run(scenario, ledger, timeout, warehouse, slack, progress or _quiet)
+        for stale in folder.glob("*.eml"):
+            stale.unlink()  # the e-mails kept are this run's
+        with (
+            Ledger(f"sqlite:///{db}") as ledger,
+            SlackStandIn() as slack,
+            MailStandIn(out_dir=out) as mailbox,
+        ):
+            # the report outlives the demo: in --out, else in a folder of the system's temp
+            report_dir = (
+                out if out is not None else Path(tempfile.gettempdir()) / "returnbridge-demo"
+            )
+            return _run(
+                scenario, ledger, timeout, folder, report_dir, slack, mailbox, progress or _quiet
+            )
 
 
 def _quiet(_message: str) -> None:
@@ -241,11 +279,14 @@ def _run(
     scenario: Scenario,
     ledger: Ledger,
     timeout: float,
-    warehouse: Path,
+    folder: Path,
+    report_dir: Path,
     slack: SlackStandIn,
+    mailbox: MailStandIn,
     say: Progress,
 ) -> DemoRun:
     reports: list[SyncReport] = []
+    warehouse = folder / "warehouse.duckdb"
     clock = scenario_clock(scenario)
     urls: dict[str, str] = {}
 
@@ -259,6 +300,8 @@ def _run(
             initial_look_back=SyncSettings().initial_look_back,
             warehouse_path=warehouse,
             slack=slack.settings(),
+            mail=MailSettings(host=mailbox.host, port=mailbox.port, security="none"),
+            report_dir=report_dir,
         )
 
     async def one_run() -> None:
@@ -288,6 +331,31 @@ def _run(
             f"{len(report.gaps)} gaps, {len(report.digests)} digests."
         )
         return report
+
+    async def close_month(centra: httpx.Client, reveni: httpx.Client) -> tuple[MonthEndResult, str]:
+        """07:00 on the 1st: the month's last day into the warehouse, then its report."""
+        zone = settings().reconcile.zone
+        month = Month.parse(clock().astimezone(zone).strftime("%Y-%m"), zone)
+        at = month.end + timedelta(hours=MONTH_END_HOUR)
+        for control in (centra, reveni):
+            control.post("/_sim/clock", json={"set": at.isoformat()}).raise_for_status()
+        say(
+            f"Month end: the clocks move to {at:%Y-%m-%d %H:%M} ({zone}); the warehouse "
+            f"takes {month.text}'s last day, then the month-end report of {month.text} ..."
+        )
+        started = time.monotonic()
+        async with open_reconciliation(
+            settings(), ledger=ledger, clock=lambda: at, render_digest=render_digest
+        ) as rec:
+            await rec.load(rec.start(None))
+        result = await run_month_end(
+            settings(), render=render_month_end, month=month.text, ledger=ledger, clock=lambda: at
+        )
+        say(
+            f"Month-end report done in {time.monotonic() - started:.1f} s: "
+            f"{result.html_path}; e-mail {result.mail} ({result.mail_detail})."
+        )
+        return result, month.text
 
     def run_sync() -> None:
         asyncio.run(one_run())
@@ -348,15 +416,18 @@ def _run(
             drain()  # a refund the reconciliation re-sent waits for its payment provider
             idle = _idle(ledger)
         effects = centra_control.get("/_sim/effects").raise_for_status().json()
+        # the calls of the cycle (sync and reconciliation); the month's close reads on its own
         centra_counters = centra_control.get("/_sim/counters").raise_for_status().json()
         reveni_counters = reveni_control.get("/_sim/counters").raise_for_status().json()
         received = reveni_control.get("/_sim/webhooks").raise_for_status().json()["delivered"]
+        month_end, _ = asyncio.run(close_month(centra_control, reveni_control))
     exceptions = sorted(ledger.exceptions(), key=lambda e: e.id)
     summary = empty_summary()
     summary["centra"] = effects
     summary["exceptions"] = [e.as_summary() for e in exceptions]
     summary["gaps"] = reconciliation.gaps
     summary["digests"] = [d.as_summary() for d in reconciliation.digests]
+    summary["report"] = month_end.summary()
     summary["api_calls"] = {
         "centra_requests": centra_counters["requests"],
         "centra_mutations": centra_counters["mutations"],
@@ -371,6 +442,8 @@ def _run(
         idle,
         reconciliation=reconciliation,
         slack_messages=slack.messages(),
+        month_end=month_end,
+        mails=[mail.raw for mail in mailbox.messages],
     )
 
 
@@ -434,6 +507,7 @@ def render_report(run: DemoRun) -> str:
     lines.append("")
     lines.append("Open by owner: " + ", ".join(f"{o} {n}" for o, n in sorted(owners.items())))
     lines += _render_reconciliation(run)
+    lines += _render_month_end(run)
     return "\n".join(lines)
 
 
@@ -462,4 +536,27 @@ def _render_reconciliation(run: DemoRun) -> list[str]:
     for digest in rec.digests:
         where = f"posted to {digest.channel}" if digest.sent else f"kept ({digest.error})"
         lines.append(f"- {digest.owner}: {where}: {digest.text.splitlines()[0]}")
+    return lines
+
+
+def _render_month_end(run: DemoRun) -> list[str]:
+    result = run.month_end
+    if result is None:
+        return []
+    report = result.summary()
+    lines = ["", f"Month-end report {report['month']}: {report['subject']}"]
+    lines.append(f"- saved: {report['html_path']}")
+    if report["sent"]:
+        lines.append(
+            f"- e-mailed to {', '.join(report['emailed_to'])} through the local SMTP server "
+            f"({len(run.mails)} e-mail received there)"
+        )
+    else:
+        lines.append(f"- not e-mailed: {report['mail_detail']}")
+    unmatched = report["settlement_unmatched"]
+    lines.append(
+        f"- settlement: {'balanced' if report['totals']['balanced'] else 'NOT balanced'}; "
+        f"{unmatched['new']} settlement_unmatched for Finance"
+    )
+    lines += [f"- note: {note}" for note in report["notes"]]
     return lines

@@ -11,14 +11,18 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from returnbridge.connectors.centra.settings import CentraSettings
+from returnbridge.connectors.email.settings import MailSettings
 from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.slack.settings import SlackSettings
+from returnbridge.monthend.settings import MonthEndSettings
 from returnbridge.receiver.settings import ReceiverSettings
 from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.sync.settings import SyncSettings
 
 __all__ = [
     "CentraSettings",
+    "MailSettings",
+    "MonthEndSettings",
     "ReceiverSettings",
     "ReconcileSettings",
     "ReveniSettings",
@@ -45,6 +49,8 @@ class Settings(BaseSettings):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    monthend: MonthEndSettings = Field(default_factory=MonthEndSettings)
 
     @model_validator(mode="after")
     def _receiver_uses_the_connectors_webhook_settings(self) -> Settings:

@@ -98,6 +98,7 @@ LIBRARY_ROOMS = frozenset(
         "connectors",
         "core",
         "ledger",
+        "monthend",
         "receiver",
         "reconcile",
         "scenario",
@@ -122,6 +123,10 @@ ALLOWED: dict[str, frozenset[str]] = {
         {"reconcile", "sync", "core", "connectors", "ledger", "clock", "settings"}
     ),
     "receiver": frozenset({"receiver", "core", "connectors", "ledger", "clock", "settings"}),
+    # the month-end report reads the warehouse (reconcile/) and the ledger; never the sync
+    "monthend": frozenset(
+        {"monthend", "reconcile", "core", "connectors", "ledger", "clock", "settings"}
+    ),
     "simulators": frozenset({"simulators", "connectors", "scenario", "clock"}),
     "scenario": frozenset({"scenario", "connectors"}),  # the simulators read scenarios, not back
 }

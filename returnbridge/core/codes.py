@@ -43,6 +43,7 @@ class Raiser(StrEnum):
     PLANNER = "planner"  # planning a return finds it (sync/run.py → core/planner.py)
     EXECUTOR = "executor"  # an action sent to Centra failed or its outcome is unknown
     RECONCILIATION = "reconciliation"  # a gap between Reveni and Centra (reconcile/rules.py)
+    MONTH_END = "month_end"  # Reveni's invoice against Centra (monthend/settlement.py)
 
 
 class Healer(StrEnum):
@@ -51,6 +52,7 @@ class Healer(StrEnum):
     REPLAN = "replan"  # the return planned again no longer shows it
     ACTION_DONE = "action_done"  # the action it is about is done after all
     RECONCILIATION = "reconciliation"  # the next reconciliation no longer finds the gap
+    MONTH_END = "month_end"  # the month's report, made again, matches the line after all
 
 
 # The action kinds (core/actions.py `Action.kind`).
@@ -275,12 +277,13 @@ _CODES = (
         healed=(_H_REC,),
     ),
     # -- money and deadlines
-    # Raised by the month-end settlement match, which is not built yet: no raiser today.
     _code(
         "settlement_unmatched",
         _F,
         Retry.NO,
         "an invoice disbursement and Centra credits do not match",
+        by=(Raiser.MONTH_END,),
+        healed=(Healer.MONTH_END,),
     ),
     _code(
         "instant_deadline_near",
@@ -366,6 +369,8 @@ HEALED_ON_DONE: frozenset[str] = _healed_by(Healer.ACTION_DONE)
 # Codes only the reconciliation raises: it also heals them. The others it shares with the sync
 # (which heals them as it re-plans); the reconciliation raises those but never heals them.
 GAP_ONLY_CODES: frozenset[str] = _healed_by(Healer.RECONCILIATION)
+# Codes the month-end settlement match raises, and heals when the month's report is made again.
+MONTH_END_CODES: frozenset[str] = _healed_by(Healer.MONTH_END)
 # The exception an action of each kind raises when it cannot be done.
 FAILURE_CODE: Mapping[str, str] = MappingProxyType(
     {c.fails_kind: c.code for c in _CODES if c.fails_kind is not None}

@@ -12,6 +12,8 @@ from returnbridge.core.actions import Action
 ExceptionStatus = Literal["open", "retrying", "resolved", "ignored"]
 EXCEPTION_STATUSES: Final[tuple[str, ...]] = get_args(ExceptionStatus)
 InboxSource = Literal["reveni", "centra"]
+MailStatus = Literal["pending", "sending", "sent", "failed"]
+MAIL_STATUSES: Final[tuple[str, ...]] = get_args(MailStatus)
 
 
 @dataclass(frozen=True)
@@ -129,3 +131,35 @@ class ExceptionChanges:
     new: list[ExceptionRecord]
     seen: list[ExceptionRecord]
     healed: list[ExceptionRecord]
+
+
+@dataclass(frozen=True)
+class MailRecord:
+    """One message of the e-mail outbox (docs/architecture.md#the-month-end-report), stored whole
+    before it is sent so that a retry sends the same bytes and Message-ID.
+
+    `key` names what it is for ("month-end:2026-10:<hash of the recipients>"); `sequence` 0 is its
+    first message, 1, 2 ... each deliberate resend. `status`: pending, sending (held by a sender
+    until `lease_until`), sent, or failed (`last_error`, tried again later). `recipients`: the
+    envelope recipients still owed the message; `body`: the whole RFC 5322 message (ASCII)."""
+
+    id: int
+    key: str
+    sequence: int
+    message_id: str
+    subject: str
+    sender: str
+    recipients: tuple[str, ...]
+    body: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    lease_until: datetime | None
+
+    @property
+    def message(self) -> bytes:
+        """The message as it is sent."""
+        return self.body.encode("utf-8")  # ASCII as built; UTF-8 should one ever not be

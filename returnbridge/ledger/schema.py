@@ -22,8 +22,9 @@ from sqlalchemy.engine import Connection, Dialect
 
 # Bump when the schema changes (and add the step to `_UPGRADES`); `migrate` records every
 # version it applied. 1: the first schema; 2: the `unfinished_returns` table, filled from the
-# JSON list version 1 kept under the cursor `LEGACY_UNFINISHED_CURSOR`.
-SCHEMA_VERSION: Final = 2
+# JSON list version 1 kept under the cursor `LEGACY_UNFINISHED_CURSOR`; 3: the `mail_outbox`
+# table (the month-end report's e-mails), new and empty.
+SCHEMA_VERSION: Final = 3
 # The cursor under which schema version 1 kept the unfinished Reveni return ids, a JSON list.
 LEGACY_UNFINISHED_CURSOR: Final = "reveni_returns:unfinished"
 # Key of the PostgreSQL advisory lock that serialises concurrent migrations (b"rbled").
@@ -181,6 +182,36 @@ unfinished_returns = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The outbox of e-mails (the month-end report, docs/architecture.md#the-month-end-report): each
+# message is stored whole before it is sent, so a retried run sends the stored bytes (and
+# Message-ID) again instead of e-mailing twice. `key` names what the message is for (e.g.
+# "month-end:2026-10:<hash of the recipients>"); `sequence` 0 is its first message, 1, 2 ... each
+# deliberate resend. `status`: pending -> sending (leased until `lease_until`) -> sent, or back
+# to failed (with `last_error`) to be tried again. `recipients`: JSON list of the envelope
+# recipients still owed the message; `body`: the whole RFC 5322 message (ASCII).
+mail_outbox = sa.Table(
+    "mail_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("sender", sa.Text, nullable=False),
+    sa.Column("recipients", sa.Text, nullable=False),  # JSON list
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Index("ux_mail_outbox_key_sequence", "key", "sequence", unique=True),
+    sa.Index("ux_mail_outbox_message_id", "message_id", unique=True),
+    sa.Index("ix_mail_outbox_status_created", "status", "created_at"),
+)
+
 
 def exception_identity(key: tuple[Any, ...]) -> str:
     """The stored identity of an exception key `(code, reveni_return_id, order_number, sku)`."""
@@ -284,6 +315,15 @@ def _legacy_unfinished_ids(value: str) -> list[str]:
     return ids
 
 
+def _nothing_to_move(conn: Connection) -> None:
+    """Version 3 adds the `mail_outbox` table only, and `metadata.create_all` in `migrate` has
+    already created it (with its indexes) before the upgrade steps run: there is no data to
+    move, the step only records the version."""
+
+
 # The step that brings a ledger from the version before to the version it is keyed by; each
 # runs in the migration's transaction, with that version's row.
-_UPGRADES: Final[dict[int, Callable[[Connection], None]]] = {2: _unfinished_into_table}
+_UPGRADES: Final[dict[int, Callable[[Connection], None]]] = {
+    2: _unfinished_into_table,
+    3: _nothing_to_move,
+}

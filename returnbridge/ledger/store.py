@@ -42,6 +42,7 @@ from returnbridge.ledger.records import (
     ExceptionChanges,
     ExceptionRecord,
     InboxEvent,
+    MailRecord,
     UnfinishedReturn,
 )
 from returnbridge.ledger.schema import aware_utc, exception_identity
@@ -66,6 +67,8 @@ _KIND_OF_KEY: Final = {
     "refund": "refund",
     "exchange": "exchange_order",
 }
+# Outbox messages a sender may claim; a `sending` one too once its lease has passed.
+_MAIL_CLAIMABLE: Final = ("pending", "failed")
 _CHUNK: Final = 500  # keys per IN (...) list
 _WRITE_TRIES: Final = 5  # a deadlock or a busy SQLite file is retried, the whole transaction
 
@@ -763,6 +766,175 @@ class Ledger:
                 .values(processed_at=at)
             )
 
+    # ------------------------------------------------------------------ mail outbox
+
+    def mail_latest(self, key: str) -> MailRecord | None:
+        """The outbox message of `key` with the highest sequence (the last one queued)."""
+        t = schema.mail_outbox
+        stmt = sa.select(t).where(t.c.key == key).order_by(t.c.sequence.desc()).limit(1)
+        row = self._read(lambda conn: conn.execute(stmt).one_or_none())
+        return None if row is None else _mail_record(row)
+
+    def mail_get(self, id: int) -> MailRecord | None:
+        """The outbox message `id`, as it is now."""
+        t = schema.mail_outbox
+        row = self._read(lambda conn: conn.execute(sa.select(t).where(t.c.id == id)).one_or_none())
+        return None if row is None else _mail_record(row)
+
+    def mail_put(
+        self,
+        key: str,
+        *,
+        sequence: int,
+        message_id: str,
+        subject: str,
+        sender: str,
+        recipients: Sequence[str],
+        body: str,
+    ) -> MailRecord:
+        """Queue message `sequence` of `key` as `pending`. When it is there already: not sent
+        yet, it is replaced by this render (message id, subject, sender, recipients, body) and
+        pending again; sent, or being sent under a live lease, it is returned unchanged (what
+        went out, or is going out, stays what the ledger holds). Any number of processes may
+        call this at once: they end with one row."""
+        if sequence < 0:
+            raise ValueError(f"sequence must be >= 0, got {sequence}")
+        wanted = list(recipients)
+        if not wanted:
+            raise ValueError(f"outbox message {key!r}: no recipients")
+        now = self._now(None)
+        t = schema.mail_outbox
+        render = {
+            "message_id": message_id,
+            "subject": subject,
+            "sender": sender,
+            "recipients": json.dumps(wanted),
+            "body": body,
+        }
+        row = {
+            "key": key,
+            "sequence": sequence,
+            **render,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+        def run(conn: Connection) -> AnyRow:
+            stmt = _insert(conn, t).values(row)
+            stmt = stmt.on_conflict_do_nothing(index_elements=["key", "sequence"])
+            inserted = conn.execute(stmt.returning(*t.c)).one_or_none()
+            if inserted is not None:
+                return inserted
+            # Already there: lock it (PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the file).
+            current = conn.execute(
+                sa.select(t).where(t.c.key == key, t.c.sequence == sequence).with_for_update()
+            ).one()
+            held = current.status == "sending" and (
+                current.lease_until is None or current.lease_until > now
+            )
+            if current.status == "sent" or held:
+                return current
+            return conn.execute(
+                sa.update(t)
+                .where(t.c.id == current.id)
+                .values(**render, status="pending", lease_until=None, updated_at=now)
+                .returning(*t.c)
+            ).one()
+
+        return _mail_record(self._write(run))
+
+    def mail_claim(self, id: int, *, lease_seconds: float = 300) -> MailRecord | None:
+        """Take outbox message `id` to `sending` for `lease_seconds`, counting the attempt:
+        from pending or failed, or from sending once its lease has passed (a sender that
+        crashed). None: another sender holds it, it is sent, or there is no such message."""
+        now = self._now(None)
+        t = schema.mail_outbox
+        expired = sa.and_(
+            t.c.status == "sending",
+            sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+        )
+        stmt = (
+            sa.update(t)
+            .where(t.c.id == id, sa.or_(t.c.status.in_(_MAIL_CLAIMABLE), expired))
+            .values(
+                status="sending",
+                attempts=t.c.attempts + 1,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                updated_at=now,
+            )
+            .returning(*t.c)
+        )
+        row = self._write(lambda conn: conn.execute(stmt).one_or_none())
+        return None if row is None else _mail_record(row)
+
+    def mail_sent(self, id: int) -> MailRecord:
+        """Record that the server accepted outbox message `id`: `sent`, now. A message already
+        sent stays as it was (sent_at is the first acceptance). KeyError for an unknown id."""
+        now = self._now(None)
+        t = schema.mail_outbox
+        stmt = (
+            sa.update(t)
+            .where(t.c.id == id, t.c.status != "sent")
+            .values(status="sent", sent_at=now, lease_until=None, updated_at=now)
+            .returning(*t.c)
+        )
+        return _mail_record(self._write(lambda conn: _mail_row_after(conn, stmt, id)))
+
+    def mail_failed(
+        self, id: int, error: str, *, recipients: Sequence[str] | None = None
+    ) -> MailRecord:
+        """Record that sending outbox message `id` failed: `failed`, with `error` (clipped to
+        TEXT_LIMIT), to be tried again. `recipients`, when given, narrows who is still owed the
+        message (a server that accepted some recipients and refused the others: a retry must
+        not send it twice to the ones it reached). A sent message stays sent. KeyError for an
+        unknown id."""
+        now = self._now(None)
+        values: dict[str, Any] = {
+            "status": "failed",
+            "last_error": clip(error),
+            "lease_until": None,
+            "updated_at": now,
+        }
+        if recipients is not None:
+            if not recipients:
+                raise ValueError(f"outbox message {id}: narrowed to no recipients")
+            values["recipients"] = json.dumps(list(recipients))
+        t = schema.mail_outbox
+        stmt = sa.update(t).where(t.c.id == id, t.c.status != "sent").values(values).returning(*t.c)
+        return _mail_record(self._write(lambda conn: _mail_row_after(conn, stmt, id)))
+
+    def mail_unsent(self, limit: int = 100, key_prefix: str | None = None) -> list[MailRecord]:
+        """Outbox messages still to send, oldest first: pending, failed, and sending ones whose
+        lease has passed (their sender crashed or hung). Only keys starting with `key_prefix`
+        when given."""
+        now = self._now(None)
+        t = schema.mail_outbox
+        expired = sa.and_(
+            t.c.status == "sending",
+            sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
+        )
+        stmt = (
+            sa.select(t)
+            .where(sa.or_(t.c.status.in_(_MAIL_CLAIMABLE), expired))
+            .order_by(t.c.created_at, t.c.id)
+            .limit(limit)
+        )
+        if key_prefix is not None:
+            stmt = stmt.where(t.c.key.startswith(key_prefix, autoescape=True))
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [_mail_record(r) for r in rows]
+
+    def mail_records(self, key_prefix: str | None = None) -> list[MailRecord]:
+        """Every outbox message (or those whose key starts with `key_prefix`), oldest first."""
+        t = schema.mail_outbox
+        stmt = sa.select(t).order_by(t.c.created_at, t.c.id)
+        if key_prefix is not None:
+            stmt = stmt.where(t.c.key.startswith(key_prefix, autoescape=True))
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [_mail_record(r) for r in rows]
+
     # ------------------------------------------------------------------ transactions
 
     def _now(self, now: datetime | None) -> datetime:
@@ -948,6 +1120,38 @@ def _heal(
         )
         healed += [_exception_record(r) for r in rows]
     return sorted(healed, key=lambda r: r.id)
+
+
+def _mail_row_after(conn: Connection, stmt: Any, id: int) -> AnyRow:
+    """The row `stmt` (an UPDATE ... RETURNING of outbox message `id`) changed, or the row as it
+    is when the update did not apply; KeyError when there is no such message."""
+    row = conn.execute(stmt).one_or_none()
+    if row is None:
+        t = schema.mail_outbox
+        row = conn.execute(sa.select(t).where(t.c.id == id)).one_or_none()
+    if row is None:
+        raise KeyError(f"no outbox message with id {id} in the ledger")
+    return row
+
+
+def _mail_record(row: AnyRow) -> MailRecord:
+    return MailRecord(
+        id=int(row.id),
+        key=row.key,
+        sequence=int(row.sequence),
+        message_id=row.message_id,
+        subject=row.subject,
+        sender=row.sender,
+        recipients=tuple(json.loads(row.recipients)),
+        body=row.body,
+        status=row.status,
+        attempts=int(row.attempts),
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        sent_at=row.sent_at,
+        lease_until=row.lease_until,
+    )
 
 
 def _columns_record(cls: type[R], row: AnyRow) -> R:

@@ -178,7 +178,7 @@ class Inputs:
             how="semi",
         )
         return (
-            _refund_attempts(s.centra_payments.lazy(), self.config.refund_types)
+            refund_attempt_rows(s.centra_payments.lazy(), self.config.refund_types)
             .join(
                 ours.select("centra_return_id", pl.col("external_id").alias("reveni_return_id")),
                 on="centra_return_id",
@@ -316,7 +316,7 @@ class Inputs:
 _ATTEMPT_KEY: Final = ["order_number", "centra_return_id", "external_reference"]
 
 
-def _refund_attempts(payments: pl.LazyFrame, types: RefundTypes) -> pl.LazyFrame:
+def refund_attempt_rows(payments: pl.LazyFrame, types: RefundTypes) -> pl.LazyFrame:
     """`refunds.refund_attempts` over every order's payment entries at once: each request
     paired with the settlement entry of the same reference on the same Centra return (the k-th
     request with the k-th settlement, oldest first), the settlements no request claims as

@@ -452,6 +452,18 @@ class Warehouse:
         """The id of the latest load (0 before the first)."""
         return self._scalar("SELECT coalesce(max(load_id), 0) FROM loads")
 
+    def last_loaded_at(self) -> datetime | None:
+        """When the latest load landed (None before the first): how fresh the data is."""
+        found = self._value("SELECT max(loaded_at) FROM loads")
+        return None if found is None else found.astimezone(UTC)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+        """The rows of a read-only `sql` over the snapshot tables, as Polars (the month-end
+        report's narrow reads: a month of rows, never the whole history)."""
+        frame = pl.from_arrow(self._con.sql(sql, params=params).to_arrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
     # ------------------------------------------------------------------------------ reads
 
     def snapshot(self, *, scope: Scope | None = None) -> Snapshot:

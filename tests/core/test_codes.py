@@ -133,9 +133,16 @@ def test_every_row_is_consistent(code: str) -> None:
     # only gaps with a fix can be explained: the others are not about a missing effect
     for gap in row.explains:
         assert CODES[gap].fix_kind is not None, f"{code} explains {gap}, which is no missing effect"
-    # every code but the month-end settlement's is raised by something today
-    if code != "settlement_unmatched":
-        assert row.raised_by, f"{code} has no raiser"
+    # the month-end settlement match raises and heals its own code, and nothing else does
+    if Healer.MONTH_END in row.healed_by:
+        assert row.raised_by == {Raiser.MONTH_END}
+    # every code is raised by something
+    assert row.raised_by, f"{code} has no raiser"
+
+
+def test_the_month_end_owns_the_settlement_code_alone() -> None:
+    assert {"settlement_unmatched"} == codes.MONTH_END_CODES
+    assert not codes.MONTH_END_CODES & (codes.GAP_ONLY_CODES | codes.PLANNER_CODES)
 
 
 def test_the_table_is_the_vocabulary() -> None:

@@ -1,5 +1,6 @@
-"""The reconciliation reads Centra's refunds exactly as the planner does: `rules._refund_attempts`
-(Polars, over every order's payment entries at once) gives, row for row, what
+"""The reconciliation reads Centra's refunds exactly as the planner does:
+`rules.refund_attempt_rows` (Polars, over every order's payment entries at once) gives, row for
+row, what
 `refunds.refund_attempts` gives on each (order, Centra return) group's entries, on seeded random
 histories of requests, settlements, refusals, shared and missing references, order-level entries
 and entries of other types."""
@@ -23,7 +24,7 @@ from returnbridge.connectors.centra.refunds import (
     RefundTypes,
     refund_attempts,
 )
-from returnbridge.reconcile.rules import _refund_attempts
+from returnbridge.reconcile.rules import refund_attempt_rows
 from returnbridge.reconcile.tables import CENTRA_PAYMENTS
 
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
@@ -129,7 +130,7 @@ def polars_rows(rows: list[dict[str, Any]], types: RefundTypes) -> list[Row]:
     frame = (
         pl.DataFrame(rows, schema=CENTRA_PAYMENTS) if rows else pl.DataFrame(schema=CENTRA_PAYMENTS)
     )
-    got = _refund_attempts(frame.lazy(), types).collect()
+    got = refund_attempt_rows(frame.lazy(), types).collect()
     assert "status" not in got.columns and "state" in got.columns
     picked = got.select(
         "order_number",

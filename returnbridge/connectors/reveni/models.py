@@ -302,6 +302,7 @@ class Invoice(_Wire):
     period_start: date
     period_end: date
     currency: Currency
+    status: StrictStr | None = Field(None, description="open (still growing) or issued [INFER].")
     lines: list[InvoiceLine]
     totals: dict[str, Money] = Field(default_factory=dict, description="Per currency, VAT incl.")
     collection: StrictStr = "sepa_direct_debit"

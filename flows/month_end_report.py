@@ -1,0 +1,51 @@
+"""Deployment `month-end-report`: on the 1st at 07:00 in the brand's timezone (prefect.yaml),
+the previous month's report: Reveni's invoice against Centra, HTML e-mailed to Finance.
+
+Reads like the run: invoice, figures, settlement, render, e-mail, artifacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from reports.month_end import render_month_end
+from returnbridge.monthend.run import MonthEndResult
+from returnbridge.monthend.runtime import open_month_end
+from returnbridge.settings import load_settings
+from tasks.month_end_steps import (
+    email_report,
+    month_figures,
+    publish_artifacts,
+    read_invoice,
+    record_settlement,
+    render_report,
+)
+
+
+@flow(name="month-end-report", log_prints=False)
+async def month_end_report(
+    month: str | None = None,
+    invoice_file: str | None = None,
+    send: bool = True,
+    resend: bool = False,
+) -> dict[str, Any]:
+    """The month-end report of `month` (YYYY-MM; default: the last complete month in the
+    brand's timezone). `invoice_file`: a CSV export of Reveni's invoice on the worker's disk
+    (default: Reveni's invoice API). `send`: e-mail it (once per month and recipient list: a
+    retried run does not e-mail twice). `resend`: e-mail it again on purpose."""
+    settings = load_settings()
+    invoice_path = Path(invoice_file) if invoice_file else None
+    async with open_month_end(
+        settings, render=render_month_end, month=month, use_invoice_api=invoice_path is None
+    ) as month_end:
+        invoice, notes = await read_invoice(month_end, invoice_path)
+        report = month_figures(month_end, invoice, notes)
+        result = MonthEndResult(report=report)
+        record_settlement(month_end, report, result)
+        rendered = render_report(month_end, report, result, None)
+        email_report(month_end, rendered, result, send, resend)
+    await publish_artifacts(result)
+    return result.summary()

@@ -1,0 +1,1 @@
+"""E-mail: SMTP delivery of the month-end report (docs/architecture.md#the-month-end-report)."""

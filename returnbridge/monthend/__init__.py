@@ -1,0 +1,1 @@
+"""The month-end report (docs/architecture.md#the-month-end-report)."""

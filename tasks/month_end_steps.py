@@ -1,0 +1,103 @@
+"""The month-end report's steps as Prefect tasks: thin calls into
+`returnbridge.monthend.runtime.MonthEnd`, so the Prefect UI shows where a run spends its time
+and where it failed. No task retries: a failed e-mail is kept in the ledger's outbox and sent by
+the next run, and nothing before it writes anything but the idempotent settlement exceptions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+from returnbridge.monthend.model import MATCH_LABELS, InvoiceDoc, MonthEndReport, money_text
+from returnbridge.monthend.run import MonthEndResult, Rendered
+from returnbridge.monthend.runtime import MonthEnd
+
+
+@task(name="read-invoice", persist_result=False)
+async def read_invoice(
+    month_end: MonthEnd, invoice_file: Path | None
+) -> tuple[InvoiceDoc | None, list[str]]:
+    """Reveni's invoice of the month: a CSV export, or the Reveni client's invoices call."""
+    return await month_end.invoice(invoice_file)
+
+
+@task(name="month-figures", persist_result=False)
+def month_figures(
+    month_end: MonthEnd, invoice: InvoiceDoc | None, notes: list[str]
+) -> MonthEndReport:
+    """The month from the warehouse and the ledger; the settlement matched line by line."""
+    return month_end.figures(invoice, notes)
+
+
+@task(name="record-settlement", persist_result=False)
+def record_settlement(month_end: MonthEnd, report: MonthEndReport, result: MonthEndResult) -> None:
+    """Unmatched settlement lines as `settlement_unmatched` exceptions for Finance."""
+    month_end.record(report, result)
+
+
+@task(name="render-report", persist_result=False)
+def render_report(
+    month_end: MonthEnd, report: MonthEndReport, result: MonthEndResult, out: Path | None
+) -> Rendered:
+    """The HTML (charts, CSS inlined) and its text alternative; the HTML saved."""
+    return month_end.publish(report, result, out)
+
+
+@task(name="email-report", persist_result=False)
+def email_report(
+    month_end: MonthEnd, rendered: Rendered, result: MonthEndResult, send: bool, resend: bool
+) -> None:
+    """Through the outbox: once per month and recipient list."""
+    month_end.mail(rendered, result, send=send, resend=resend)
+
+
+@task(name="publish-month-end-artifacts", persist_result=False)
+async def publish_artifacts(result: MonthEndResult) -> None:
+    """A markdown summary (figures, tie-out, where the report went) and the settlement lines
+    that need a person as a table."""
+    report = result.report
+    await acreate_markdown_artifact(render_markdown(result), key="month-end-report")
+    await acreate_table_artifact(
+        [
+            {
+                "side": line.side.value,
+                "match": MATCH_LABELS[line.match],
+                "reveni_return_id": line.reveni_return_id or "",
+                "order_number": "" if line.order_number is None else str(line.order_number),
+                "amount": f"{money_text(line.amount_minor, line.currency)} {line.currency}",
+                "detail": line.detail,
+            }
+            for line in report.settlement.exceptions
+        ]
+        or [{"settlement_unmatched": "none"}],
+        key="month-end-settlement-unmatched",
+        description=f"Settlement lines of {report.month} that need Finance.",
+    )
+
+
+def render_markdown(result: MonthEndResult) -> str:
+    """The month in a few lines: totals per currency, the tie-out, where the report went."""
+    report = result.report
+    lines = [f"# Month-end {report.month} ({report.timezone})", "", f"**{result.subject}**", ""]
+    lines += [f"> {note}" for note in report.notes]
+    lines += ["", "| currency | disbursed | matched | covered | awaiting | unmatched | balanced |"]
+    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    for tie in report.settlement.tie_out:
+        c = tie.currency
+        lines.append(
+            f"| {c} | {money_text(tie.disbursements_minor, c)} | {money_text(tie.matched_minor, c)}"
+            f" | {money_text(tie.covered_minor, c)} | {money_text(tie.awaiting_minor, c)}"
+            f" | {money_text(tie.unmatched_minor, c)} | {'yes' if tie.balanced else 'NO'} |"
+        )
+    lines += ["", "| money out | currency | count | amount |", "|---|---|---:|---:|"]
+    lines += [
+        f"| {row.paid_by.value} | {row.currency} | {row.count} | "
+        f"{money_text(row.minor, row.currency)} |"
+        for row in report.money_out
+    ]
+    where = str(result.html_path) if result.html_path else "not saved"
+    lines += ["", f"HTML: `{where}`", f"E-mail: {result.mail} ({result.mail_detail})"]
+    return "\n".join(lines)
