@@ -152,6 +152,37 @@ def sim_slack(
     run(host, port, token=token, channels=channels)
 
 
+@sim_app.command("mail")
+def sim_mail(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 8025,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write every e-mail received to DIR/*.eml.")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Require this SMTP login.")] = None,
+    password: Annotated[str | None, typer.Option(help="The login's password.")] = None,
+) -> None:
+    """Serve an SMTP server (aiosmtpd) on loopback for the month-end e-mail: it keeps every
+    message it receives (and writes it to --out). Stop with Ctrl-C."""
+    import signal
+    import threading
+
+    from returnbridge.simulators.mail import MailStandIn
+
+    if (user is None) != (password is None):
+        _fail_input("--user and --password go together")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with MailStandIn(port=port, out_dir=out, user=user, password=password) as mailbox:
+        where = f", writing each to {out}/" if out is not None else ""
+        typer.echo(f"SMTP stand-in on {mailbox.host}:{mailbox.port}{where}", err=True)
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        typer.echo(f"SMTP stand-in stopped: {len(mailbox.messages)} e-mail(s) received", err=True)
+
+
 @app.command("demo")
 def demo(
     scenario: DemoScenarioOption = None,

@@ -70,6 +70,8 @@ class Month:
         if len(parts) != 2 or not all(p.isdigit() for p in parts) or len(parts[0]) != 4:
             raise ValueError(f"month: expected YYYY-MM, got {text!r}")
         year, month = int(parts[0]), int(parts[1])
+        if year < 1:
+            raise ValueError(f"month: {text!r} has no year {year}")
         if not 1 <= month <= 12:
             raise ValueError(f"month: {text!r} has no month {month}")
         return cls(year, month, zone)
@@ -188,7 +190,7 @@ def psp_attempts(wh: Warehouse, month: Month, config: FigureConfig) -> pl.DataFr
         .filter(
             pl.col("created_at") >= start,
             pl.col("created_at") < end,
-            pl.col("payment_method") != config.manual_refund_payment_method,
+            pl.col("payment_method").ne_missing(config.manual_refund_payment_method),
             ~pl.col("external_reference").is_in(reveni_ids.implode()).fill_null(False),
         )
         .collect()

@@ -50,7 +50,6 @@ from returnbridge.monthend.invoice import (
 from returnbridge.monthend.mailing import (
     MailDelivery,
     deliver,
-    deliver_unsent,
     queue_mail,
     recipients_key,
 )
@@ -392,9 +391,11 @@ def mail_report(
         )
     smtp = sender or SmtpSender(mail)
     delivery: MailDelivery = deliver(ledger, smtp, record)
-    # and any earlier month's report a failed send left in the outbox
-    for earlier in deliver_unsent(ledger, smtp, key_prefix=f"{MAIL_KIND}:"):
-        log.info("month-end: earlier e-mail %s: %s", earlier.key, earlier.status)
+    # and any other month's report a failed send left in the outbox (this one was just tried)
+    for other in ledger.mail_unsent(key_prefix=f"{MAIL_KIND}:"):
+        if other.id != record.id:
+            earlier = deliver(ledger, smtp, other)
+            log.info("month-end: earlier e-mail %s: %s", earlier.key, earlier.status)
     if delivery.status == "sent":
         return "sent", f"sent to {', '.join(recipients)}", record.message_id
     return delivery.status, delivery.error or "", record.message_id

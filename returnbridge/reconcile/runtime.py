@@ -37,7 +37,10 @@ async def open_reconciliation(
     if poster is None and settings.slack.active:
         poster = settings.slack.client()
     with Warehouse(
-        rec.warehouse_path, threads=rec.duckdb_threads, memory_limit=rec.duckdb_memory_limit
+        rec.warehouse_path,
+        threads=rec.duckdb_threads,
+        memory_limit=rec.duckdb_memory_limit,
+        clock=clock,
     ) as warehouse:
         async with open_sync(settings, ledger=ledger, budget=budget, clock=clock) as sync:
             yield Reconciliation(
