@@ -25,7 +25,13 @@ from tasks.month_end_steps import (
 )
 
 
-@flow(name="month-end-report", log_prints=False)
+class MailNotSent(RuntimeError):
+    """The report was made but its e-mail was not sent: kept in the outbox for a retry."""
+
+
+# A failed e-mail fails the run, so Prefect retries it: the retry makes the same report again
+# (the settlement exceptions are the same ones) and sends the kept message, never a second one.
+@flow(name="month-end-report", log_prints=False, retries=3, retry_delay_seconds=900)
 async def month_end_report(
     month: str | None = None,
     invoice_file: str | None = None,
@@ -35,7 +41,8 @@ async def month_end_report(
     """The month-end report of `month` (YYYY-MM; default: the last complete month in the
     brand's timezone). `invoice_file`: a CSV export of Reveni's invoice on the worker's disk
     (default: Reveni's invoice API). `send`: e-mail it (once per month and recipient list: a
-    retried run does not e-mail twice). `resend`: e-mail it again on purpose."""
+    retried run does not e-mail twice). `resend`: e-mail it again on purpose. A run whose e-mail
+    could not be sent fails after saving the report and is retried (3 times, 15 minutes apart)."""
     settings = load_settings()
     invoice_path = Path(invoice_file) if invoice_file else None
     async with open_month_end(
@@ -48,4 +55,10 @@ async def month_end_report(
         rendered = render_report(month_end, report, result, None)
         email_report(month_end, rendered, result, send, resend)
     await publish_artifacts(result)
+    if result.mail == "failed":
+        raise MailNotSent(
+            f"the month-end report of {result.report.month} was made ({result.html_path}) but "
+            f"not e-mailed: {result.mail_detail}. It is kept in the ledger's outbox; a retry of "
+            "this run (or the next run) sends it."
+        )
     return result.summary()

@@ -77,6 +77,25 @@ async def test_the_flow_reports_the_month_once_and_publishes_its_artifacts(
         assert [m.status for m in ledger.mail_records()] == ["sent"]
 
 
+async def test_a_run_whose_e_mail_fails_fails_and_its_retry_sends_it_once(
+    prefect_server: None, configured: ClosedOctober, smtp: MailStandIn, tmp_path: Path
+) -> None:
+    from prefect.client.schemas.objects import StateType
+
+    from flows.month_end_report import MailNotSent, month_end_report
+
+    smtp.fail_next(1)  # 451 for the first try
+    once = month_end_report.with_options(retries=0)
+    state = await once(month="2026-10", invoice_file=str(configured.invoice), return_state=True)
+    assert state.type == StateType.FAILED
+    with pytest.raises(MailNotSent, match="kept in the ledger's outbox"):
+        await state.result()
+    assert smtp.messages == []
+    again: dict[str, Any] = await once(month="2026-10", invoice_file=str(configured.invoice))
+    assert again["mail"] == "sent" and len(smtp.messages) == 1
+    assert month_end_report.retries == 3  # the deployment's runs retry by themselves
+
+
 def test_the_deployment_runs_at_seven_on_the_first_one_run_at_a_time() -> None:
     """prefect.yaml: the entrypoint resolves to the flow, the schedule is 07:00 on the 1st in
     the brand's timezone, and a run never overlaps another."""
