@@ -54,6 +54,7 @@ bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.sync_economy
 	$(BIN)/python -m bench.sync_latency
 	$(BIN)/python -m bench.reconcile_scale
+	$(BIN)/python -m bench.month_end --month 2026-07 --month 2026-10
 
 clean:
 	rm -rf $(VENV) .prefect .pytest_cache .mypy_cache .ruff_cache

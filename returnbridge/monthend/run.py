@@ -55,6 +55,7 @@ from returnbridge.monthend.mailing import (
 )
 from returnbridge.monthend.model import (
     InvoiceDoc,
+    InvoiceKind,
     MoneyProblem,
     MonthEndReport,
     Problems,
@@ -216,8 +217,15 @@ def build_report(
     """The report of `month` (its settlement matched, nothing recorded yet)."""
     config = FigureConfig(refund_types, manual_refund_payment_method)
     exceptions = ledger.exceptions()
+    # only disbursements settle against Centra: a fee line's return needs no credit or facts
     invoice_returns = (
-        [line.return_id for line in invoice.lines if line.return_id] if invoice is not None else []
+        [
+            line.return_id
+            for line in invoice.lines
+            if line.return_id and line.kind is InvoiceKind.DISBURSEMENT
+        ]
+        if invoice is not None
+        else []
     )
     credits = figures.reveni_paid_credits(warehouse, month, config, invoice_returns)
     facts = figures.return_facts(
