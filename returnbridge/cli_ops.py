@@ -64,6 +64,8 @@ def _logging() -> None:
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
+    # one "HTTP Request" line per call drowns what returnbridge says; its failures still show
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _print_report(report: Any, as_json: bool) -> None:

@@ -256,7 +256,8 @@ def build_report(
             f" ({month.zone}), before {month.text} ended: figures may be incomplete. Run the "
             "reconciliation, then this report again."
         )
-    all_notes.extend(settlement.notes)
+    if invoice is not None:  # without one, the invoice's own note already says why
+        all_notes.extend(settlement.notes)
     return MonthEndReport(
         month=month.text,
         timezone=str(month.zone),
