@@ -1,7 +1,8 @@
 """Deployment `daily-reconciliation`: once a day in the brand's timezone (prefect.yaml), both
 systems into the warehouse, gaps, fixes through the ledger, one digest per owner.
 
-Reads like the run: load, compute gaps, fix, record, send digests, report.
+Reads like the run: load, compute gaps, fix, record, send digests, send the e-mails a failed
+send kept in the outbox (a month-end report), report.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from reports.digest import render_digest
 from returnbridge.reconcile.runtime import open_reconciliation
 from returnbridge.settings import load_settings
 from tasks.budget import PrefectBudgetGate
+from tasks.month_end_steps import send_kept_mail
 from tasks.reconcile_steps import (
     compute_gaps,
     fix_gaps,
@@ -54,5 +56,6 @@ async def daily_reconciliation(
         after = await fix_gaps(reconciliation, report, gaps)
         record_gaps(reconciliation, report, gaps, after)
         send_digests(reconciliation, report, url)
+        kept = send_kept_mail(reconciliation.ledger, settings.mail)
     await publish_report(report)
-    return report.as_dict()
+    return report.as_dict() | {"kept_e_mails": [(m.key, m.status) for m in kept]}

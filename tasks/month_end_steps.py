@@ -11,6 +11,10 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
+from returnbridge.connectors.email.settings import MailSettings
+from returnbridge.connectors.email.smtp import SmtpSender
+from returnbridge.ledger.store import Ledger
+from returnbridge.monthend.mailing import MailDelivery, deliver_unsent
 from returnbridge.monthend.model import MATCH_LABELS, InvoiceDoc, MonthEndReport, money_text
 from returnbridge.monthend.run import MonthEndResult, Rendered
 from returnbridge.monthend.runtime import MonthEnd
@@ -52,6 +56,16 @@ def email_report(
 ) -> None:
     """Through the outbox: once per month and recipient list."""
     month_end.mail(rendered, result, send=send, resend=resend)
+
+
+@task(name="send-kept-e-mails", persist_result=False)
+def send_kept_mail(ledger: Ledger, mail: MailSettings) -> list[MailDelivery]:
+    """Every e-mail a failed send left in the outbox (a month-end report whose server was
+    down), sent now: the daily reconciliation runs this, so a kept report goes out within a
+    day even if its own run's retries are spent. Nothing when e-mail is off."""
+    if not mail.active:
+        return []
+    return deliver_unsent(ledger, SmtpSender(mail))
 
 
 @task(name="publish-month-end-artifacts", persist_result=False)

@@ -327,3 +327,28 @@ def test_a_build_that_ignores_its_message_id_is_refused(ledger: Ledger) -> None:
             domain="example.com",
         )
     assert ledger.mail_records() == []
+
+
+# --------------------------------------------------------------------------- the daily drain
+
+
+def test_the_daily_reconciliation_sends_what_a_failed_run_kept(
+    ledger: Ledger, server: MailStandIn
+) -> None:
+    """`tasks.month_end_steps.send_kept_mail`, which the daily reconciliation flow runs: a
+    report whose run could not send it goes out the next night, once; with e-mail off it
+    touches nothing."""
+    from tasks.month_end_steps import send_kept_mail
+
+    server.fail_next(1)
+    failed = _run(ledger, SmtpSender(server.settings(timeout_seconds=5)))
+    assert failed.status == "failed" and server.messages == []
+
+    assert send_kept_mail.fn(ledger, server.settings().model_copy(update={"host": None})) == []
+    assert [m.status for m in ledger.mail_records()] == ["failed"]
+
+    (sent,) = send_kept_mail.fn(ledger, server.settings(timeout_seconds=5))
+    assert (sent.key, sent.status) == (KEY, "sent")
+    assert send_kept_mail.fn(ledger, server.settings(timeout_seconds=5)) == []
+    (mail,) = server.messages
+    assert mail.message_id == failed.message_id

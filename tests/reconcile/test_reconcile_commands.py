@@ -86,6 +86,7 @@ async def test_the_flow_reconciles_and_publishes_artifacts(
     figures: dict[str, Any] = await daily_reconciliation(use_prefect_budget=True)
     assert figures["gaps_by_code"]["unmatched_centra_refund"] == 1
     assert all(d["sent"] for d in figures["digests"])
+    assert figures["kept_e_mails"] == []  # no month-end e-mail was waiting in the outbox
     link = "http://prefect.example:4200/flow-runs/flow-run/"
     assert all(link in json.dumps(m["blocks"]) for m in slack.messages())
     async with get_client() as client:
