@@ -143,6 +143,14 @@ class FigureRow:
 
 
 @dataclass(frozen=True)
+class MarketRow:
+    market: str
+    returns: str
+    refunds: str
+    amount: Money | None
+
+
+@dataclass(frozen=True)
 class MoneyOutBlock:
     currency: str
     rows: tuple[FigureRow, ...]
@@ -277,6 +285,7 @@ class View:
     headlines: tuple[Headline, ...]
     money_out: tuple[MoneyOutBlock, ...]
     exchanges: tuple[FigureRow, ...]
+    markets: tuple[MarketRow, ...]
     invoice: InvoiceView | None
     no_invoice_text: str
     tie_outs: tuple[TieOutBlock, ...]
@@ -383,6 +392,18 @@ def _money_out(report: MonthEndReport) -> tuple[MoneyOutBlock, ...]:
             )
         )
     return tuple(blocks)
+
+
+def _markets(report: MonthEndReport) -> tuple[MarketRow, ...]:
+    return tuple(
+        MarketRow(
+            m.market,
+            format_count(m.returns),
+            format_count(m.refunds),
+            _money(m.refunds_minor, m.currency) if m.currency else None,
+        )
+        for m in report.by_market
+    )
 
 
 def _exchanges(report: MonthEndReport) -> tuple[FigureRow, ...]:
@@ -798,6 +819,7 @@ def _view(report: MonthEndReport, limit: int | None) -> View:
         headlines=_headlines(report),
         money_out=_money_out(report),
         exchanges=_exchanges(report),
+        markets=_markets(report),
         invoice=_invoice(report.invoice),
         no_invoice_text=f"No invoice from Reveni for {title}: there are no fees or "
         "disbursements to show, and nothing to settle against Centra.",

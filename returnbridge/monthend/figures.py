@@ -36,6 +36,7 @@ from returnbridge.monthend.model import (
     AGEING_BUCKETS,
     ExceptionTally,
     Exchanges,
+    MarketFigures,
     Minor,
     MoneyOut,
     MoneyProblem,
@@ -156,6 +157,37 @@ def money_out(wh: Warehouse, month: Month, config: FigureConfig) -> tuple[MoneyO
         for (kind, currency), (count, minor) in sorted(
             rows.items(), key=lambda item: (item[0][1], order.index(item[0][0]))
         )
+    )
+
+
+UNKNOWN_MARKET = "unknown"
+
+
+def by_market(wh: Warehouse, month: Month) -> tuple[MarketFigures, ...]:
+    """Per Centra market and currency: the month's returns (by their items' currency) and the
+    refunds made in the month for returns on that market's orders (failed ones left out)."""
+    found = wh.query(
+        "WITH market AS ("
+        "  SELECT r.reveni_return_id, coalesce(o.market, ?) AS market"
+        "  FROM reveni_returns r LEFT JOIN centra_orders o USING (order_number)),"
+        " returned AS ("
+        "  SELECT m.market, i.currency, count(*) AS returns FROM reveni_returns r"
+        "  JOIN market m USING (reveni_return_id)"
+        "  LEFT JOIN (SELECT reveni_return_id, min(currency) AS currency FROM reveni_items"
+        "             GROUP BY reveni_return_id) i USING (reveni_return_id)"
+        "  WHERE r.created_at >= ? AND r.created_at < ? GROUP BY ALL),"
+        " refunded AS ("
+        "  SELECT m.market, f.currency, count(*) AS refunds, sum(f.amount_minor) AS minor"
+        "  FROM reveni_refunds f JOIN market m USING (reveni_return_id)"
+        "  WHERE f.status <> 'failed' AND f.created_at >= ? AND f.created_at < ? GROUP BY ALL)"
+        " SELECT market, coalesce(currency, '') AS currency, coalesce(returns, 0) AS returns,"
+        "  coalesce(refunds, 0) AS refunds, coalesce(minor, 0) AS minor"
+        " FROM returned FULL JOIN refunded USING (market, currency) ORDER BY market, currency",
+        [UNKNOWN_MARKET, month.start, month.end, month.start, month.end],
+    )
+    return tuple(
+        MarketFigures(r["market"], r["currency"], r["returns"], r["refunds"], int(r["minor"]))
+        for r in found.iter_rows(named=True)
     )
 
 

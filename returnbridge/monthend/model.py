@@ -77,6 +77,18 @@ class Exchanges:
     not_made: int = 0
 
 
+@dataclass(frozen=True)
+class MarketFigures:
+    """One Centra market (and currency) of the month: returns requested on its orders, and the
+    refunds made for them, whoever paid (design §7: per currency and market)."""
+
+    market: str  # Centra's market of the order; "unknown" when Centra has no such order
+    currency: str
+    returns: int
+    refunds: int
+    refunds_minor: int
+
+
 # ---------------------------------------------------------------------------- the invoice
 
 
@@ -355,6 +367,7 @@ class MonthEndReport:
     problems: Problems
     trend: tuple[TrendPoint, ...]
     notes: tuple[str, ...] = ()  # what a reader must know (incomplete data, no invoice, ...)
+    by_market: tuple[MarketFigures, ...] = ()
 
     @property
     def currencies(self) -> list[str]:

@@ -273,6 +273,7 @@ def build_report(
         problems=problems,
         trend=figures.trend(warehouse, month),
         notes=tuple(all_notes),
+        by_market=figures.by_market(warehouse, month),
     )
 
 

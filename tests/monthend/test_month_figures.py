@@ -299,6 +299,31 @@ def test_exceptions_are_tallied_by_owner_and_code_with_their_age_and_money_at_ri
     assert tallies[2].title == "Refund confirmed in Reveni, no Centra credit"
 
 
+# --------------------------------------------------------------------------- by market
+
+
+def test_returns_and_refunds_are_counted_per_market_and_currency(tmp_path: Path) -> None:
+    w = World()
+    return_with_refund(w, "r_se_1", 1001, 10000)
+    return_with_refund(w, "r_se_2", 1002, 2500, method="bank_transfer", paid_by="reveni")
+    return_with_refund(w, "r_se_refused", 1003, 999, status="failed")  # a return, no refund
+    w.order(2001, currency="EUR", market="DE")
+    w.reveni("r_de", 2001, [Item("SKU-DE")], currency="EUR", created_at=MID_OCTOBER)
+    w.refund("r_de", 4950, currency="EUR", created_at=MID_OCTOBER)
+    # an order Centra does not have, and a return of September refunded in October
+    w.reveni("r_ghost", 9999, [Item("SKU-G")], currency="EUR", created_at=MID_OCTOBER)
+    w.refund("r_ghost", 2500, currency="EUR", created_at=MID_OCTOBER)
+    return_with_refund(w, "r_sept", 1004, 700, at=datetime(2026, 9, 10, tzinfo=UTC))
+    w.refund("r_sept", 300, created_at=MID_OCTOBER)
+    with Warehouse(load_world(tmp_path / "warehouse.duckdb", w)) as wh:
+        found = figures.by_market(wh, Month(2026, 10, STOCKHOLM))
+    assert [(m.market, m.currency, m.returns, m.refunds, m.refunds_minor) for m in found] == [
+        ("DE", "EUR", 1, 1, 4950),
+        ("SE", "SEK", 3, 3, 10000 + 2500 + 300),
+        ("unknown", "EUR", 1, 1, 2500),
+    ]
+
+
 # --------------------------------------------------------------------------- trend
 
 

@@ -741,3 +741,26 @@ def test_chart_alt_text_describes_the_figures(report: MonthEndReport) -> None:
     assert money.alt.startswith("Money out in October 2026 by who paid and how.")
     assert f"{PAID_BY_LABELS[PaidBy.REVENI_INSTANT]} {eur(123_450)} (6)" in money.alt
     assert trend.alt.startswith("Returns and refunds per month from November 2025 to October 2026")
+
+
+def test_money_out_is_shown_per_market_in_both_parts() -> None:
+    from returnbridge.monthend.model import MarketFigures
+
+    report = sample_report(
+        by_market=(
+            MarketFigures("DE", "EUR", 12, 9, 123450),
+            MarketFigures("SE", "SEK", 30, 28, 2345600),
+            MarketFigures("unknown", "EUR", 1, 0, 0),
+        )
+    )
+    rendered = render_month_end(report)
+    html = rendered.html_file
+    assert "By market" in html
+    section = html[html.index("By market") : html.index("2. Reveni")]
+    for cell in ("DE", "SE", "unknown", "1\u2009234.50 EUR", "23\u2009456.00 SEK"):
+        assert cell in section, cell
+    text = rendered.text
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("SE "))
+    assert line.split()[1:3] == ["30", "28"] and line.rstrip().endswith("SEK")
+    # no market table when the warehouse gave none
+    assert "By market" not in render_month_end(sample_report()).html_email

@@ -56,13 +56,14 @@ class World:
         status: str = "SHIPPED",
         total: int = 59800,
         exchange_of: str | None = None,
+        market: str = "SE",
     ) -> int:
         self.add(
             "centra_orders",
             order_number=number,
             status=status,
             currency=currency,
-            market="SE",
+            market=market,
             created_at=LONG_AGO - timedelta(days=10),
             grand_total_minor=total,
             exchange_of=exchange_of,
