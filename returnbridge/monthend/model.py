@@ -80,7 +80,7 @@ class Exchanges:
 @dataclass(frozen=True)
 class MarketFigures:
     """One Centra market (and currency) of the month: returns requested on its orders, and the
-    refunds made for them, whoever paid (design §7: per currency and market)."""
+    refunds made for them, whoever paid (docs/architecture.md#the-month-end-report)."""
 
     market: str  # Centra's market of the order; "unknown" when Centra has no such order
     currency: str
