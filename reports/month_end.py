@@ -783,18 +783,10 @@ def _headlines(report: MonthEndReport) -> tuple[Headline, ...]:
     return tuple(out)
 
 
-def _warnings(report: MonthEndReport, zone: ZoneInfo | None) -> tuple[str, ...]:
-    """The report's notes, and what the renderer can tell on its own: data loaded before the
-    month ended, or never."""
-    found = list(report.notes)
-    if report.data_as_of is None:
-        found.append("The warehouse has never been loaded: the figures below are empty.")
-    elif report.data_as_of < report.period_end:
-        found.append(
-            f"The data was last loaded at {_when(report.data_as_of, zone)}, before the month "
-            f"ended ({_when(report.period_end, zone)}): the month's figures are incomplete."
-        )
-    return tuple(found)
+def _warnings(report: MonthEndReport) -> tuple[str, ...]:
+    """What a reader must know before the figures: the report's own notes (made with the
+    figures, so the e-mail, the file, the CLI and the artifact all say the same)."""
+    return tuple(report.notes)
 
 
 def _view(report: MonthEndReport, limit: int | None) -> View:
@@ -811,7 +803,7 @@ def _view(report: MonthEndReport, limit: int | None) -> View:
         generated_at=_when(report.generated_at, zone),
         data_as_of="never loaded" if report.data_as_of is None else _when(report.data_as_of, zone),
         data_missing=report.data_as_of is None,
-        warnings=_warnings(report, zone),
+        warnings=_warnings(report),
         empty=report.empty,
         empty_text=f"No returns, refunds or invoice lines in {title}.",
         returns_in_month=format_count(report.returns_in_month),

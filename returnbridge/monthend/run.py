@@ -250,7 +250,12 @@ def build_report(
     )
     data_as_of = warehouse.last_loaded_at()
     all_notes = list(notes)
-    if data_as_of is not None and data_as_of < month.end:
+    if data_as_of is None and not notes:
+        all_notes.append(
+            "The warehouse has never been loaded: the figures below are empty. Run the "
+            "reconciliation, then this report again."
+        )
+    elif data_as_of is not None and data_as_of < month.end:
         all_notes.append(
             f"The warehouse was last loaded at {data_as_of.astimezone(month.zone):%Y-%m-%d %H:%M}"
             f" ({month.zone}), before {month.text} ended: figures may be incomplete. Run the "

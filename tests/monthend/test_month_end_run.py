@@ -51,6 +51,7 @@ from returnbridge.monthend.runtime import run_month_end
 from returnbridge.monthend.settings import MonthEndSettings
 from returnbridge.reconcile.runtime import open_reconciliation
 from returnbridge.reconcile.settings import ReconcileSettings
+from returnbridge.reconcile.warehouse import Warehouse
 from returnbridge.scenarios import builtin_scenario
 from returnbridge.settings import Settings
 from returnbridge.simulators.mail import MailStandIn
@@ -168,6 +169,24 @@ def test_no_warehouse_yet_is_an_honest_empty_report(tmp_path: Path) -> None:
     for text in (rendered.text, rendered.html_file, rendered.html_email):
         assert "the daily reconciliation has never run" in text
         assert "No returns, refunds or invoice lines in October 2026." in text
+
+
+def test_data_loaded_before_the_month_ended_is_said_once(tmp_path: Path) -> None:
+    w = World()
+    return_with_refund(w, "r_inst", 1001, 29900, method="bank_transfer", paid_by="reveni")
+    loaded_early = datetime(2026, 10, 30, 2, 15, tzinfo=UTC)
+    warehouse = load_world(tmp_path / "warehouse.duckdb", w, loaded_at=loaded_early)
+    empty = tmp_path / "empty.duckdb"
+    Warehouse(empty).close()  # created, never loaded
+    october = Month(2026, 10, STOCKHOLM)
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        early = _report(warehouse, ledger, october, None)
+        never = _report(empty, ledger, october, None)
+    (note,) = [n for n in early.notes if "before 2026-10 ended" in n]
+    assert "2026-10-30 03:15" in note  # in the brand's timezone
+    assert render_month_end(early).text.count("before 2026-10 ended") == 1
+    assert [n for n in never.notes if "never been loaded" in n] != []
+    assert render_month_end(never).text.count("never been loaded") == 1
 
 
 def test_a_bad_invoice_file_stops_the_run_before_anything_is_written(tmp_path: Path) -> None:

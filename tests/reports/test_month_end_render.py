@@ -229,13 +229,18 @@ def test_headline_per_currency(rendered: RenderedReport) -> None:
     ] in rows
 
 
-def test_data_loaded_before_the_month_ended_is_flagged() -> None:
-    report = sample_report(data_as_of=sample_report().period_end.replace(day=30, month=10))
-    html = render_month_end(report).html_email
-    assert "before the month ended" in text_of(section(html, "header"))
+def test_the_reports_notes_are_shown_first_once_in_every_part() -> None:
+    note = "The warehouse was last loaded at 2026-10-30 02:15, before 2026-10 ended"
+    rendered = render_month_end(
+        sample_report(
+            data_as_of=sample_report().period_end.replace(day=30, month=10), notes=(note,)
+        )
+    )
+    assert note in text_of(section(rendered.html_email, "header"))
+    for part in (rendered.html_email, rendered.html_file, rendered.text):
+        assert part.count(note) == 1
     never = render_month_end(sample_report(data_as_of=None))
     assert "Data as of never loaded" in text_of(section(never.html_email, "header"))
-    assert "never been loaded" in never.text
 
 
 # --------------------------------------------------------------------------- 1. money out
