@@ -22,14 +22,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from returnbridge.connectors.centra.refunds import RefundState, RefundTypes
-from returnbridge.connectors.reveni.models import currency_exponent
 from returnbridge.core.codes import CODES
 from returnbridge.ledger.records import ExceptionRecord
 from returnbridge.monthend.model import (
@@ -40,11 +38,13 @@ from returnbridge.monthend.model import (
     Minor,
     MoneyOut,
     MoneyProblem,
+    Month,
     PaidBy,
     TrendPoint,
     add_minor,
 )
 from returnbridge.monthend.settlement import CentraCredit, ReturnFacts
+from returnbridge.reconcile.extract import minor_units
 from returnbridge.reconcile.rules import refund_attempt_rows
 from returnbridge.reconcile.tables import CENTRA_PAYMENTS
 from returnbridge.reconcile.warehouse import Warehouse
@@ -54,55 +54,6 @@ TREND_MONTHS = 12
 # are read with their answers, so a request of the month is paired with its settlement.
 _PAIRING_WINDOW = timedelta(days=45)
 _EXCHANGE_NOT_MADE = ("exchange_out_of_stock", "exchange_order_failed", "exchange_order_missing")
-
-
-@dataclass(frozen=True)
-class Month:
-    """A calendar month in the brand's timezone."""
-
-    year: int
-    month: int
-    zone: ZoneInfo
-
-    @classmethod
-    def parse(cls, text: str, zone: ZoneInfo) -> Month:
-        """`YYYY-MM`; ValueError naming what is wrong."""
-        parts = text.split("-")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts) or len(parts[0]) != 4:
-            raise ValueError(f"month: expected YYYY-MM, got {text!r}")
-        year, month = int(parts[0]), int(parts[1])
-        if year < 1:
-            raise ValueError(f"month: {text!r} has no year {year}")
-        if not 1 <= month <= 12:
-            raise ValueError(f"month: {text!r} has no month {month}")
-        return cls(year, month, zone)
-
-    @classmethod
-    def last_complete(cls, now: datetime, zone: ZoneInfo) -> Month:
-        """The last month that has ended by `now` in `zone`."""
-        local = now.astimezone(zone)
-        return cls(local.year, local.month, zone).shifted(-1)
-
-    @property
-    def text(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}"
-
-    def shifted(self, months: int) -> Month:
-        index = self.year * 12 + (self.month - 1) + months
-        return Month(index // 12, index % 12 + 1, self.zone)
-
-    @property
-    def start(self) -> datetime:
-        """The month's first instant, in the brand's zone (aware)."""
-        return datetime.combine(date(self.year, self.month, 1), time(0), self.zone)
-
-    @property
-    def end(self) -> datetime:
-        """The next month's first instant (exclusive)."""
-        return self.shifted(1).start
-
-    def contains(self, when: datetime) -> bool:
-        return self.start <= when < self.end
 
 
 @dataclass(frozen=True)
@@ -417,7 +368,7 @@ def _title(code: str) -> str:
 
 
 def _minor(amount: Decimal, currency: str) -> int:
-    return int(amount.scaleb(currency_exponent(currency)).to_integral_value())
+    return minor_units(amount, currency, "exception amount")
 
 
 # ------------------------------------------------------------------------------ trend

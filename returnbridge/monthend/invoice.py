@@ -41,9 +41,10 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from returnbridge.connectors.reveni.models import Invoice, currency_exponent
 from returnbridge.monthend.model import (
@@ -54,6 +55,7 @@ from returnbridge.monthend.model import (
     InvoiceSummary,
     InvoiceTotal,
     Minor,
+    Month,
     add_minor,
 )
 
@@ -69,7 +71,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 KINDS_TEXT = ", ".join(kind.value for kind in InvoiceKind)
 
-_PERIOD = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
+_UTC = ZoneInfo("UTC")  # a period names days; only its calendar matters here
 _DECIMAL = re.compile(r"^-?\d+(\.\d+)?$", re.ASCII)
 _RATE = re.compile(r"^\d+(\.\d+)?$", re.ASCII)
 _CURRENCY = re.compile(r"^[A-Z]{3}$", re.ASCII)
@@ -83,13 +85,11 @@ _RETURN_ID = re.compile(r"^\S+$")
 
 def _period_bounds(period: str) -> tuple[date, date]:
     """First and last day of `period` (YYYY-MM); ValueError when it is not one."""
-    match = _PERIOD.fullmatch(period)
-    if not match or not 1 <= int(match[2]) <= 12:
-        raise ValueError(f"period: expected YYYY-MM, got {period!r}")
-    year, month = int(match[1]), int(match[2])
-    first = date(year, month, 1)
-    following = date(year + (month == 12), month % 12 + 1, 1)
-    return first, date.fromordinal(following.toordinal() - 1)
+    try:
+        month = Month.parse(period, _UTC)
+    except ValueError:
+        raise ValueError(f"period: expected YYYY-MM, got {period!r}") from None
+    return month.start.date(), (month.end - timedelta(days=1)).date()
 
 
 def _decimals_text(currency: str) -> str:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from returnbridge.connectors.reveni.models import currency_exponent
 
@@ -32,6 +33,59 @@ def money_text(minor: int, currency: str) -> str:
 
 def add_minor(into: Minor, currency: str, minor: int) -> None:
     into[currency] = into.get(currency, 0) + minor
+
+
+@dataclass(frozen=True)
+class Month:
+    """A calendar month in the brand's timezone."""
+
+    year: int
+    month: int
+    zone: ZoneInfo
+
+    @classmethod
+    def parse(cls, text: str, zone: ZoneInfo) -> Month:
+        """`YYYY-MM`; ValueError naming what is wrong."""
+        parts = text.split("-")
+        if (
+            len(parts) != 2
+            or not all(p.isdigit() for p in parts)
+            or list(map(len, parts)) != [4, 2]
+        ):
+            raise ValueError(f"month: expected YYYY-MM, got {text!r}")
+        year, month = int(parts[0]), int(parts[1])
+        if year < 1:
+            raise ValueError(f"month: {text!r} has no year {year}")
+        if not 1 <= month <= 12:
+            raise ValueError(f"month: {text!r} has no month {month}")
+        return cls(year, month, zone)
+
+    @classmethod
+    def last_complete(cls, now: datetime, zone: ZoneInfo) -> Month:
+        """The last month that has ended by `now` in `zone`."""
+        local = now.astimezone(zone)
+        return cls(local.year, local.month, zone).shifted(-1)
+
+    @property
+    def text(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    def shifted(self, months: int) -> Month:
+        index = self.year * 12 + (self.month - 1) + months
+        return Month(index // 12, index % 12 + 1, self.zone)
+
+    @property
+    def start(self) -> datetime:
+        """The month's first instant, in the brand's zone (aware)."""
+        return datetime.combine(date(self.year, self.month, 1), time(0), self.zone)
+
+    @property
+    def end(self) -> datetime:
+        """The next month's first instant (exclusive)."""
+        return self.shifted(1).start
+
+    def contains(self, when: datetime) -> bool:
+        return self.start <= when < self.end
 
 
 # ---------------------------------------------------------------------------- money out
