@@ -9,7 +9,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test lint typecheck pytest postgres chromium bench clean
+.PHONY: install demo serve test lint typecheck pytest postgres chromium bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ $(STAMP_TEST): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
+install: $(STAMP_RUN)
+
 demo: $(STAMP_RUN)
 	$(BIN)/returnbridge demo
+
+# returnbridge for real on this machine: a Prefect server, every deployment, the receiver.
+serve: $(STAMP_RUN)
+	$(BIN)/returnbridge serve
 
 test: $(STAMP_TEST) lint typecheck pytest
 

@@ -15,9 +15,8 @@ from prefect.runtime import flow_run
 
 from reports.digest import render_digest
 from returnbridge.reconcile.runtime import open_reconciliation
-from returnbridge.settings import load_settings
-from tasks.budget import PrefectBudgetGate
 from tasks.month_end_steps import send_kept_mail
+from tasks.observe import observed_run, reconcile_run_name
 from tasks.reconcile_steps import (
     compute_gaps,
     fix_gaps,
@@ -26,6 +25,11 @@ from tasks.reconcile_steps import (
     record_gaps,
     send_digests,
 )
+from tasks.run_settings import run_settings
+
+# Loading a large history for the first time can take a while; a run stuck longer is stopped
+# (one transaction per load: nothing half-loaded) and the next day's run starts again.
+RECONCILE_TIMEOUT_SECONDS = 3 * 3600
 
 
 def flow_run_url(ui_base: str | None) -> str | None:
@@ -37,19 +41,24 @@ def flow_run_url(ui_base: str | None) -> str | None:
     return url
 
 
-@flow(name="daily-reconciliation", log_prints=False)
-async def daily_reconciliation(
-    run_date: date | None = None, use_prefect_budget: bool = True
-) -> dict[str, Any]:
-    """One reconciliation; returns the run's figures. `run_date`: record the gaps under that
-    day (default: today in the brand's timezone). `use_prefect_budget`: share Centra's budget
-    with the sync through Prefect global concurrency limits (needs a Prefect server)."""
-    settings = load_settings()
-    budget = PrefectBudgetGate.for_settings(settings.centra) if use_prefect_budget else None
+@flow(
+    name="daily-reconciliation",
+    flow_run_name=reconcile_run_name,
+    timeout_seconds=RECONCILE_TIMEOUT_SECONDS,
+    log_prints=False,
+)
+async def daily_reconciliation(run_date: date | None = None) -> dict[str, Any]:
+    """One reconciliation: both systems into the warehouse, the gaps, fixes through the ledger,
+    one digest per owner. Returns the run's figures.
+
+    Args:
+        run_date: The day (YYYY-MM-DD, the brand's timezone) the gaps are recorded under and
+            aged to the end of; empty means today.
+    """
+    await observed_run()
+    settings = await run_settings()
     url = flow_run_url(settings.reconcile.prefect_ui_url)
-    async with open_reconciliation(
-        settings, budget=budget, render_digest=render_digest
-    ) as reconciliation:
+    async with open_reconciliation(settings, render_digest=render_digest) as reconciliation:
         report = reconciliation.start(run_date)
         await load_snapshots(reconciliation, report)
         gaps = compute_gaps(reconciliation, report)

@@ -14,7 +14,6 @@ from prefect import flow
 from reports.month_end import render_month_end
 from returnbridge.monthend.run import MonthEndResult
 from returnbridge.monthend.runtime import open_month_end
-from returnbridge.settings import load_settings
 from tasks.month_end_steps import (
     email_report,
     month_figures,
@@ -23,6 +22,12 @@ from tasks.month_end_steps import (
     record_settlement,
     render_report,
 )
+from tasks.observe import month_end_run_name, observed_run
+from tasks.run_settings import run_settings
+
+# Waiting for the night's reconciliation to leave the warehouse is part of the run (up to
+# RETURNBRIDGE_MONTHEND__WAREHOUSE_WAIT); a run stuck past an hour is stopped and retried.
+MONTH_END_TIMEOUT_SECONDS = 3600
 
 
 class MailNotSent(RuntimeError):
@@ -31,19 +36,33 @@ class MailNotSent(RuntimeError):
 
 # A failed e-mail fails the run, so Prefect retries it: the retry makes the same report again
 # (the settlement exceptions are the same ones) and sends the kept message, never a second one.
-@flow(name="month-end-report", log_prints=False, retries=3, retry_delay_seconds=900)
+@flow(
+    name="month-end-report",
+    flow_run_name=month_end_run_name,
+    timeout_seconds=MONTH_END_TIMEOUT_SECONDS,
+    log_prints=False,
+    retries=3,
+    retry_delay_seconds=900,
+)
 async def month_end_report(
     month: str | None = None,
     invoice_file: str | None = None,
     send: bool = True,
     resend: bool = False,
 ) -> dict[str, Any]:
-    """The month-end report of `month` (YYYY-MM; default: the last complete month in the
-    brand's timezone). `invoice_file`: a CSV export of Reveni's invoice on the worker's disk
-    (default: Reveni's invoice API). `send`: e-mail it (once per month and recipient list: a
-    retried run does not e-mail twice). `resend`: e-mail it again on purpose. A run whose e-mail
-    could not be sent fails after saving the report and is retried (3 times, 15 minutes apart)."""
-    settings = load_settings()
+    """The month-end report: Reveni's invoice against Centra, e-mailed to Finance once per month
+    and recipient list. A run whose e-mail could not be sent fails after saving the report and
+    is retried (3 times, 15 minutes apart). Returns the report's figures.
+
+    Args:
+        month: The month (YYYY-MM, the brand's timezone); empty means the last complete month.
+        invoice_file: A CSV export of Reveni's invoice on the worker's disk
+            (docs/invoice-csv.md); empty means Reveni's invoice API.
+        send: E-mail the report (a retried run never e-mails twice).
+        resend: E-mail it again on purpose, as a new message.
+    """
+    await observed_run()
+    settings = await run_settings()
     invoice_path = Path(invoice_file) if invoice_file else None
     async with open_month_end(
         settings, render=render_month_end, month=month, use_invoice_api=invoice_path is None

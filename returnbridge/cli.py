@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from returnbridge import cli_ops
+from returnbridge import cli_ops, cli_serve, cli_watch
 from returnbridge.scenario import Scenario, ScenarioError, load_scenario
 from returnbridge.scenarios import builtin_scenario
 
@@ -215,6 +215,8 @@ def demo(
 
 
 cli_ops.register(app)
+cli_serve.register(app)
+cli_watch.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m returnbridge`

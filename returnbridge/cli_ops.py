@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -368,12 +369,13 @@ def receiver(
         report = asyncio.run(_run_sync())
         log.info("sync run after webhooks: %s", report.as_dict())
 
-    def run_prefect() -> None:
-        from prefect.deployments import run_deployment
+    from returnbridge.cli_serve import WebhookRunStarter
 
-        run_deployment("sync-returns/sync-returns", timeout=0, as_subflow=False)
-
-    action = {"inline": run_inline, "prefect": run_prefect}.get(trigger)
+    actions: dict[str, Callable[[], object]] = {
+        "inline": run_inline,
+        "prefect": WebhookRunStarter(),
+    }
+    action = actions.get(trigger)
     if action is None:
         run_receiver(receiver_settings, settings.sync.ledger_url)
         return

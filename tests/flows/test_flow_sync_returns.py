@@ -30,14 +30,14 @@ async def test_the_flow_syncs_and_publishes_its_report(
     from flows.sync_returns import sync_returns
 
     configured.walk()
-    figures: dict[str, Any] = await sync_returns(use_prefect_budget=True)
+    figures: dict[str, Any] = await sync_returns()
     assert figures["returns_seen"] == len(configured.scenario.reveni.returns)
     assert figures["actions_done"] > 0 and figures["cursor_after"] is not None
     assert {r["external_id"] for r in configured.effects()["returns"]} >= {"ret_std_1001"}
     async with get_client() as client:
         artifact = await client.read_latest_artifacts()
     assert "sync-returns-report" in {a.key for a in artifact}
-    again: dict[str, Any] = await sync_returns(use_prefect_budget=True)
+    again: dict[str, Any] = await sync_returns()
     assert again["actions_done"] == 0  # exactly once, run after run
 
 

@@ -83,7 +83,7 @@ async def test_the_flow_reconciles_and_publishes_artifacts(
     from flows.daily_reconciliation import daily_reconciliation
 
     os.environ["RETURNBRIDGE_RECONCILE__PREFECT_UI_URL"] = "http://prefect.example:4200"
-    figures: dict[str, Any] = await daily_reconciliation(use_prefect_budget=True)
+    figures: dict[str, Any] = await daily_reconciliation()
     assert figures["gaps_by_code"]["unmatched_centra_refund"] == 1
     assert all(d["sent"] for d in figures["digests"])
     assert figures["kept_e_mails"] == []  # no month-end e-mail was waiting in the outbox
