@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import flows
-
 HOME_VARIABLE = "RETURNBRIDGE_HOME"
 
 
@@ -31,7 +29,7 @@ def project_home(environ: dict[str, str] | None = None) -> Path:
         home = Path(named).expanduser().resolve()
         where = f"{HOME_VARIABLE}={named}"
     else:
-        home = Path(flows.__file__).resolve().parent.parent
+        home = Path(__file__).resolve().parent.parent
         where = f"the checkout returnbridge is installed from ({home})"
     if not (home / "flows" / "sync_returns.py").is_file() or not (home / "prefect.yaml").is_file():
         raise ProjectHomeError(

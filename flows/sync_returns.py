@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow
 
+from returnbridge.ledger.sync_runs import recorded_sync_run
 from returnbridge.sync.run import SyncReport
 from returnbridge.sync.runtime import open_sync
 from tasks.observe import observed_run, sync_run_name
@@ -38,8 +39,9 @@ async def sync_returns() -> dict[str, Any]:
     settings = await run_settings()
     report = SyncReport()
     async with open_sync(settings) as sync:
-        collected = await collect_changes(sync, report)
-        plans = await plan_and_execute(sync, collected, report)
-        advance_cursor(sync, collected, plans, report)
+        with recorded_sync_run(sync.ledger):  # the watchdog counts failed runs in a row
+            collected = await collect_changes(sync, report)
+            plans = await plan_and_execute(sync, collected, report)
+            advance_cursor(sync, collected, plans, report)
     await publish_sync_report(report)
     return report.as_dict()

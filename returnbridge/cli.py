@@ -139,15 +139,17 @@ def sim_slack(
         list[str] | None,
         typer.Option(
             "--channel",
-            help="A channel that exists (repeatable; default: the three owner channels).",
+            help="A channel that exists (repeatable; default: the three owner channels and "
+            "the watchdog's #returns-engineering).",
         ),
     ] = None,
 ) -> None:
     """Serve a Slack Web API stand-in (chat.postMessage, auth.test) for the digests, with /_sim
     (messages, faults: 429 with Retry-After, down)."""
     from returnbridge.simulators.slack import run
+    from returnbridge.simulators.slack.app import DEFAULT_CHANNELS
 
-    channels = channel or ["#returns-finance", "#returns-ops", "#returns-cx"]
+    channels = channel or list(DEFAULT_CHANNELS)
     typer.echo(f"Slack stand-in on http://{host}:{port}/api/ ({', '.join(channels)})", err=True)
     run(host, port, token=token, channels=channels)
 

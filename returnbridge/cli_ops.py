@@ -85,11 +85,14 @@ def _print_report(report: Any, as_json: bool) -> None:
             typer.echo(f"  {line}")
 
 
-async def _run_sync(**kwargs: Any) -> Any:
+async def _run_sync() -> Any:
+    """One sync run, its outcome recorded for the watchdog's "sync failing" check."""
+    from returnbridge.ledger.sync_runs import recorded_sync_run
     from returnbridge.sync.runtime import open_sync
 
     async with open_sync(_settings()) as sync:
-        return await sync.run(**kwargs)
+        with recorded_sync_run(sync.ledger):
+            return await sync.run()
 
 
 def sync(

@@ -61,12 +61,11 @@ RUNNER_GRACE = 12.0
 SERVER_GRACE = 8.0
 
 # Settings the processes `serve` starts get unless the environment already sets them: runs are
-# picked up within a second of being created (Prefect's default is 10 s), send heartbeats, and
-# the library's log lines reach each run's logs.
+# picked up within a second of being created (Prefect's default is 10 s) and send heartbeats.
+# (The library's log lines reach each run's logs through tasks/observe.py, in the run itself.)
 RUN_DEFAULTS: Mapping[str, str] = {
     "PREFECT_RUNNER_POLL_FREQUENCY": "1",
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
-    "PREFECT_LOGGING_EXTRA_LOGGERS": "returnbridge",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
 }
@@ -291,26 +290,26 @@ def run_environment(api_url: str, base: Mapping[str, str] | None = None) -> dict
 # --------------------------------------------------------------------------- Prefect setup
 
 
-async def ensure_crash_detection() -> str:
-    """Create (or update) the automation that marks a running flow run crashed once its
-    heartbeats stop for `CRASH_AFTER` (Prefect's documented zombie-run recipe): a worker or
-    runner killed hard leaves its run Running for ever otherwise, and the deployment's
-    concurrency limit then cancels every scheduled run after it. Returns its id."""
+def crash_automation() -> Any:
+    """The automation that marks a running flow run crashed once it has been silent (no
+    heartbeat, no final state) for `CRASH_AFTER` after it started running or last sent a
+    heartbeat: Prefect's documented zombie-run recipe, plus `Running` as a start so that a run
+    killed before its first heartbeat reached the server is caught too."""
     from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import EventTrigger, Posture
 
-    automation = Automation(
+    seconds = int(CRASH_AFTER.total_seconds())
+    return Automation(
         name=CRASH_AUTOMATION,
         description=(
-            "returnbridge: a flow run that sent no heartbeat for "
-            f"{int(CRASH_AFTER.total_seconds())} s (its process was killed) is marked crashed, "
-            "so its deployment's next scheduled run is not cancelled behind it."
+            f"returnbridge: a flow run silent for {seconds} s (its process was killed) is marked "
+            "crashed, so its deployment's next scheduled run is not cancelled behind it."
         ),
         trigger=EventTrigger(
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            after={"prefect.flow-run.heartbeat"},
+            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
             expect={
                 "prefect.flow-run.heartbeat",
                 "prefect.flow-run.Completed",
@@ -327,21 +326,40 @@ async def ensure_crash_detection() -> str:
             ChangeFlowRunState(
                 state=StateType.CRASHED,
                 message=(
-                    "Marked crashed by returnbridge's automation: no heartbeat for "
-                    f"{int(CRASH_AFTER.total_seconds())} s (the process running it died)."
+                    f"Marked crashed by returnbridge's automation: silent for {seconds} s "
+                    "(the process running it died)."
                 ),
             )
         ],
     )
+
+
+async def ensure_crash_detection() -> str:
+    """Create the crash automation, or bring it up to date; returns its id.
+
+    A worker or runner killed hard leaves its run Running for ever otherwise, and the
+    deployment's concurrency limit then cancels every scheduled run after it. An automation
+    that is already as wanted is left alone: updating one resets what the server has counted
+    for it, and would forget a run that went silent just before `serve` restarted."""
+    from prefect.automations import Automation
+
+    wanted = crash_automation()
     existing = None
     with contextlib.suppress(ValueError):
         existing = await Automation.aread(name=CRASH_AUTOMATION)
-    if existing is not None:
-        automation.id = existing.id
-        await automation.aupdate()
-        return str(existing.id)
-    created = await automation.acreate()
-    return str(created.id)
+    if existing is None:
+        created = await wanted.acreate()
+        return str(created.id)
+    same = (
+        existing.enabled
+        and existing.trigger.model_dump() == wanted.trigger.model_dump()
+        and [a.model_dump() for a in existing.actions] == [a.model_dump() for a in wanted.actions]
+        and existing.description == wanted.description
+    )
+    if not same:
+        wanted.id = existing.id
+        await wanted.aupdate()
+    return str(existing.id)
 
 
 async def ensure_pool(pool: str) -> list[str]:

@@ -18,6 +18,7 @@ from returnbridge.monthend.settings import MonthEndSettings
 from returnbridge.receiver.settings import ReceiverSettings
 from returnbridge.reconcile.settings import ReconcileSettings
 from returnbridge.sync.settings import SyncSettings
+from returnbridge.watch.settings import WatchSettings
 
 __all__ = [
     "CentraSettings",
@@ -29,6 +30,7 @@ __all__ = [
     "Settings",
     "SlackSettings",
     "SyncSettings",
+    "WatchSettings",
     "load_settings",
 ]
 
@@ -51,6 +53,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     monthend: MonthEndSettings = Field(default_factory=MonthEndSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @model_validator(mode="after")
     def _receiver_uses_the_connectors_webhook_settings(self) -> Settings:

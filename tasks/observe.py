@@ -8,19 +8,23 @@
   `schedule` for the server's scheduled runs (Prefect tags those `auto-scheduled`), else
   `manual` (the UI's Run button, `prefect deployment run`, a test). `tag_trigger` adds the tag
   the run does not have yet, so every run can be filtered by it.
-- **Logs**: Prefect sends its own loggers to the API; `returnbridge.*` reaches a run's logs
-  only through `PREFECT_LOGGING_EXTRA_LOGGERS`, which a worker's shell may not set.
-  `attach_library_logs` does it in code, at INFO, and raises httpx's loggers to WARNING: one
-  "HTTP Request" line per call would drown the run's own lines (its failures still show).
+- **Logs**: Prefect sends its own loggers to the API; `returnbridge.*` would reach a run's logs
+  only through `PREFECT_LOGGING_EXTRA_LOGGERS`, which a worker's shell may not set, and whose
+  handler warns about every line logged outside a run. `attach_library_logs` does it in code,
+  at INFO, with a handler that keeps lines outside a run on the console only, and raises
+  httpx's loggers to WARNING: one "HTTP Request" line per call would drown the run's own lines
+  (its failures still show).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import UTC, datetime
 from typing import Literal
 
 from prefect.client.orchestration import get_client
+from prefect.exceptions import MissingContextError
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 
@@ -73,6 +77,16 @@ def watchdog_run_name() -> str:
     return f"watchdog-{_started():%Y%m%dT%H%MZ}"
 
 
+class RunLogHandler(APILogHandler):
+    """Prefect's API log handler for the library's loggers: a line logged outside a flow run
+    (the receiver, the CLI, a test) is not an error, it simply has no run to go to."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], MissingContextError):
+            return
+        super().handleError(record)
+
+
 def attach_library_logs(level: int = logging.INFO) -> None:
     """Send `returnbridge.*` records at `level` and above to the run's logs in the UI (once per
     process), and keep httpx's request lines out of them."""
@@ -80,7 +94,7 @@ def attach_library_logs(level: int = logging.INFO) -> None:
     if library.level == logging.NOTSET or library.level > level:
         library.setLevel(level)
     if not any(isinstance(h, APILogHandler) for h in library.handlers):
-        library.addHandler(APILogHandler())
+        library.addHandler(RunLogHandler())
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 

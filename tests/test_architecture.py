@@ -28,7 +28,14 @@ FIRST_PARTY = ("returnbridge", "flows", "tasks", "reports")
 
 # Composition roots inside the library: like flows, they wire everything, `reports/` included.
 ENTRY_POINTS = frozenset(
-    {"returnbridge.cli", "returnbridge.cli_ops", "returnbridge.demo", "returnbridge.__main__"}
+    {
+        "returnbridge.cli",
+        "returnbridge.cli_ops",
+        "returnbridge.cli_serve",
+        "returnbridge.cli_watch",
+        "returnbridge.demo",
+        "returnbridge.__main__",
+    }
 )
 # The returnbridge modules outside core/ that core/ may import: plain data, constants and pure
 # functions. Each is held to the same purity as core/ itself.
@@ -105,6 +112,7 @@ LIBRARY_ROOMS = frozenset(
         "settings",
         "simulators",
         "sync",
+        "watch",
     }
 )
 # room -> the rooms it may import (besides the standard library and third-party packages).
@@ -127,6 +135,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "monthend": frozenset(
         {"monthend", "reconcile", "core", "connectors", "ledger", "clock", "settings"}
     ),
+    # the watchdog reads the ledger and probes the APIs; it never runs the sync or reconciles
+    "watch": frozenset({"watch", "core", "connectors", "ledger", "clock", "settings"}),
     "simulators": frozenset({"simulators", "connectors", "scenario", "clock"}),
     "scenario": frozenset({"scenario", "connectors"}),  # the simulators read scenarios, not back
 }

@@ -23,8 +23,10 @@ from sqlalchemy.engine import Connection, Dialect
 # Bump when the schema changes (and add the step to `_UPGRADES`); `migrate` records every
 # version it applied. 1: the first schema; 2: the `unfinished_returns` table, filled from the
 # JSON list version 1 kept under the cursor `LEGACY_UNFINISHED_CURSOR`; 3: the `mail_outbox`
-# table (the month-end report's e-mails), new and empty.
-SCHEMA_VERSION: Final = 3
+# table (the month-end report's e-mails), new and empty; 4: the `budget_calls` table (Centra's
+# budget shared by every process), the `watch_incidents` table (the watchdog's alerts) and the
+# `sync_runs` table (each sync run's outcome, for the watchdog), new and empty.
+SCHEMA_VERSION: Final = 4
 # The cursor under which schema version 1 kept the unfinished Reveni return ids, a JSON list.
 LEGACY_UNFINISHED_CURSOR: Final = "reveni_returns:unfinished"
 # Key of the PostgreSQL advisory lock that serialises concurrent migrations (b"rbled").
@@ -212,6 +214,81 @@ mail_outbox = sa.Table(
     sa.Index("ix_mail_outbox_status_created", "status", "created_at"),
 )
 
+# The watchdog's incidents (docs/operating-guide.md#watchdog-alerts, `ledger/incidents.py`): one
+# row per opening of a condition, keyed by `(check_name, subject, sequence)`; `sequence` counts the
+# openings of one check and subject, and only the highest may be open (`closed_at` NULL). Each
+# row is also the outbox of its two Slack messages: the alert (`alert_*`, from the opening) and
+# the recovery (`recovery_*`, NULL state until it closes). A message's state: pending ->
+# sending (claimed by compare-and-set, leased until `*_lease_until`) -> sent (with Slack's `ts`),
+# or failed (`*_error`) to be tried again by the next run.
+watch_incidents = sa.Table(
+    "watch_incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("check_name", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("figure", sa.Text, nullable=False),
+    sa.Column("first_step", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("since", UTCDateTime, nullable=False),  # when the condition began, as far as known
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("alert_state", sa.Text, nullable=False),
+    sa.Column("alert_attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("alert_error", sa.Text),
+    sa.Column("alert_ts", sa.Text),
+    sa.Column("alert_sent_at", UTCDateTime),
+    sa.Column("alert_lease_until", UTCDateTime),
+    sa.Column("recovery_state", sa.Text),
+    sa.Column("recovery_attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("recovery_error", sa.Text),
+    sa.Column("recovery_ts", sa.Text),
+    sa.Column("recovery_sent_at", UTCDateTime),
+    sa.Column("recovery_lease_until", UTCDateTime),
+    sa.Index(
+        "ux_watch_incidents_check_subject_seq", "check_name", "subject", "sequence", unique=True
+    ),
+    sa.Index("ix_watch_incidents_closed_opened", "closed_at", "opened_at"),
+)
+
+# The outcome of each sync run (`ledger/sync_runs.py`), for the watchdog's "the sync keeps
+# failing" check: written by whoever runs the sync, newest kept, older ones pruned.
+sync_runs = sa.Table(
+    "sync_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Index("ix_sync_runs_finished", "finished_at", "id"),
+)
+
+# Centra's budget shared by every process on this ledger, `ledger/budget_windows.py`
+# (docs/architecture.md#governed-access-to-centra): one row per grant of the cross-process gate,
+# `units` calls of one `bucket` (e.g. "centra-mutations:<host>") granted at `at`. `at` is seconds
+# on the gates' one clock: Unix time read from the PostgreSQL server (or the machine's clock on
+# SQLite, one machine), a float rather than a datetime so that tests and benchmarks can run the
+# windows on clocks of their own. Rows older than the longest window are pruned as grants are
+# made.
+budget_calls = sa.Table(
+    "budget_calls",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("bucket", sa.Text, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("units", sa.Integer, nullable=False),
+    sa.Index("ix_budget_calls_bucket_at", "bucket", "at"),
+)
+
 
 def exception_identity(key: tuple[Any, ...]) -> str:
     """The stored identity of an exception key `(code, reveni_return_id, order_number, sku)`."""
@@ -316,9 +393,10 @@ def _legacy_unfinished_ids(value: str) -> list[str]:
 
 
 def _nothing_to_move(conn: Connection) -> None:
-    """Version 3 adds the `mail_outbox` table only, and `metadata.create_all` in `migrate` has
-    already created it (with its indexes) before the upgrade steps run: there is no data to
-    move, the step only records the version."""
+    """Versions 3 and 4 add new tables only (3: `mail_outbox`; 4: `budget_calls`,
+    `watch_incidents` and `sync_runs`), and `metadata.create_all` in `migrate` has already created them (with
+    their indexes) before the upgrade steps run: there is no data to move, the step only records
+    the version."""
 
 
 # The step that brings a ledger from the version before to the version it is keyed by; each
@@ -326,4 +404,5 @@ def _nothing_to_move(conn: Connection) -> None:
 _UPGRADES: Final[dict[int, Callable[[Connection], None]]] = {
     2: _unfinished_into_table,
     3: _nothing_to_move,
+    4: _nothing_to_move,
 }

@@ -4,6 +4,8 @@ Prefect flow runs each as a task); `run_month_end` runs them all in order."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +17,13 @@ from returnbridge.connectors.email.smtp import SmtpSender
 from returnbridge.connectors.reveni.client import ReveniClient
 from returnbridge.ledger import Ledger
 from returnbridge.monthend.figures import Month
-from returnbridge.monthend.model import InvoiceDoc, MonthEndReport
+from returnbridge.monthend.model import (
+    InvoiceDoc,
+    InvoiceKind,
+    MonthEndReport,
+    add_minor,
+    money_text,
+)
 from returnbridge.monthend.run import (
     MonthEndResult,
     Rendered,
@@ -28,6 +36,8 @@ from returnbridge.monthend.run import (
     save_html,
 )
 from returnbridge.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def month_of(settings: Settings, month: str | None, *, now: Now = utc_now) -> Month:
@@ -56,10 +66,28 @@ class MonthEnd:
 
     async def invoice(self, invoice_file: Path | None) -> tuple[InvoiceDoc | None, list[str]]:
         """Reveni's invoice of the month (a bad file raises `InvoiceFileError`)."""
-        return await read_invoice(
+        doc, notes = await read_invoice(
             self.month, invoice_file=invoice_file, settings=self.settings.monthend,
             reveni=self.reveni,
         )  # fmt: skip
+        if doc is None:
+            log.info(
+                "month-end %s: no invoice, the settlement is not matched (%d notes)",
+                self.month.text,
+                len(notes),
+            )
+        else:
+            kinds = Counter(line.kind for line in doc.lines)
+            log.info(
+                "month-end %s: invoice read: %d lines (%d disbursements, %d fees) from %s%s",
+                self.month.text,
+                len(doc.lines),
+                kinds[InvoiceKind.DISBURSEMENT],
+                len(doc.lines) - kinds[InvoiceKind.DISBURSEMENT],
+                doc.source,
+                f", {doc.status}" if doc.status else "",
+            )
+        return doc, notes
 
     def figures(self, invoice: InvoiceDoc | None, notes: list[str]) -> MonthEndReport:
         """The month from the warehouse and the ledger, its settlement matched."""
@@ -67,7 +95,7 @@ class MonthEnd:
             self.settings.reconcile.warehouse_path,
             wait_seconds=self.settings.monthend.warehouse_wait.total_seconds(),
         ) as (warehouse, warehouse_notes):
-            return build_report(
+            report = build_report(
                 warehouse,
                 self.ledger,
                 self.month,
@@ -76,20 +104,46 @@ class MonthEnd:
                 notes=[*warehouse_notes, *notes],
                 now=self.clock(),
             )
+        money: dict[str, int] = {}
+        for row in report.money_out:
+            add_minor(money, row.currency, row.minor)
+        matches = Counter(line.match.value for line in report.settlement.lines)
+        log.info(
+            "month-end %s: %d returns, %d refunds out (%s); settlement %d lines (%s), %s; %d notes",
+            report.month,
+            report.returns_in_month,
+            sum(row.count for row in report.money_out),
+            ", ".join(f"{money_text(m, c)} {c}" for c, m in sorted(money.items())) or "none",
+            len(report.settlement.lines),
+            ", ".join(f"{n} {match}" for match, n in sorted(matches.items())) or "none",
+            "balanced" if report.settlement.balanced else "NOT balanced",
+            len(report.notes),
+        )
+        return report
 
     def record(self, report: MonthEndReport, result: MonthEndResult) -> None:
         """Unmatched settlement lines as `settlement_unmatched` for Finance in the ledger."""
         changes = record_settlement(self.ledger, report.settlement, now=self.clock())
-        if changes is not None:
-            result.exceptions_new = len(changes.new)
-            result.exceptions_still_open = len(changes.seen)
-            result.exceptions_healed = len(changes.healed)
+        if changes is None:
+            log.info("month-end %s: nothing to match, no settlement recorded", report.month)
+            return
+        result.exceptions_new = len(changes.new)
+        result.exceptions_still_open = len(changes.seen)
+        result.exceptions_healed = len(changes.healed)
+        log.info(
+            "month-end %s: settlement_unmatched %d new, %d still open, %d healed",
+            report.month,
+            result.exceptions_new,
+            result.exceptions_still_open,
+            result.exceptions_healed,
+        )
 
     def publish(self, report: MonthEndReport, result: MonthEndResult, out: Path | None) -> Rendered:
         """Render the report and save its HTML (at `out`, or in the report directory)."""
         rendered = self.render(report, self.settings.monthend.line_limit)
         result.subject = rendered.subject
         result.html_path = save_html(rendered, self.settings.monthend.report_dir, report.month, out)
+        log.info("month-end %s: report saved to %s", report.month, result.html_path)
         return rendered
 
     def mail(self, rendered: Rendered, result: MonthEndResult, *, send: bool, resend: bool) -> None:
@@ -97,17 +151,31 @@ class MonthEnd:
         result.recipients = list(self.settings.monthend.recipients)
         if not send:
             result.mail, result.mail_detail = "not_sent", "--no-send"
-            return
-        result.mail, result.mail_detail, result.message_id = mail_report(
-            self.ledger,
-            rendered,
-            month=result.report.month,
-            recipients=self.settings.monthend.recipients,
-            mail=self.settings.mail,
-            resend=resend,
-            sender=self.sender,
-            now=self.clock,
-        )
+        else:
+            result.mail, result.mail_detail, result.message_id = mail_report(
+                self.ledger,
+                rendered,
+                month=result.report.month,
+                recipients=self.settings.monthend.recipients,
+                mail=self.settings.mail,
+                resend=resend,
+                sender=self.sender,
+                now=self.clock,
+            )
+        log.info("month-end %s: e-mail %s", result.report.month, _mail_outcome(result))
+
+
+def _mail_outcome(result: MonthEndResult) -> str:
+    """What became of the e-mail, in words; never an address (a failure's own error, which may
+    name one, is logged where it happened)."""
+    count = len(result.recipients)
+    if result.mail == "sent":
+        return f"sent to {count} recipients"
+    if result.mail == "already_sent":
+        return f"not sent again: {result.mail_detail}"
+    if result.mail == "failed":
+        return f"to {count} recipients failed; kept in the outbox, the next run sends it"
+    return f"not sent: {result.mail_detail}"
 
 
 @asynccontextmanager

@@ -21,10 +21,12 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -118,8 +120,8 @@ def gap_summary(row: dict[str, Any]) -> dict[str, Any]:
 class ReconcileReport:
     """What one reconciliation run loaded, found, fixed and told."""
 
-    run_date: date
-    as_of: datetime
+    run_date: date  # in the brand's timezone: gaps and digests are recorded under it
+    as_of: datetime  # UTC: the moment the rules look at (the end of `run_date`, or now)
     loaded: dict[str, int] = field(default_factory=dict)
     reveni_complete: bool = True
     rejected_rows: list[str] = field(default_factory=list)
@@ -163,13 +165,23 @@ class ReconcileReport:
         }
 
 
+def end_of_day(day: date, zone: ZoneInfo) -> datetime:
+    """The end of `day` in `zone`, in UTC: the first instant of the next day there. A day with a
+    DST change is 23 or 25 hours long; where the change is at midnight and midnight does not
+    exist, the next day starts when the clock jumps (01:00)."""
+    return datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC)
+
+
 def as_of_for(run_date: date | None, now: datetime, settings: ReconcileSettings) -> datetime:
-    """The moment a run for `run_date` looks at: now for today's run, the end of that day in
-    the brand's timezone for an earlier date (never later than now)."""
+    """The moment a run for `run_date` looks at, in UTC like every time the rules, the warehouse
+    and the ledger compare it with: now for today's run, the end of that day in the brand's
+    timezone for an earlier date (never later than now)."""
+    if now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    now = now.astimezone(UTC)
     if run_date is None:
         return now
-    end = datetime.combine(run_date + timedelta(days=1), time(0), settings.zone)
-    return min(now, end)
+    return min(now, end_of_day(run_date, settings.zone))
 
 
 class Reconciliation:
@@ -257,11 +269,15 @@ class Reconciliation:
         report.reveni_complete = extracted.reveni_complete
         report.rejected_rows = extracted.rejected
         log.info(
-            "reconciliation %s: loaded %s (%d returns, %d orders)",
+            "reconciliation %s: loaded %d rows (%s) from %d Reveni returns and %d Centra orders "
+            "read, %d rejected%s",
             report.run_date,
-            loaded.rows,
+            sum(report.loaded.values()),
+            _counted(report.loaded) or "nothing changed",
             extracted.returns_read,
             extracted.orders_read,
+            len(report.rejected_rows),
+            "" if report.reveni_complete else "; Reveni's changes read in part",
         )
 
     def _recheck(self, as_of: datetime, centra_since: datetime) -> list[int]:
@@ -304,14 +320,19 @@ class Reconciliation:
             max_age=self.settings.full_recompute_after,
         )
         report.gap_computations.append(computed.summary())
+        gaps = without_explained(computed.gaps, self.explained())
         log.info(
-            "reconciliation %s: %s gap computation (%s): %d gaps",
+            "reconciliation %s: %d gaps%s (%s), %d more explained by open exceptions; "
+            "%s computation (%s)",
             report.run_date,
+            gaps.height,
+            " left after the fixes" if len(report.gap_computations) > 1 else "",
+            _counted(Counter(gaps["code"].to_list())) or "none",
+            computed.gaps.height - gaps.height,
             computed.mode,
             computed.reason,
-            computed.gaps.height,
         )
-        return without_explained(computed.gaps, self.explained())
+        return gaps
 
     # ------------------------------------------------------------------ 3. fix
 
@@ -320,6 +341,7 @@ class Reconciliation:
         read their orders again and return the gaps as they are now."""
         fixable = gaps.filter(pl.col("fixable"), pl.col("reveni_return_id").is_not_null())
         if not fixable.height:
+            log.info("reconciliation %s: 0 fixable gaps, nothing to fix", report.run_date)
             return gaps
         kinds: dict[str, set[str]] = {}
         for code, rid in fixable.select("code", "reveni_return_id").iter_rows():
@@ -339,8 +361,28 @@ class Reconciliation:
         report.fix_sync = {
             k: v for k, v in synced.as_dict().items() if k not in ("planned_calls", "exceptions")
         }
-        await self.refresh(report, fixable.filter(pl.col("reveni_return_id").is_in(rids)))
-        return self.find_gaps(report)
+        fixed = fixable.filter(pl.col("reveni_return_id").is_in(rids))
+        await self.refresh(report, fixed)
+        after = self.find_gaps(report)
+        still = {tuple(k) for k in after.select(GAP_KEY).iter_rows()}
+        gone = sum(tuple(k) not in still for k in fixed.select(GAP_KEY).iter_rows())
+        log.info(
+            "reconciliation %s: %d fixable gaps on %d returns re-enqueued (%d left for the next "
+            "run): %d actions reopened, %d retried; sync %d done, %d failed, %d in doubt; "
+            "%d of them gone, %d still there",
+            report.run_date,
+            fixed.height,
+            len(rids),
+            len(kinds) - len(rids),
+            len(report.reopened),
+            len(report.requeued),
+            synced.actions_done,
+            synced.actions_failed,
+            synced.actions_in_doubt,
+            gone,
+            fixed.height - gone,
+        )
+        return after
 
     async def refresh(self, report: ReconcileReport, fixed: pl.DataFrame) -> None:
         """Read Centra again for the orders of the fixed gaps (and new stock changes)."""
@@ -378,6 +420,18 @@ class Reconciliation:
         gaps = self._with_outcomes(before, after)
         self.warehouse.record_gaps(report.run_date, gaps)
         report.gaps = [gap_summary(row) for row in gaps.iter_rows(named=True)]
+        outcomes = report.outcomes()
+        log.info(
+            "reconciliation %s: %d gaps recorded (%d healed, %d retried, %d still open); "
+            "%d exceptions opened, %d healed",
+            report.run_date,
+            len(report.gaps),
+            outcomes.get("healed", 0),
+            outcomes.get("retried", 0),
+            outcomes.get("still_open", 0),
+            report.exceptions_new,
+            report.exceptions_healed,
+        )
 
     def _with_outcomes(self, before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
         """Every gap found (before the fixes, and any the fixes left new) with its outcome."""
@@ -436,7 +490,32 @@ class Reconciliation:
             poster=self.poster,
             render=self.render_digest,
         )
+        posted = [_digest_name(d, report.run_date) for d in report.digests if d.sent]
+        kept: dict[str, list[str]] = {}
+        for d in report.digests:
+            if not d.sent:
+                kept.setdefault(d.error or "not sent", []).append(_digest_name(d, report.run_date))
+        log.info(
+            "reconciliation %s: %d digests posted (%s), %d kept (%s)",
+            report.run_date,
+            len(posted),
+            ", ".join(posted) or "none",
+            sum(len(names) for names in kept.values()),
+            "; ".join(f"{', '.join(names)}: {why}" for why, names in kept.items()) or "none",
+        )
 
 
 def _parse(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def _counted(counts: Mapping[str, int]) -> str:
+    """'2 return_missing, 1 duplicate_refund': the non-zero counts, largest first."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n} {name}" for name, n in ranked if n)
+
+
+def _digest_name(delivery: Delivery, run_date: date) -> str:
+    """'finance', or 'finance of 2026-10-29' for one an earlier run kept."""
+    day = "" if delivery.run_date == run_date else f" of {delivery.run_date}"
+    return f"{delivery.owner}{day}"

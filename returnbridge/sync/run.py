@@ -95,6 +95,7 @@ class SyncReport:
 
     returns_seen: int = 0
     carried_over: int = 0
+    from_inbox: int = 0  # returns only the webhook inbox named (not in Reveni's changed list)
     inbox_events: int = 0
     rounds: int = 0
     actions_planned: int = 0
@@ -109,18 +110,35 @@ class SyncReport:
     planned_calls: list[str] = field(default_factory=list)  # dry runs: what would be sent
     dry_run: bool = False
 
+    @property
+    def actions_done(self) -> int:
+        return sum(r.done for r in self.executed)
+
+    @property
+    def actions_failed(self) -> int:
+        return sum(r.failed for r in self.executed)
+
+    @property
+    def actions_in_doubt(self) -> int:
+        return sum(r.in_doubt for r in self.executed)
+
+    @property
+    def actions_blocked(self) -> int:
+        return sum(r.blocked for r in self.executed)
+
     def as_dict(self) -> dict[str, Any]:
-        done = sum(r.done for r in self.executed)
         return {
             "returns_seen": self.returns_seen,
             "carried_over": self.carried_over,
+            "from_inbox": self.from_inbox,
             "inbox_events": self.inbox_events,
             "rounds": self.rounds,
             "actions_planned": self.actions_planned,
             "adopted": self.adopted,
-            "actions_done": done,
-            "actions_failed": sum(r.failed for r in self.executed),
-            "actions_in_doubt": sum(r.in_doubt for r in self.executed),
+            "actions_done": self.actions_done,
+            "actions_failed": self.actions_failed,
+            "actions_in_doubt": self.actions_in_doubt,
+            "actions_blocked": self.actions_blocked,
             "exceptions_new": self.exceptions_new,
             "exceptions_healed": self.exceptions_healed,
             "unfinished": len(self.unfinished),
@@ -384,10 +402,23 @@ class ReturnSync:
         report.cursor_after = report.cursor_before
         report.returns_seen = len(collected.returns)
         report.carried_over = collected.carried_over
+        report.from_inbox = collected.from_inbox
         report.inbox_events = len(collected.inbox_ids)
         report.rejected_rows = [
             f"{row.return_id or row.path}: {row.error}" for row in collected.rejected
         ]
+        log.info(
+            "sync%s: read %d returns (%d from Reveni, %d from the inbox, %d carried over), "
+            "%d rejected; %d inbox events%s",
+            " (dry run)" if report.dry_run else "",
+            report.returns_seen,
+            report.returns_seen - report.from_inbox - report.carried_over,
+            report.from_inbox,
+            report.carried_over,
+            len(report.rejected_rows),
+            report.inbox_events,
+            "" if collected.complete else "; Reveni's changes read in part (the next run reads on)",
+        )
 
     async def dry_run(self, collected: Collected, report: SyncReport) -> None:
         """What a run would send to Centra now, written nowhere."""
@@ -395,6 +426,11 @@ class ReturnSync:
         plans = self.plan(collected.returns, histories, stock)
         report.planned_calls = [describe_call(a) for plan in plans.values() for a in plan.actions]
         report.unfinished = sorted(rid for rid, plan in plans.items() if unfinished(plan))
+        log.info(
+            "sync (dry run): %d Centra calls planned for %d returns, nothing sent",
+            len(report.planned_calls),
+            len(plans),
+        )
 
     async def process(self, collected: Collected, report: SyncReport) -> dict[str, ReturnPlan]:
         """Rounds of read, plan, record and execute, while a round unlocks more: a created
@@ -422,6 +458,22 @@ class ReturnSync:
                 if round_plans[rid].waiting and rid in unlocked
             }
         report.unfinished = sorted(rid for rid, plan in plans.items() if unfinished(plan, settled))
+        log.info(
+            "sync: %d actions planned (%d found done in Centra), %d done, %d failed, "
+            "%d in doubt, %d blocked; %d exceptions opened, %d healed, %d raised by Centra "
+            "calls; %d rounds, %d returns unfinished",
+            report.actions_planned,
+            report.adopted,
+            report.actions_done,
+            report.actions_failed,
+            report.actions_in_doubt,
+            report.actions_blocked,
+            report.exceptions_new,
+            report.exceptions_healed,
+            sum(len(r.exceptions) for r in report.executed),
+            report.rounds,
+            len(report.unfinished),
+        )
         return plans
 
     def commit(
@@ -437,6 +489,12 @@ class ReturnSync:
             inbox_ids=collected.inbox_ids,
         )
         report.cursor_after = self.ledger.cursor(self.config.cursor_name)
+        moved = (
+            f"moved from {report.cursor_before or 'none'} to {report.cursor_after}"
+            if report.cursor_after != report.cursor_before
+            else f"stays at {report.cursor_after or 'none'}"
+        )
+        log.info("sync: %d inbox events settled; cursor %s", len(collected.inbox_ids), moved)
 
     def _remember_unfinished(self, plans: Mapping[str, ReturnPlan], report: SyncReport) -> None:
         """Of the returns this run planned, keep the unfinished ones for the next run and

@@ -169,7 +169,7 @@ def test_the_guides_multi_machine_steps_work_as_written(
             health = f"http://127.0.0.1:{port}/api/health"
             wait_until(
                 "the Prefect server answering",
-                lambda: _ok(health),
+                lambda url=health: _ok(url),
                 180,
                 machines.logs,
             )
@@ -206,9 +206,11 @@ def test_the_guides_multi_machine_steps_work_as_written(
         runs[name] = api("POST", f"/deployments/{deployment['id']}/create_flow_run", {})["id"]
         final = wait_until(
             f"the {name} run finishing on a worker",
-            lambda run_id=runs[name]: (r := api("GET", f"/flow_runs/{run_id}"))["state_type"]
-            in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-            and r,
+            lambda run_id=runs[name]: (
+                (r := api("GET", f"/flow_runs/{run_id}"))["state_type"]
+                in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+                and r
+            ),
             300,
             machines.logs,
         )

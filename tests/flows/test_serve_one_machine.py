@@ -113,6 +113,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             "RETURNBRIDGE_RECEIVER__HOST": "127.0.0.1",
             "RETURNBRIDGE_RECEIVER__PORT": str(receiver_port),
         }
+        it.walk()  # Reveni's returns are there before the first scheduled run
         process = psutil.Popen(
             [str(RETURNBRIDGE), "serve", "--prefect-port", str(prefect_port)],
             cwd=ROOT,
@@ -156,7 +157,6 @@ def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
     assert {"sync-returns", "daily-reconciliation", "month-end-report"} <= deployments
 
     # The scheduled sync: it runs on its own, named and tagged for what started it.
-    served.it.walk()
     scheduled = served.wait_for(
         "a scheduled sync-returns run completing",
         lambda: _completed(served.runs("sync-returns/sync-returns"), "sync-returns-schedule-"),

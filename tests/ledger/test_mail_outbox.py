@@ -360,6 +360,6 @@ def test_a_version_2_ledger_gets_the_outbox(ledger_url: str) -> None:
         with ledger._engine.connect() as conn:
             versions = list(conn.execute(sa.select(t.c.version).order_by(t.c.version)).scalars())
             indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("mail_outbox")}
-        assert versions == [2, 3] == [2, SCHEMA_VERSION]
+        assert versions == list(range(2, SCHEMA_VERSION + 1))
         assert {"ux_mail_outbox_key_sequence", "ux_mail_outbox_message_id"} <= indexes
         assert _put(ledger).status == "pending"

@@ -42,7 +42,7 @@ from returnbridge.simulators.control import ControlError, bad_requests_are_400, 
 
 CONTROL_PREFIX = "/_sim"
 DEFAULT_TOKEN = "xoxb-returnbridge-sim"
-DEFAULT_CHANNELS = ("#returns-finance", "#returns-ops", "#returns-cx")
+DEFAULT_CHANNELS = ("#returns-finance", "#returns-ops", "#returns-cx", "#returns-engineering")
 
 # The first message's ts; each next one is 100 µs later (Slack's ts is "<seconds>.<micros>").
 _FIRST_TS_MICROS = 1_700_000_000_000_100
