@@ -9,8 +9,10 @@ so every check shares it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +31,7 @@ from returnbridge.simulators.slack import SlackStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 RETURNBRIDGE = Path(sys.executable).parent / "returnbridge"
+PREFECT = str(Path(sys.executable).parent / "prefect")
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -47,6 +50,7 @@ class Served:
     receiver_url: str
     it: Integration
     slack: SlackStandIn
+    home: Path
     lines: list[str] = field(default_factory=list)
     family: dict[int, psutil.Process] = field(default_factory=dict)
 
@@ -129,6 +133,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             receiver_url=f"http://127.0.0.1:{receiver_port}",
             it=it,
             slack=slack,
+            home=tmp_path / "prefect",
         )
         threading.Thread(target=_pump, args=(process.stdout, state.lines), daemon=True).start()
         try:
@@ -205,13 +210,23 @@ def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
     assert "trigger:webhook" in by_webhook[0]["tags"]
     assert any("webhooks: started sync run sync-returns-webhook-" in x for x in served.lines)
 
-    # A manual reconciliation completes and posts the digests.
-    deployment = served.api("GET", "/deployments/name/daily-reconciliation/daily-reconciliation")
-    run = served.api("POST", f"/deployments/{deployment['id']}/create_flow_run", {})
+    # A manual reconciliation, as an operator starts one, completes and posts the digests.
+    started = subprocess.run(
+        [PREFECT, "deployment", "run", "daily-reconciliation/daily-reconciliation"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        | {"PREFECT_API_URL": served.api_url, "PREFECT_HOME": str(served.home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    found = re.search(r"UUID: ([0-9a-f-]{36})", started.stdout)
+    assert found, started.stdout
+    run_id = found[1]
     done = served.wait_for(
         "the manual daily-reconciliation run finishing",
         lambda: (
-            (r := served.api("GET", f"/flow_runs/{run['id']}"))["state_type"]
+            (r := served.api("GET", f"/flow_runs/{run_id}"))["state_type"]
             in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
             and r
         ),
