@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -112,7 +113,7 @@ class Child:
         process = psutil.Popen(
             argv,
             env=dict(env),
-            stdin=subprocess_devnull(),
+            stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
             start_new_session=True,
@@ -167,12 +168,6 @@ class Child:
         return exited
 
 
-def subprocess_devnull() -> int:
-    import subprocess
-
-    return subprocess.DEVNULL
-
-
 def _alive(proc: Any) -> bool:
     import psutil
 
@@ -212,12 +207,21 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def wait_for_api(api_url: str, child: Child | None, timeout: float, log_path: Path | None) -> None:
-    """Until `api_url/health` answers; ServeError if the server exits or `timeout` passes."""
+def wait_for_api(
+    api_url: str,
+    child: Child | None,
+    timeout: float,
+    log_path: Path | None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Until `api_url/health` answers; ServeError if the server exits, `timeout` passes or
+    `stop` is set (Ctrl-C during start-up)."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            raise ServeError("stopped during start-up")
         if child is not None and not child.running:
             raise ServeError(
                 f"the Prefect server exited during start-up (code {child.process.returncode})"
@@ -243,13 +247,22 @@ def deployment_names(prefect_yaml: Path) -> list[str]:
     return [f"{d['name']}/{d['name']}" for d in config.get("deployments") or []]
 
 
-def wait_for_deployments(api_url: str, names: list[str], runner: Child, timeout: float) -> None:
-    """Until the runner has registered every deployment; ServeError if it exits first."""
+def wait_for_deployments(
+    api_url: str,
+    names: list[str],
+    runner: Child,
+    timeout: float,
+    stop: threading.Event | None = None,
+) -> None:
+    """Until the runner has registered every deployment; ServeError if it exits first (or
+    `stop` is set)."""
     import httpx
 
     deadline = time.monotonic() + timeout
     missing = list(names)
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            raise ServeError("stopped during start-up")
         if not runner.running:
             raise ServeError(
                 f"the runner exited during start-up (code {runner.process.returncode}); "
@@ -613,7 +626,7 @@ def serve(
         api_url = os.environ.get("PREFECT_API_URL", "").strip()
         if api_url:
             say(f"Using the Prefect server at {api_url} (PREFECT_API_URL).")
-            wait_for_api(api_url, None, startup_timeout, None)
+            wait_for_api(api_url, None, startup_timeout, None, stop)
         else:
             if not port_free("127.0.0.1", prefect_port):
                 _fail(
@@ -646,7 +659,7 @@ def serve(
                     grace=SERVER_GRACE,
                 )
             )
-            wait_for_api(api_url, children[0], startup_timeout, server_log)
+            wait_for_api(api_url, children[0], startup_timeout, server_log, stop)
         env = run_environment(api_url, base_env)
         os.environ["PREFECT_API_URL"] = api_url
         asyncio.run(ensure_crash_detection())
@@ -658,7 +671,9 @@ def serve(
             argv += ["--host", receiver_settings.host, "--port", str(receiver_settings.port)]
             children.append(Child.start("receiver", argv, env, grace=RECEIVER_GRACE))
         runner = next(c for c in children if c.name == "runner")
-        wait_for_deployments(api_url, deployment_names(root / "prefect.yaml"), runner, 120.0)
+        wait_for_deployments(
+            api_url, deployment_names(root / "prefect.yaml"), runner, startup_timeout, stop
+        )
         say(f"Prefect UI: {ui_url_of(api_url)}")
         if receiver:
             base = f"http://{receiver_settings.host}:{receiver_settings.port}"
@@ -676,8 +691,9 @@ def serve(
                     stop.set()
                     break
     except ServeError as exc:
-        typer.echo(f"returnbridge: {exc}", err=True)
-        code = 1
+        if not stop.is_set():  # Ctrl-C during start-up is a stop, not a failure
+            typer.echo(f"returnbridge: {exc}", err=True)
+            code = 1
     finally:
         if children:
             say("Stopping ...")

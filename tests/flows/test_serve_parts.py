@@ -236,3 +236,44 @@ def test_library_lines_outside_a_run_are_not_warned_about(recwarn: pytest.Warnin
     logging.getLogger("returnbridge.cli_ops").info("a line outside any flow run")
     assert [str(w.message) for w in recwarn if "flow run" in str(w.message)] == []
     assert logging.getLogger("httpx").level == logging.WARNING
+
+
+def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
+    """The server is still starting when Ctrl-C comes: serve stops it and exits 0 at once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    command = Path(sys.executable).parent / "returnbridge"
+    serve = psutil.Popen(
+        [str(command), "serve", "--no-receiver", "--prefect-port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    family: dict[int, psutil.Process] = {}
+    deadline = time.monotonic() + 60
+    while not family and time.monotonic() < deadline:  # the server process is there
+        family |= {p.pid: p for p in serve.children(recursive=True)}
+        time.sleep(0.1)
+    assert family, "serve started no Prefect server"
+    serve.send_signal(signal.SIGINT)
+    output, _ = serve.communicate(timeout=30)
+    assert serve.returncode == 0, output.decode()
+    assert b"Stopped." in output
+    assert [p for p in family.values() if p.is_running()] == []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
