@@ -10,19 +10,18 @@ heartbeats and is marked slow (`pytest -m slow tests/flows/test_crash_detection.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
+from serve_support import api_healthy, clean_environment, free_port, wait_until
 from sync_support import integration
 
 from returnbridge.cli_serve import CRASH_AFTER, CRASH_AUTOMATION, ensure_crash_detection
@@ -55,28 +54,10 @@ async def test_the_crash_automation_is_created_once_and_kept_current(prefect_ser
     assert (await Automation.aread(name=CRASH_AUTOMATION)).enabled
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float, logs: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(1)
-    pytest.fail(f"{what} did not happen within {timeout:.0f} s\n{logs()}")
-
-
 @pytest.fixture
 def prefect_api(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path / "server-home")
+    port = free_port()
+    env = clean_environment({"PREFECT_HOME": str(tmp_path / "server-home")})
     with (tmp_path / "server.log").open("ab") as log:
         server = psutil.Popen(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -87,7 +68,7 @@ def prefect_api(tmp_path: Path) -> Iterator[str]:
         )
     api = f"http://127.0.0.1:{port}/api"
     try:
-        _wait("the Prefect server", lambda: _healthy(api), 180, lambda: "")
+        wait_until("the Prefect server", lambda: api_healthy(api), 180, lambda: "")
         yield api
     finally:
         family = server.children(recursive=True)
@@ -98,13 +79,6 @@ def prefect_api(tmp_path: Path) -> Iterator[str]:
                 proc.kill()
 
 
-def _healthy(api: str) -> bool:
-    try:
-        return httpx.get(f"{api}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_run_left_behind_by_a_killed_serve_is_crashed_and_the_schedule_resumes(
@@ -113,8 +87,7 @@ def test_a_run_left_behind_by_a_killed_serve_is_crashed_and_the_schedule_resumes
     # the growth plan's budget makes the showcase sync last long enough to be killed mid-run
     with integration(builtin_scenario("showcase"), tmp_path, plan_limits=True) as it:
         it.walk()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env |= it.env() | {
+        env = clean_environment(it.env()) | {
             "PREFECT_API_URL": prefect_api,
             "PREFECT_HOME": str(tmp_path / "serve-home"),
         }
@@ -145,7 +118,7 @@ def test_a_run_left_behind_by_a_killed_serve_is_crashed_and_the_schedule_resumes
             return found
 
         serve = start_serve()
-        running = _wait(
+        running = wait_until(
             "a sync run running",
             lambda: [r for r in runs() if r["state_type"] == "RUNNING"],
             180,
@@ -160,7 +133,7 @@ def test_a_run_left_behind_by_a_killed_serve_is_crashed_and_the_schedule_resumes
 
         serve = start_serve()
         try:
-            _wait(
+            wait_until(
                 "the orphaned run marked crashed",
                 lambda: (
                     next(r for r in runs() if r["id"] == running["id"])["state_type"] == "CRASHED"
@@ -168,7 +141,7 @@ def test_a_run_left_behind_by_a_killed_serve_is_crashed_and_the_schedule_resumes
                 180,
                 logs,
             )
-            _wait(
+            wait_until(
                 "a later scheduled sync run completing",
                 lambda: [
                     r

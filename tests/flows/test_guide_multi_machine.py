@@ -16,17 +16,16 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
+from serve_support import api_healthy, free_port, wait_until
 from sync_support import Integration, integration
 
 from returnbridge.scenarios import builtin_scenario
@@ -52,13 +51,6 @@ def guide_commands() -> list[str]:
         for line in match.group(1).splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Machines:
@@ -133,16 +125,6 @@ def simulated(tmp_path: Path) -> Iterator[tuple[Integration, SlackStandIn]]:
         yield it, slack
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float, logs: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(1)
-    pytest.fail(f"{what} did not happen within {timeout:.0f} s\n{logs()}")
-
-
 def test_the_guides_multi_machine_steps_work_as_written(
     machines: Machines, simulated: tuple[Integration, SlackStandIn], tmp_path: Path
 ) -> None:
@@ -166,10 +148,10 @@ def test_the_guides_multi_machine_steps_work_as_written(
             continue
         if argv[:3] == ["prefect", "server", "start"]:
             machines.start("server", argv, machines.env("server", {}))
-            health = f"http://127.0.0.1:{port}/api/health"
+            server_api = f"http://127.0.0.1:{port}/api"
             wait_until(
                 "the Prefect server answering",
-                lambda url=health: _ok(url),
+                lambda url=server_api: api_healthy(url),
                 180,
                 machines.logs,
             )
@@ -218,13 +200,6 @@ def test_the_guides_multi_machine_steps_work_as_written(
 
     assert any(r["external_id"] == "ret_std_1001" for r in it.effects()["returns"])
     assert {m["channel"] for m in slack.messages()} >= {"#returns-finance", "#returns-ops"}
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_the_guides_block_is_the_one_this_test_runs() -> None:

@@ -8,10 +8,8 @@ so every check shares it.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +22,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from serve_support import clean_environment, free_port
 from sync_support import Integration, integration
 
 from returnbridge.scenarios import builtin_scenario
@@ -34,13 +33,6 @@ RETURNBRIDGE = Path(sys.executable).parent / "returnbridge"
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -111,8 +103,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         integration(builtin_scenario("showcase"), tmp_path, slack=slack.settings()) as it,
     ):
         # A clean environment: nothing of the test session's own Prefect server leaks in.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env |= it.env() | {
+        env = clean_environment(it.env()) | {
             "PREFECT_HOME": str(tmp_path / "prefect"),
             "RETURNBRIDGE_RECEIVER__HOST": "127.0.0.1",
             "RETURNBRIDGE_RECEIVER__PORT": str(receiver_port),
@@ -213,8 +204,9 @@ def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
     # A manual reconciliation, as an operator starts one, completes and posts the digests.
     started = subprocess.run(
         [PREFECT, "deployment", "run", "daily-reconciliation/daily-reconciliation"],
-        env={k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        | {"PREFECT_API_URL": served.api_url, "PREFECT_HOME": str(served.home)},
+        env=clean_environment(
+            {"PREFECT_API_URL": served.api_url, "PREFECT_HOME": str(served.home)}
+        ),
         capture_output=True,
         text=True,
         timeout=120,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from serve_support import clean_environment, free_port
 from typer.testing import CliRunner
 
 from flows.pull_steps import ProjectHomeError, enter_project_home, project_home
@@ -247,9 +248,8 @@ def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
 
     import psutil
 
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    port = free_port()
+    env = clean_environment({"PREFECT_HOME": str(tmp_path / "prefect")})
     command = Path(sys.executable).parent / "returnbridge"
     serve = psutil.Popen(
         [str(command), "serve", "--no-receiver", "--prefect-port", str(port)],
@@ -270,10 +270,3 @@ def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
     assert serve.returncode == 0, output.decode()
     assert b"Stopped." in output
     assert [p for p in family.values() if p.is_running()] == []
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
