@@ -59,6 +59,7 @@ bench: $(STAMP_TEST)
 	$(BIN)/python -m bench.sync_budget
 	$(BIN)/python -m bench.sync_economy
 	$(BIN)/python -m bench.sync_latency
+	$(BIN)/python -m bench.serve_latency
 	$(BIN)/python -m bench.reconcile_scale
 	$(BIN)/python -m bench.month_end --month 2026-07 --month 2026-10
 
