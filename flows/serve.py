@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,27 @@ class DeclaredDeployment:
         return found
 
 
+# An interval schedule without an anchor in prefect.yaml is anchored so that its first run comes
+# this long after `serve` starts, not one whole interval later (Prefect schedules only runs at
+# or after the moment the deployment is registered, and the anchor defaults to that moment).
+FIRST_RUN_AFTER = timedelta(seconds=10)
+
+
 def _schedule(where: str, item: dict[str, Any]) -> Schedule:
     kinds = [k for k in ("interval", "cron", "rrule") if k in item]
     if len(kinds) != 1:
         raise DeploymentFileError(f"{where}: needs exactly one of interval, cron, rrule")
     interval = item.get("interval")
-    if interval is not None and not isinstance(interval, int | float):
-        raise DeploymentFileError(f"{where}: interval must be a number of seconds")
+    if interval is not None and (not isinstance(interval, int | float) or interval <= 0):
+        raise DeploymentFileError(f"{where}: interval must be a positive number of seconds")
+    extra: dict[str, Any] = {}
+    if interval is not None:
+        anchor = item.get("anchor_date")
+        extra["anchor_date"] = (
+            datetime.fromisoformat(str(anchor))
+            if anchor is not None
+            else datetime.now(UTC) - timedelta(seconds=interval) + FIRST_RUN_AFTER
+        )
     return Schedule(
         interval=timedelta(seconds=interval) if interval is not None else None,
         cron=item.get("cron"),
@@ -76,6 +90,7 @@ def _schedule(where: str, item: dict[str, Any]) -> Schedule:
         active=bool(item.get("active", True)),
         parameters=dict(item.get("parameters") or {}),
         slug=item.get("slug"),
+        **extra,
     )
 
 

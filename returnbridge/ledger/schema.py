@@ -394,9 +394,9 @@ def _legacy_unfinished_ids(value: str) -> list[str]:
 
 def _nothing_to_move(conn: Connection) -> None:
     """Versions 3 and 4 add new tables only (3: `mail_outbox`; 4: `budget_calls`,
-    `watch_incidents` and `sync_runs`), and `metadata.create_all` in `migrate` has already created them (with
-    their indexes) before the upgrade steps run: there is no data to move, the step only records
-    the version."""
+    `watch_incidents` and `sync_runs`), and `metadata.create_all` in `migrate` has already
+    created them (with their indexes) before the upgrade steps run: there is no data to move,
+    the step only records the version."""
 
 
 # The step that brings a ledger from the version before to the version it is keyed by; each

@@ -147,7 +147,13 @@ def _completed(runs: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
 
 
 def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
+    began = time.monotonic()
+
+    def phase(name: str) -> None:  # shown with -s, and on failure
+        print(f"{time.monotonic() - began:6.1f} s  {name}")
+
     served.wait_line("Serving every deployment", timeout=240)
+    phase("serving")
     assert any(f"Prefect UI: {served.api_url.removesuffix('/api')}" in x for x in served.lines)
     deployments = {d["name"] for d in served.api("POST", "/deployments/filter", {})}
     assert {"sync-returns", "daily-reconciliation", "month-end-report"} <= deployments
@@ -159,6 +165,7 @@ def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
         timeout=150,
     )
     assert "trigger:schedule" in scheduled[0]["tags"]
+    phase("scheduled sync completed")
     served.wait_for(
         "the sync creating the showcase's returns in Centra",
         lambda: any(r["external_id"] == "ret_std_1001" for r in served.it.effects()["returns"]),
@@ -174,6 +181,7 @@ def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
 
     logs = served.wait_for("returnbridge's log lines in the run's logs", library_logs, 60)
     assert not any(log["name"].startswith("httpx") for log in logs)
+    phase("its logs read")
 
     # A webhook starts a sync run of its own (or is served by the run already due).
     reveni = served.it.settings.reveni
@@ -199,6 +207,7 @@ def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
 
     by_webhook = served.wait_for("a webhook-started sync run completing", webhook_run, 150)
     assert "trigger:webhook" in by_webhook[0]["tags"]
+    phase("webhook run completed")
     assert any("webhooks: started sync run sync-returns-webhook-" in x for x in served.lines)
 
     # A manual reconciliation, as an operator starts one, completes and posts the digests.
@@ -226,6 +235,7 @@ def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
     )
     assert done["state_type"] == "COMPLETED", "".join(served.lines[-80:])
     assert done["name"].startswith("reconcile-") and "trigger:manual" in done["tags"]
+    phase("manual reconciliation completed")
     assert {m["channel"] for m in served.slack.messages()} >= {
         "#returns-finance",
         "#returns-ops",
@@ -239,6 +249,7 @@ def test_serve_runs_the_deployments_and_stops_cleanly(served: Served) -> None:
     started = time.monotonic()
     served.process.send_signal(signal.SIGTERM)
     code = served.process.wait(35)
+    phase("stopped")
     assert time.monotonic() - started < 30
     assert code == 0, "".join(served.lines[-40:])
     alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

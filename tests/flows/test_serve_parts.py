@@ -15,7 +15,12 @@ from serve_support import clean_environment, free_port
 from typer.testing import CliRunner
 
 from flows.pull_steps import ProjectHomeError, enter_project_home, project_home
-from flows.serve import DeploymentFileError, declared_deployments, runner_deployments
+from flows.serve import (
+    FIRST_RUN_AFTER,
+    DeploymentFileError,
+    declared_deployments,
+    runner_deployments,
+)
 from returnbridge.cli import app
 from returnbridge.cli_serve import (
     deployment_names,
@@ -61,6 +66,16 @@ def test_every_deployment_documents_its_parameters() -> None:
         properties = deployment._parameter_openapi_schema.properties
         for name, schema in properties.items():
             assert schema.get("description"), f"{deployment.name}: {name} has no description"
+
+
+def test_an_interval_schedule_first_runs_soon_after_serve_starts() -> None:
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC)
+    (schedule,) = {d.name: d for d in declared_deployments()}["sync-returns"].schedules
+    assert schedule.interval is not None
+    first = schedule.anchor_date + schedule.interval  # the first occurrence after "now"
+    assert before < first <= datetime.now(UTC) + FIRST_RUN_AFTER
 
 
 @pytest.mark.parametrize(
