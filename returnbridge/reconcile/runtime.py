@@ -32,7 +32,9 @@ async def open_reconciliation(
     `DigestPoster` from `settings.slack` unless one is given, none when Slack is disabled or has
     no token); `render_digest` turns a digest into Slack's text and blocks
     (`reports.digest.render_digest`, given by the entry point: the library never imports
-    `reports/`). Closes what it opened."""
+    `reports/`). `budget`: the executor's cross-process gate, as for `open_sync` (default: the
+    ledger's, shared with every sync on the same ledger and Centra environment). Closes what it
+    opened."""
     rec = settings.reconcile
     if poster is None and settings.slack.active:
         poster = settings.slack.client()

@@ -3,14 +3,16 @@
 
 Centra's limits are per environment and shared by every integration. Inside one process the
 client's `Governor` already holds our share exactly (sliding windows, `429 Retry-After`); this
-module is the *other* half: a coarse gate shared by every process (each Prefect flow run is one),
-so that N processes do not each spend the whole share. The gate is a Protocol so the core never
-imports Prefect: `tasks/budget.py` implements it with Prefect global concurrency limits used as
-rate limits; `NoGate` is the single-process (and test) default.
+module is the *other* half: a gate shared by every process (each Prefect flow run is one), so
+that N processes do not each spend the whole share. The gate is a Protocol: `open_sync` passes
+the ledger's `LedgerBudgetGate` (`sync/ledger_budget.py`: both windows, exactly, in the ledger
+database) unless told otherwise; `NoGate` is the single-process (and test) gate.
 
 `rate_limit_specs` turns a plan's quotas into token buckets (limit = burst, slot decay = refill
 rate) that stay inside both of Centra's windows: the burst plus ten seconds of refill fits the
-10-second quota, the burst plus an hour of refill fits the hourly quota.
+10-second quota, the burst plus an hour of refill fits the hourly quota. It served the gate made
+of Prefect global concurrency limits (`tasks/budget.py`), which a token bucket cannot make exact:
+it never admits the 10-second burst the windows allow.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from returnbridge.connectors.centra.refunds import RefundTypes
 from returnbridge.core.planner import PlannerConfig
 from returnbridge.ledger import Ledger
 from returnbridge.settings import Settings
-from returnbridge.sync.budget import BudgetGate
+from returnbridge.sync.budget import BudgetGate, NoGate
 from returnbridge.sync.executor import Executor, ExecutorConfig
+from returnbridge.sync.ledger_budget import LedgerBudgetGate
 from returnbridge.sync.run import ReturnSync, SyncConfig
 from returnbridge.sync.settings import SyncSettings
 
@@ -61,7 +62,9 @@ async def open_sync(
 ) -> AsyncIterator[ReturnSync]:
     """A `ReturnSync` with its clients open; closes what it opened. `governor` /
     `orders_per_query`: the Centra client's (default: the process-wide governor of the plan,
-    the configured batch size)."""
+    the configured batch size). `budget`: the executor's cross-process gate (default: the
+    ledger's, `LedgerBudgetGate`, shared by every process on the same ledger and Centra
+    environment; `NoGate` when `settings.sync.shared_budget` is off)."""
     own_ledger = ledger is None
     ledger = ledger or Ledger(settings.sync.ledger_url)
     inferred = settings.centra.inferred
@@ -71,6 +74,12 @@ async def open_sync(
         refund_types=RefundTypes.of(inferred),
     )
     try:
+        if budget is None:
+            budget = (
+                LedgerBudgetGate.for_settings(settings.centra, ledger)
+                if settings.sync.shared_budget
+                else NoGate()
+            )
         async with (
             settings.reveni.client() as reveni,
             settings.centra.client(governor=governor, orders_per_query=orders_per_query) as centra,

@@ -23,6 +23,12 @@ class SyncSettings(BaseModel):
         "(create_return, refund, restock, exchange_order); default: oldest first.",
     )
     concurrency: int = Field(4, ge=1, description="Centra writes in flight at once.")
+    shared_budget: bool = Field(
+        True,
+        description="Hold Centra's budget share across processes in the ledger database (every "
+        "process on this ledger and Centra environment draws from one share); off: each "
+        "process holds the whole share on its own (one process only).",
+    )
     max_attempts: int = Field(5, ge=1, description="Tries of a transient failure before failed.")
     backoff_seconds: float = Field(2.0, gt=0, description="First retry delay (doubles).")
     backoff_max_seconds: float = Field(300.0, gt=0, description="Longest retry delay.")

@@ -4,7 +4,8 @@ Centra's limits are per environment and shared by every integration ([C] [RL-new
 returnbridge spends only `budget_share` of each quota
 (docs/architecture.md#governed-access-to-centra). One `Governor` is shared by every client of the
 same environment in a process (`Governor.shared`), so concurrent flows and tasks draw from one
-budget; across processes the Prefect rate limit does the same job.
+budget; across processes the ledger's budget gate (`sync/ledger_budget.py`) holds the same
+windows.
 
 Each budget is an exact sliding window: at most `capacity = floor(quota x share)` calls in *any*
 window of the quota's length. That is stricter than a continuous-refill token bucket of the same
