@@ -71,9 +71,11 @@ class Channel(Protocol):
         """Before each read: a budget slot."""
         ...
 
-    async def write(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Send one write: a budget slot, the last check that the claim is still ours, and
-        counting it unless it provably never left."""
+    async def write(self, call: Callable[[], Awaitable[T]], *, metered: bool = True) -> T:
+        """Send one write: a budget slot (a GraphQL mutation's; none for an Order API write,
+        `metered=False`: Centra's rate limits meter the GraphQL Integration API, and the Order
+        API is a plugin of its own), the last check that the claim is still ours, and counting
+        it unless it provably never left."""
         ...
 
 
@@ -117,7 +119,8 @@ async def _restock(centra: CentraClient, payload: Restock, channel: Channel) -> 
 
 async def _refund(centra: CentraClient, payload: Refund, channel: Channel) -> Sent:
     answer = await channel.write(
-        lambda: centra.update_return(
+        metered=False,  # the Order API: not in the GraphQL mutation budget
+        call=lambda: centra.update_return(
             payload.centra_return_id,
             completed=True,
             refund_payment=payload.via_psp,
@@ -186,8 +189,8 @@ async def _exchange(
     candidates = payload.candidates()
     for index, number in enumerate(candidates):
         try:
-            numbers = await channel.write(
-                functools.partial(centra.create_order, order(order_number=number))
+            numbers = await channel.write(  # the Order API: not in the mutation budget
+                functools.partial(centra.create_order, order(order_number=number)), metered=False
             )
         except RejectedError as exc:
             if getattr(exc, "error_code", None) != ORDER_DUPLICATE_NUMBER:

@@ -74,9 +74,11 @@ class Session:
             return
         await self.acquire(kind)
 
-    async def write(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
-        """One write of `key`, after a mutation slot; counted unless it provably never left."""
-        await self.pay(key, "mutation")
+    async def write(self, key: str, call: Callable[[], Awaitable[T]], *, metered: bool = True) -> T:
+        """One write of `key`, after a mutation slot when `metered` (a GraphQL mutation; an
+        Order API write is not in that budget); counted unless it provably never left."""
+        if metered:
+            await self.pay(key, "mutation")
         attempts = self.claim_attempts.get(key)
         if attempts is not None and not await asyncio.to_thread(
             self.ledger.renew_lease,
@@ -111,5 +113,5 @@ class KeyChannel:
     async def read(self) -> None:
         await self.session.pay(self.key, "request")
 
-    async def write(self, call: Callable[[], Awaitable[T]]) -> T:
-        return await self.session.write(self.key, call)
+    async def write(self, call: Callable[[], Awaitable[T]], *, metered: bool = True) -> T:
+        return await self.session.write(self.key, call, metered=metered)

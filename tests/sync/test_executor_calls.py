@@ -55,12 +55,14 @@ class Channel:
     def __init__(self) -> None:
         self.reads = 0
         self.writes = 0
+        self.unmetered = 0  # writes to the Order API: outside Centra's GraphQL mutation budget
 
     async def read(self) -> None:
         self.reads += 1
 
-    async def write(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def write(self, call: Callable[[], Awaitable[T]], *, metered: bool = True) -> T:
         self.writes += 1
+        self.unmetered += not metered
         return await call()
 
 
@@ -139,7 +141,11 @@ async def test_an_exchange_order_goes_out_as_the_body_the_executor_built_before(
     centra, channel = FakeCentra(), Channel()
     found = await calls.send(centra, exchange(), channel)  # type: ignore[arg-type]
     assert found == Found("900001", "orders [900001]")
-    assert (channel.reads, channel.writes) == (2, 1)  # the origin order, its address; the order
+    assert (channel.reads, channel.writes, channel.unmetered) == (
+        2,
+        1,
+        1,
+    )  # the origin order, its address; the order
     (sent,) = centra.orders
     assert sent.wire() == {
         "address": {
@@ -208,8 +214,10 @@ async def test_an_origin_order_without_an_address_cannot_be_sent() -> None:
 
 async def test_a_refund_passes_the_psp_flag_or_a_typed_manual_refund() -> None:
     centra = FakeCentra()
-    await calls.send(centra, refund(via_psp=True), Channel())  # type: ignore[arg-type]
-    await calls.send(centra, refund(via_psp=False, amount="50.00"), Channel())  # type: ignore[arg-type]
+    channel = Channel()
+    await calls.send(centra, refund(via_psp=True), channel)  # type: ignore[arg-type]
+    await calls.send(centra, refund(via_psp=False, amount="50.00"), channel)  # type: ignore[arg-type]
+    assert (channel.writes, channel.unmetered) == (2, 2)  # the Order API: not in the budget
     assert centra.updates == [
         (7, {"completed": True, "refund_payment": True, "manual_refund": None}),
         (
