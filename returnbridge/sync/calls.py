@@ -72,10 +72,10 @@ class Channel(Protocol):
         ...
 
     async def write(self, call: Callable[[], Awaitable[T]], *, metered: bool = True) -> T:
-        """Send one write: a budget slot (a GraphQL mutation's; none for an Order API write,
-        `metered=False`: Centra's rate limits meter the GraphQL Integration API, and the Order
-        API is a plugin of its own), the last check that the claim is still ours, and counting
-        it unless it provably never left."""
+        """Send one write: a budget slot (a GraphQL mutation's; for an Order API write,
+        `metered=False`, a plain request's: Centra meters mutations on the GraphQL Integration
+        API, and the Order API is a plugin of its own), the last check that the claim is still
+        ours, and counting it unless it provably never left."""
         ...
 
 

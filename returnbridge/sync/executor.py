@@ -37,8 +37,9 @@ from returnbridge.sync.outcomes import Outcomes
 from returnbridge.sync.report import ExecutionReport, ExecutorConfig
 from returnbridge.sync.session import BudgetUnavailable, Session
 
-# Actions whose one write goes to the REST Order API (a refund, an exchange order): the
-# cross-process budget holds Centra's GraphQL limits, which do not meter that API.
+# Actions whose one write goes to the REST Order API (a refund, an exchange order): Centra meters
+# mutations on the GraphQL Integration API, so these draw a plain request from the budget (as
+# the client's governor governs them), never one of the mutations.
 ORDER_API_WRITES = frozenset({"refund", "exchange_order"})
 
 __all__ = [
@@ -198,18 +199,12 @@ class Executor:
 
     async def _take(self, record: ActionRecord, session: Session, outcomes: Outcomes) -> None:
         """Pass the budget for the action's first call, then claim it and run it."""
-        # The first call: a read-back (in doubt), a GraphQL mutation, or an Order API write,
-        # which Centra's rate limits do not meter (nothing to pay before it).
-        kind: BudgetKind | None = (
-            "request"
-            if record.state == "in_doubt"
-            else None
-            if record.kind in ORDER_API_WRITES
-            else "mutation"
-        )
+        # The first call: a read-back (in doubt) or an Order API write, a request; else a
+        # GraphQL mutation.
+        in_doubt = record.state == "in_doubt"
+        kind: BudgetKind = "request" if in_doubt or record.kind in ORDER_API_WRITES else "mutation"
         try:
-            if kind is not None:
-                await session.acquire(kind)
+            await session.acquire(kind)
         except BudgetUnavailable as exc:
             log.error("budget gate unavailable, the run stops starting work: %s", exc)
             session.report.budget_unavailable = str(exc)
@@ -224,7 +219,7 @@ class Executor:
         )
         if claimed is None:
             return  # another worker won it
-        session.prepaid[record.key] = {kind} if kind is not None else set()
+        session.prepaid[record.key] = {kind}
         session.claimed.add(record.key)
         session.claim_attempts[record.key] = claimed.attempts
         heartbeat = asyncio.create_task(self._hold_lease(claimed))

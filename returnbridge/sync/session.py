@@ -75,10 +75,10 @@ class Session:
         await self.acquire(kind)
 
     async def write(self, key: str, call: Callable[[], Awaitable[T]], *, metered: bool = True) -> T:
-        """One write of `key`, after a mutation slot when `metered` (a GraphQL mutation; an
-        Order API write is not in that budget); counted unless it provably never left."""
-        if metered:
-            await self.pay(key, "mutation")
+        """One write of `key`, after a mutation slot when `metered` (a GraphQL mutation), a
+        request slot when not (an Order API write: governed as a plain request, as the client's
+        governor does); counted unless it provably never left."""
+        await self.pay(key, "mutation" if metered else "request")
         attempts = self.claim_attempts.get(key)
         if attempts is not None and not await asyncio.to_thread(
             self.ledger.renew_lease,

@@ -55,7 +55,7 @@ class Channel:
     def __init__(self) -> None:
         self.reads = 0
         self.writes = 0
-        self.unmetered = 0  # writes to the Order API: outside Centra's GraphQL mutation budget
+        self.unmetered = 0  # writes to the Order API: a request, not a metered mutation
 
     async def read(self) -> None:
         self.reads += 1
@@ -217,7 +217,7 @@ async def test_a_refund_passes_the_psp_flag_or_a_typed_manual_refund() -> None:
     channel = Channel()
     await calls.send(centra, refund(via_psp=True), channel)  # type: ignore[arg-type]
     await calls.send(centra, refund(via_psp=False, amount="50.00"), channel)  # type: ignore[arg-type]
-    assert (channel.writes, channel.unmetered) == (2, 2)  # the Order API: not in the budget
+    assert (channel.writes, channel.unmetered) == (2, 2)  # the Order API: not a mutation
     assert centra.updates == [
         (7, {"completed": True, "refund_payment": True, "manual_refund": None}),
         (
