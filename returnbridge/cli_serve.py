@@ -41,6 +41,8 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from returnbridge.cli_ops import _fail, _fail_input
+
 log = logging.getLogger(__name__)
 
 SYNC_DEPLOYMENT = "sync-returns/sync-returns"
@@ -76,11 +78,6 @@ RUN_DEFAULTS: Mapping[str, str] = {
 
 class ServeError(RuntimeError):
     """`serve` cannot start: the message says what and what to do."""
-
-
-def _fail(message: str, code: int = 1) -> Any:
-    typer.echo(f"returnbridge: {message}", err=True)
-    raise typer.Exit(code)
 
 
 # --------------------------------------------------------------------------- processes
@@ -598,12 +595,11 @@ def serve(
     settings = _settings()  # refuse bad settings before starting anything
     root = Path.cwd()
     if not (root / "prefect.yaml").is_file():
-        _fail(
-            f"no prefect.yaml in {root}: run `returnbridge serve` from the project's directory",
-            2,
+        _fail_input(
+            f"no prefect.yaml in {root}: run `returnbridge serve` from the project's directory"
         )
     if not 0 < prefect_port < 65536:
-        _fail(f"--prefect-port: {prefect_port} is not a TCP port", 2)
+        _fail_input(f"--prefect-port: {prefect_port} is not a TCP port")
     prefect_home = Path(os.environ.get("PREFECT_HOME", root / ".prefect"))
     base_env = dict(os.environ)
     base_env.setdefault("PREFECT_HOME", str(prefect_home))
@@ -611,10 +607,9 @@ def serve(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
     if receiver and not port_free(receiver_settings.host, receiver_settings.port):
-        _fail(
+        _fail_input(
             f"the receiver's port {receiver_settings.host}:{receiver_settings.port} is in use "
-            "(another returnbridge?); choose one with --port or stop the other",
-            2,
+            "(another returnbridge?); choose one with --port or stop the other"
         )
 
     stop = threading.Event()
@@ -633,11 +628,10 @@ def serve(
             wait_for_api(api_url, None, startup_timeout, None, stop)
         else:
             if not port_free("127.0.0.1", prefect_port):
-                _fail(
+                _fail_input(
                     f"port {prefect_port} is in use: if a Prefect server runs there, set "
                     f"PREFECT_API_URL=http://127.0.0.1:{prefect_port}/api to use it; else choose "
-                    "another port with --prefect-port",
-                    2,
+                    "another port with --prefect-port"
                 )
             api_url = f"http://127.0.0.1:{prefect_port}/api"
             server_log = prefect_home / "server.log"
@@ -733,10 +727,9 @@ def prefect_setup(
     """Create the process work pool and its queues, the automation that marks crashed runs,
     and (with --env-file) the settings block. Safe to run again. Needs PREFECT_API_URL."""
     if not os.environ.get("PREFECT_API_URL"):
-        _fail(
+        _fail_input(
             "PREFECT_API_URL is not set: point it at the Prefect server the workers use "
-            "(e.g. http://prefect-host:4200/api)",
-            2,
+            "(e.g. http://prefect-host:4200/api)"
         )
     values: dict[str, str] | None = None
     if env_file is not None:
@@ -744,7 +737,7 @@ def prefect_setup(
             values = read_env_file(env_file)
             validate_settings(values)
         except ValueError as exc:
-            _fail(f"--env-file: {exc}", 2)
+            _fail_input(f"--env-file: {exc}")
 
     async def setup() -> list[str]:
         done = await ensure_pool(pool)
