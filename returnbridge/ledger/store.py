@@ -822,15 +822,22 @@ class Ledger:
         }
 
         def run(conn: Connection) -> AnyRow:
-            stmt = _insert(conn, t).values(row)
-            stmt = stmt.on_conflict_do_nothing(index_elements=["key", "sequence"])
+            # No conflict target: two writers racing on PostgreSQL can meet on either unique
+            # index (key+sequence or message_id), and naming one as the arbiter lets the
+            # other raise a UniqueViolation instead of doing nothing.
+            stmt = _insert(conn, t).values(row).on_conflict_do_nothing()
             inserted = conn.execute(stmt.returning(*t.c)).one_or_none()
             if inserted is not None:
                 return inserted
             # Already there: lock it (PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the file).
             current = conn.execute(
                 sa.select(t).where(t.c.key == key, t.c.sequence == sequence).with_for_update()
-            ).one()
+            ).one_or_none()
+            if current is None:
+                raise ValueError(
+                    f"outbox message {key!r} #{sequence}: Message-ID {message_id} is already"
+                    " used by another message"
+                )
             held = current.status == "sending" and (
                 current.lease_until is None or current.lease_until > now
             )

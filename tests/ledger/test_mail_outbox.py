@@ -13,7 +13,6 @@ from typing import TypeVar
 import pytest
 import sqlalchemy as sa
 from ledger_support import T0, ManualClock
-from sqlalchemy.exc import IntegrityError
 
 from returnbridge.ledger import SCHEMA_VERSION, TEXT_LIMIT, Ledger
 from returnbridge.ledger import schema as ledger_schema
@@ -149,7 +148,7 @@ def test_the_latest_message_is_the_highest_sequence(ledger: Ledger, clock: Manua
 
 def test_a_message_id_belongs_to_one_message(ledger: Ledger) -> None:
     _put(ledger)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ValueError, match="already used by another message"):
         ledger.mail_put(
             "month-end:2026-11:3f2a9c1b",
             sequence=0,
