@@ -306,6 +306,41 @@ _CODES = (
 
 CODES: dict[str, Code] = {c.code: c for c in _CODES}
 
+# What a person reads first (digests, `exceptions list`, the runbook's headings): plain words,
+# the code after it. One per code.
+TITLES: Mapping[str, str] = MappingProxyType(
+    {
+        "order_not_found": "Return names an order Centra does not have",
+        "order_not_returnable": "Return on an archived or cancelled order",
+        "sku_not_in_order": "Returned item is not on the order",
+        "quantity_exceeds_shipped": "More returned than was shipped",
+        "return_create_failed": "Centra return could not be created",
+        "return_missing": "Accepted return missing in Centra",
+        "refund_amount_mismatch": "Refund amounts differ between Reveni and Centra",
+        "refund_post_failed": "Refund could not be recorded in Centra",
+        "refund_missing": "Refund paid in Reveni, missing in Centra",
+        "unmatched_centra_refund": "Centra refund with no Reveni refund behind it",
+        "refund_failed_at_gateway": "Payment provider refused the refund",
+        "refund_pending_too_long": "Refund stuck at the payment provider",
+        "duplicate_refund": "Return refunded twice",
+        "restock_failed": "Restock failed",
+        "restock_missing": "Returned item never restocked",
+        "restock_duplicated": "Returned item restocked twice",
+        "exchange_out_of_stock": "Exchange item out of stock",
+        "exchange_order_failed": "Exchange order could not be created",
+        "exchange_order_missing": "Exchange approved, no Centra order",
+        "exchange_not_zero_value": "Exchange order is not free of charge",
+        "settlement_unmatched": "Reveni payout does not match Centra",
+        "instant_deadline_near": "Instant return deadline is near",
+        "action_in_doubt": "Unsure whether Centra took a change",
+    }
+)
+
+
+def title_of(code: str) -> str:
+    """The plain title of `code` (the code itself for one this version does not know)."""
+    return TITLES.get(code, code)
+
 
 def owner_of(code: str) -> Owner:
     """The team that owns `code`; KeyError names an unknown code."""
@@ -313,6 +348,16 @@ def owner_of(code: str) -> Owner:
         return CODES[code].owner
     except KeyError:
         raise KeyError(f"unknown exception code {code!r}; known: {sorted(CODES)}") from None
+
+
+# The facts an exception may carry (`ReturnException.facts`), each a string:
+FACTS: Mapping[str, str] = MappingProxyType(
+    {
+        "centra_amount": "the other side of a money mismatch: Centra's amount (decimal)",
+        "centra_currency": "the currency of `centra_amount`",
+        "deadline": "when it must be done by (ISO 8601 date-time, UTC)",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -326,9 +371,15 @@ class ReturnException:
     amount: Decimal | None = None
     currency: str | None = None
     detail: str = ""
+    # What the owner needs beyond `amount` to act, by name (`FACTS`), e.g. the other side of a
+    # mismatch. Not part of the identity: the same problem with new figures is the same one.
+    facts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         owner_of(self.code)  # an unknown code is a bug, caught where it is made
+        unknown = sorted({name for name, _ in self.facts} - set(FACTS))
+        if unknown:
+            raise ValueError(f"{self.code}: unknown fact(s) {unknown}; known: {sorted(FACTS)}")
 
     @property
     def owner(self) -> Owner:

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 from returnbridge.lazy import lazy_exports
 from returnbridge.ledger.records import (
     EXCEPTION_STATUSES,
+    SYSTEM_ACTOR,
     ActionRecord,
     AttemptRecord,
     ExceptionChanges,
+    ExceptionEvent,
     ExceptionRecord,
     ExceptionStatus,
     InboxEvent,
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from returnbridge.ledger.store import (
         HEALED_NOTE,
         TEXT_LIMIT,
+        ExceptionClosed,
         Ledger,
     )
 
@@ -34,6 +37,7 @@ _LAZY: dict[str, str] = {
     "DEFAULT_URL": "returnbridge.ledger.engine",
     "SCHEMA_VERSION": "returnbridge.ledger.schema",
     "HEALED_NOTE": "returnbridge.ledger.store",
+    "ExceptionClosed": "returnbridge.ledger.store",
     "TEXT_LIMIT": "returnbridge.ledger.store",
     "Ledger": "returnbridge.ledger.store",
 }
@@ -47,10 +51,13 @@ __all__ = [
     "EXCEPTION_STATUSES",
     "HEALED_NOTE",
     "SCHEMA_VERSION",
+    "SYSTEM_ACTOR",
     "TEXT_LIMIT",
     "ActionRecord",
     "AttemptRecord",
     "ExceptionChanges",
+    "ExceptionClosed",
+    "ExceptionEvent",
     "ExceptionRecord",
     "ExceptionStatus",
     "InboxEvent",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, get_args
@@ -11,6 +11,24 @@ from returnbridge.core.actions import Action
 
 ExceptionStatus = Literal["open", "retrying", "resolved", "ignored"]
 EXCEPTION_STATUSES: Final[tuple[str, ...]] = get_args(ExceptionStatus)
+LIVE_STATUSES: Final[tuple[str, ...]] = ("open", "retrying")
+CLOSED_STATUSES: Final[tuple[str, ...]] = ("resolved", "ignored")
+# What happened to an exception, one history row each (`ExceptionEvent.kind`).
+EventKind = Literal[
+    "opened",  # first found
+    "reopened",  # found again after it was resolved, or about more money than when ignored
+    "healed",  # returnbridge no longer finds it, or the action behind it is done after all
+    "resolved",  # a person closed it as fixed
+    "ignored",  # a person accepted it as is
+    "retried",  # a person asked returnbridge to try again
+    "still_failing",  # the re-check after a retry found it again
+    "noted",  # a person added a note
+    "assigned",  # a person took it, or gave it to someone
+    "unassigned",
+]
+EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
+# The actor of what returnbridge does by itself.
+SYSTEM_ACTOR: Final = "returnbridge"
 InboxSource = Literal["reveni", "centra"]
 MailStatus = Literal["pending", "sending", "sent", "failed"]
 MAIL_STATUSES: Final[tuple[str, ...]] = get_args(MailStatus)
@@ -80,7 +98,16 @@ class ExceptionRecord:
     attempts: int  # retries of the action behind it (or times the check failed again)
     action_key: str | None  # the action behind it, whose attempts explain it
     resolved_at: datetime | None
-    resolution_note: str | None
+    resolution_note: str | None  # the note it was last closed with (every note: its history)
+    assignee: str | None = None  # who took it ("Assign to me", `exceptions assign`)
+    # What its owner needs beyond `amount` (core/codes.py `FACTS`): the other side of a
+    # mismatch, a deadline.
+    facts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def closed(self) -> bool:
+        """Resolved or ignored: nothing left to do (until it is found again)."""
+        return self.status in CLOSED_STATUSES
 
     def as_summary(self) -> dict[str, object]:
         """The run summary's `exceptions[]` entry
@@ -96,6 +123,20 @@ class ExceptionRecord:
             "status": self.status,
             "detail": self.detail,
         }
+
+
+@dataclass(frozen=True)
+class ExceptionEvent:
+    """One line of an exception's history (append-only): who did what, when, and why."""
+
+    id: int
+    exception_id: int
+    at: datetime
+    actor: str  # "returnbridge", "cli:alice", "slack:U024BE7LH (alice)"
+    kind: str  # EVENT_KINDS
+    from_status: str | None
+    to_status: str | None
+    note: str | None
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ from sqlalchemy.engine import Connection, Dialect
 # JSON list version 1 kept under the cursor `LEGACY_UNFINISHED_CURSOR`; 3: the `mail_outbox`
 # table (the month-end report's e-mails), new and empty; 4: the `budget_calls` table (Centra's
 # budget shared by every process), the `watch_incidents` table (the watchdog's alerts) and the
-# `sync_runs` table (each sync run's outcome, for the watchdog), new and empty.
-SCHEMA_VERSION: Final = 4
+# `sync_runs` table (each sync run's outcome, for the watchdog), new and empty; 5: the queue's
+# memory: `exceptions.assignee` and `exceptions.facts`, and the `exception_events` table, filled
+# with what the exceptions already said (when each opened, and how closed ones were closed).
+SCHEMA_VERSION: Final = 5
 # The cursor under which schema version 1 kept the unfinished Reveni return ids, a JSON list.
 LEGACY_UNFINISHED_CURSOR: Final = "reveni_returns:unfinished"
 # Key of the PostgreSQL advisory lock that serialises concurrent migrations (b"rbled").
@@ -145,9 +147,26 @@ exceptions = sa.Table(
     sa.Column("action_key", sa.Text),
     sa.Column("resolved_at", UTCDateTime),
     sa.Column("resolution_note", sa.Text),
+    sa.Column("assignee", sa.Text),  # version 5
+    sa.Column("facts", sa.Text),  # version 5: JSON object of core/codes.py FACTS, or NULL
     sa.Index("ux_exceptions_identity", "identity", unique=True),
     sa.Index("ix_exceptions_status_owner", "status", "owner"),
     sa.Index("ix_exceptions_reveni_return_id", "reveni_return_id"),
+)
+
+# Version 5: every exception's history, append-only (ledger/records.py `ExceptionEvent`).
+exception_events = sa.Table(
+    "exception_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("exception_id", sa.Integer, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("from_status", sa.Text),
+    sa.Column("to_status", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Index("ix_exception_events_exception", "exception_id", "id"),
 )
 
 cursors = sa.Table(
@@ -399,10 +418,56 @@ def _nothing_to_move(conn: Connection) -> None:
     the step only records the version."""
 
 
+def _exception_history(conn: Connection) -> None:
+    """Version 5: the two new columns of `exceptions` (`metadata.create_all` does not add
+    columns to a table that exists), and a history for every exception already there: when it
+    opened (`first_seen`) and, for a closed one, how it was closed, with its note. Who did it
+    is unknown before version 5: "returnbridge (before history)"."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("exceptions")}
+    for column in ("assignee", "facts"):
+        if column not in present:
+            conn.execute(sa.text(f"ALTER TABLE exceptions ADD COLUMN {column} TEXT"))
+    if conn.execute(sa.select(exception_events.c.id).limit(1)).first() is not None:
+        return
+    t = exceptions
+    actor = "returnbridge (before history)"
+    rows = conn.execute(
+        sa.select(t.c.id, t.c.status, t.c.first_seen, t.c.resolved_at, t.c.resolution_note)
+    ).all()
+    events: list[dict[str, Any]] = []
+    for row in rows:
+        events.append(
+            {
+                "exception_id": row.id,
+                "at": row.first_seen,
+                "actor": actor,
+                "kind": "opened",
+                "from_status": None,
+                "to_status": "open",
+                "note": None,
+            }
+        )
+        if row.status in ("resolved", "ignored") and row.resolved_at is not None:
+            events.append(
+                {
+                    "exception_id": row.id,
+                    "at": row.resolved_at,
+                    "actor": actor,
+                    "kind": row.status,
+                    "from_status": "open",
+                    "to_status": row.status,
+                    "note": row.resolution_note,
+                }
+            )
+    for start in range(0, len(events), 500):
+        conn.execute(sa.insert(exception_events), events[start : start + 500])
+
+
 # The step that brings a ledger from the version before to the version it is keyed by; each
 # runs in the migration's transaction, with that version's row.
 _UPGRADES: Final[dict[int, Callable[[Connection], None]]] = {
     2: _unfinished_into_table,
     3: _nothing_to_move,
     4: _nothing_to_move,
+    5: _exception_history,
 }

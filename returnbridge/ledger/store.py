@@ -37,9 +37,11 @@ from returnbridge.core.codes import ReturnException
 from returnbridge.ledger import schema
 from returnbridge.ledger.engine import WRITE_OPTION, create_engine, resolve_url
 from returnbridge.ledger.records import (
+    SYSTEM_ACTOR,
     ActionRecord,
     AttemptRecord,
     ExceptionChanges,
+    ExceptionEvent,
     ExceptionRecord,
     InboxEvent,
     MailRecord,
@@ -48,7 +50,7 @@ from returnbridge.ledger.records import (
 from returnbridge.ledger.schema import aware_utc, exception_identity
 
 T = TypeVar("T")
-R = TypeVar("R", AttemptRecord, InboxEvent, UnfinishedReturn)
+R = TypeVar("R", AttemptRecord, ExceptionEvent, InboxEvent, UnfinishedReturn)
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 # Longest response / error / request summary text kept per attempt (and per last_error).
@@ -59,6 +61,21 @@ REOPENED_NOTE: Final = "reopened by reconciliation: the effect is missing in Cen
 CLAIMABLE: Final = ("pending", "in_doubt")
 _RETRYABLE: Final = ("failed", "blocked")
 _LIVE_EXCEPTION: Final = ("open", "retrying")
+_NOTE_LIMIT: Final = 2000  # a person's note is kept this long
+
+
+class ExceptionClosed(ValueError):
+    """A person asked to act on an exception that is already closed (resolved or ignored)."""
+
+    def __init__(self, record: ExceptionRecord) -> None:
+        self.record = record
+        when = "" if record.resolved_at is None else f" on {record.resolved_at:%Y-%m-%d}"
+        super().__init__(
+            f"exception #{record.id} is already {record.status}{when}; nothing to do "
+            "(it reopens by itself if returnbridge finds the problem again)"
+        )
+
+
 # What `adopt` may mark done: not in_flight (the executor holding it settles it) nor done.
 _ADOPTABLE: Final = ("pending", "failed", "blocked", "in_doubt")
 _KIND_OF_KEY: Final = {
@@ -540,14 +557,22 @@ class Ledger:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return []
+        at = self._now(now)
         t = schema.exceptions
         stmt = (
             sa.update(t)
             .where(t.c.id.in_(wanted), t.c.status == "retrying")
-            .values(status="open", last_seen=self._now(now))
+            .values(status="open", last_seen=at)
             .returning(t.c.id)
         )
-        return sorted(self._write(lambda conn: list(conn.execute(stmt).scalars())))
+
+        def run(conn: Connection) -> list[int]:
+            moved = sorted(conn.execute(stmt).scalars())
+            for moved_id in moved:
+                _event(conn, moved_id, at, SYSTEM_ACTOR, "still_failing", "retrying", "open", None)
+            return moved
+
+        return self._write(run)
 
     def exceptions(
         self,
@@ -557,6 +582,8 @@ class Ledger:
         code: str | None = None,
         reveni_return_id: str | None = None,
         order_number: int | None = None,
+        sku: str | None = None,
+        assignee: str | None = None,
     ) -> list[ExceptionRecord]:
         """Exceptions matching every filter given, oldest first."""
         t = schema.exceptions
@@ -571,6 +598,10 @@ class Ledger:
             stmt = stmt.where(t.c.reveni_return_id == reveni_return_id)
         if order_number is not None:
             stmt = stmt.where(t.c.order_number == order_number)
+        if sku is not None:
+            stmt = stmt.where(t.c.sku == sku)
+        if assignee is not None:
+            stmt = stmt.where(t.c.assignee == assignee)
         rows = self._read(lambda conn: conn.execute(stmt).all())
         return [_exception_record(r) for r in rows]
 
@@ -579,43 +610,110 @@ class Ledger:
         return None if row is None else _exception_record(row)
 
     def resolve_exception(
-        self, id: int, *, note: str, status: str = "resolved", now: datetime | None = None
+        self,
+        id: int,
+        *,
+        note: str,
+        status: str = "resolved",
+        actor: str = SYSTEM_ACTOR,
+        now: datetime | None = None,
     ) -> ExceptionRecord:
-        """Close exception `id` as `resolved` (fixed) or `ignored` (accepted as is), with a
-        note saying who and why. KeyError for an unknown id."""
+        """Close live exception `id` as `resolved` (fixed) or `ignored` (accepted as is), with
+        a note saying why; the history keeps who and when. KeyError for an unknown id,
+        `ExceptionClosed` when it is already resolved or ignored (an earlier note is never
+        overwritten, an ignored one never turned into resolved). returnbridge closing one
+        (`actor` SYSTEM_ACTOR, the action behind it done) records it as healed."""
         if status not in ("resolved", "ignored"):
             raise ValueError(f"an exception is closed as 'resolved' or 'ignored', not {status!r}")
         at = self._now(now)
         t = schema.exceptions
-        stmt = (
-            sa.update(t)
-            .where(t.c.id == id)
-            .values(status=status, resolved_at=at, resolution_note=note)
-            .returning(*t.c)
-        )
-        row = self._write(lambda conn: conn.execute(stmt).one_or_none())
-        if row is None:
-            raise KeyError(f"no exception with id {id} in the ledger")
-        return _exception_record(row)
+        text = clip(note.strip(), _NOTE_LIMIT) or None
 
-    def retry_exception(self, id: int, *, now: datetime | None = None) -> list[str]:
-        """Mark exception `id` `retrying` and re-queue its action when failed or blocked.
-        Returns the action keys re-queued. KeyError for an unknown id."""
+        def run(conn: Connection) -> AnyRow:
+            current = _live_or_raise(conn, id)
+            row = conn.execute(
+                sa.update(t)
+                .where(t.c.id == id)
+                .values(status=status, resolved_at=at, resolution_note=text)
+                .returning(*t.c)
+            ).one()
+            kind = "healed" if actor == SYSTEM_ACTOR and status == "resolved" else status
+            _event(conn, id, at, actor, kind, current.status, status, text)
+            return row
+
+        return _exception_record(self._write(run))
+
+    def retry_exception(
+        self, id: int, *, actor: str = SYSTEM_ACTOR, note: str = "", now: datetime | None = None
+    ) -> list[str]:
+        """Mark live exception `id` `retrying` and re-queue its action when failed or blocked.
+        Returns the action keys re-queued. KeyError for an unknown id, `ExceptionClosed` for a
+        resolved or ignored one. Whether a retry may move money is the caller's to confirm
+        (ledger/queue.py `retry_warning`)."""
         at = self._now(now)
         t = schema.exceptions
 
         def run(conn: Connection) -> list[str]:
-            row = conn.execute(
+            current = _live_or_raise(conn, id)
+            conn.execute(
                 sa.update(t)
                 .where(t.c.id == id)
                 .values(status="retrying", resolved_at=None, resolution_note=None)
-                .returning(t.c.action_key)
-            ).one_or_none()
-            if row is None:
-                raise KeyError(f"no exception with id {id} in the ledger")
-            return [] if row.action_key is None else _requeue(conn, [row.action_key], at)
+            )
+            text = clip(note.strip(), _NOTE_LIMIT) or None
+            _event(conn, id, at, actor, "retried", current.status, "retrying", text)
+            return [] if current.action_key is None else _requeue(conn, [current.action_key], at)
 
         return self._write(run)
+
+    def note_exception(
+        self, id: int, *, actor: str, note: str, now: datetime | None = None
+    ) -> ExceptionRecord:
+        """Add `note` to exception `id`'s history without changing its status (open or
+        closed: a note on a closed one explains it after the fact). KeyError for an unknown
+        id; ValueError for an empty note."""
+        text = clip(note.strip(), _NOTE_LIMIT)
+        if not text:
+            raise ValueError("a note needs some text")
+        at = self._now(now)
+
+        def run(conn: Connection) -> AnyRow:
+            current = _exception_row(conn, id, lock=True)
+            if current is None:
+                raise KeyError(f"no exception with id {id} in the ledger")
+            _event(conn, id, at, actor, "noted", current.status, current.status, text)
+            return current
+
+        return _exception_record(self._write(run))
+
+    def assign_exception(
+        self, id: int, *, actor: str, assignee: str | None, now: datetime | None = None
+    ) -> ExceptionRecord:
+        """Give exception `id` to `assignee` (None: to nobody); the history says who did.
+        KeyError for an unknown id, `ExceptionClosed` for a resolved or ignored one."""
+        who = None if assignee is None else clip(assignee.strip(), 200) or None
+        at = self._now(now)
+        t = schema.exceptions
+
+        def run(conn: Connection) -> AnyRow:
+            current = _live_or_raise(conn, id)
+            row = conn.execute(
+                sa.update(t).where(t.c.id == id).values(assignee=who).returning(*t.c)
+            ).one()
+            kind = "unassigned" if who is None else "assigned"
+            note = f"was {current.assignee}" if who is None and current.assignee else who
+            _event(conn, id, at, actor, kind, current.status, current.status, note)
+            return row
+
+        return _exception_record(self._write(run))
+
+    def exception_history(self, id: int) -> list[ExceptionEvent]:
+        """Everything that happened to exception `id`, oldest first (empty for an unknown
+        id)."""
+        e = schema.exception_events
+        stmt = sa.select(e).where(e.c.exception_id == id).order_by(e.c.id)
+        rows = self._read(lambda conn: conn.execute(stmt).all())
+        return [_columns_record(ExceptionEvent, r) for r in rows]
 
     # ------------------------------------------------------------------ cursors
 
@@ -1027,9 +1125,51 @@ def _set_cursor(conn: Connection, name: str, value: str, at: datetime) -> None:
     )
 
 
-def _exception_row(conn: Connection, id: int) -> AnyRow | None:
+def _exception_row(conn: Connection, id: int, *, lock: bool = False) -> AnyRow | None:
+    """Exception `id`'s row; `lock`: for update (PostgreSQL; SQLite's BEGIN IMMEDIATE already
+    holds the file)."""
     t = schema.exceptions
-    return conn.execute(sa.select(t).where(t.c.id == id)).one_or_none()
+    stmt = sa.select(t).where(t.c.id == id)
+    return conn.execute(stmt.with_for_update() if lock else stmt).one_or_none()
+
+
+def _live_or_raise(conn: Connection, id: int) -> AnyRow:
+    """Exception `id`'s row, locked, when it is open or retrying; KeyError when there is no
+    such exception, `ExceptionClosed` when it is resolved or ignored."""
+    row = _exception_row(conn, id, lock=True)
+    if row is None:
+        raise KeyError(f"no exception with id {id} in the ledger")
+    if row.status not in _LIVE_EXCEPTION:
+        raise ExceptionClosed(_exception_record(row))
+    return row
+
+
+def _event(
+    conn: Connection,
+    exception_id: int,
+    at: datetime,
+    actor: str,
+    kind: str,
+    from_status: str | None,
+    to_status: str | None,
+    note: str | None,
+) -> None:
+    """Append one line to an exception's history (in the caller's transaction)."""
+    conn.execute(
+        sa.insert(schema.exception_events).values(
+            exception_id=exception_id,
+            at=at,
+            actor=clip(actor, 200),
+            kind=kind,
+            from_status=from_status,
+            to_status=to_status,
+            note=note,
+        )
+    )
+
+
+def _facts(exc: ReturnException) -> str | None:
+    return json.dumps(dict(exc.facts), sort_keys=True) if exc.facts else None
 
 
 def _raise(
@@ -1052,6 +1192,7 @@ def _raise(
             amount=exc.amount,
             currency=exc.currency,
             detail=exc.detail,
+            facts=_facts(exc),
             status="open",
             first_seen=at,
             last_seen=at,
@@ -1062,6 +1203,7 @@ def _raise(
         .returning(*t.c)
     ).one_or_none()
     if inserted is not None:
+        _event(conn, int(inserted.id), at, SYSTEM_ACTOR, "opened", None, "open", exc.detail or None)
         return _exception_record(inserted), True
     # Already there: lock it (PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the file).
     current = conn.execute(
@@ -1077,6 +1219,7 @@ def _raise(
             detail=exc.detail,
             amount=exc.amount,
             currency=exc.currency,
+            facts=_facts(exc),
         )
         if action_key is not None:
             values["action_key"] = action_key
@@ -1086,6 +1229,10 @@ def _raise(
     row = conn.execute(
         sa.update(t).where(t.c.id == current.id).values(values).returning(*t.c)
     ).one()
+    if reopened:
+        why = "about more money than when it was ignored" if grown else "found again"
+        note = f"{why}: {exc.detail}" if exc.detail else why
+        _event(conn, int(current.id), at, SYSTEM_ACTOR, "reopened", current.status, "open", note)
     return _exception_record(row), reopened
 
 
@@ -1119,12 +1266,17 @@ def _heal(
         stale += [r.id for r in conn.execute(stmt) if r.identity not in still_found]
     healed: list[ExceptionRecord] = []
     for chunk_ids in _chunks(sorted(stale)):
+        statuses = conn.execute(sa.select(t.c.id, t.c.status).where(t.c.id.in_(chunk_ids)))
+        before = {int(r.id): str(r.status) for r in statuses}
         rows = conn.execute(
             sa.update(t)
             .where(t.c.id.in_(chunk_ids), t.c.status.in_(_LIVE_EXCEPTION))
             .values(status="resolved", resolved_at=at, resolution_note=HEALED_NOTE)
             .returning(*t.c)
-        )
+        ).all()
+        for r in rows:
+            was = before.get(r.id)
+            _event(conn, int(r.id), at, SYSTEM_ACTOR, "healed", was, "resolved", HEALED_NOTE)
         healed += [_exception_record(r) for r in rows]
     return sorted(healed, key=lambda r: r.id)
 
@@ -1202,6 +1354,8 @@ def _exception_record(row: AnyRow) -> ExceptionRecord:
         action_key=row.action_key,
         resolved_at=row.resolved_at,
         resolution_note=row.resolution_note,
+        assignee=row.assignee,
+        facts=json.loads(row.facts) if row.facts else {},
     )
 
 

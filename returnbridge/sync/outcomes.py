@@ -33,6 +33,7 @@ again while it waits: a read-back that then finds nothing is inconclusive, not "
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from datetime import datetime, timedelta
@@ -51,7 +52,7 @@ from returnbridge.connectors.errors import (
 )
 from returnbridge.core.actions import Action, ActionStateError
 from returnbridge.core.codes import FAILURE_CODE, HEALED_ON_DONE, ReturnException
-from returnbridge.ledger import ActionRecord, Ledger
+from returnbridge.ledger import ActionRecord, ExceptionClosed, Ledger
 from returnbridge.sync import calls
 from returnbridge.sync.calls import ORDER_DUPLICATE_NUMBER, ORDER_NO_STOCK, CannotSend
 from returnbridge.sync.readback import Absent, Found, InProgress, ReadBack, Refused, read_back
@@ -459,7 +460,9 @@ class Outcomes:
         """Resolve the open exceptions this action raised about its own failure."""
         for exc in self.ledger.exceptions(statuses=_LIVE, reveni_return_id=rec.reveni_return_id):
             if exc.action_key == rec.key and exc.code in HEALED_ON_DONE:
-                self.ledger.resolve_exception(exc.id, note=note, now=self.clock.now())
+                # a person may have closed it meanwhile: their note stands
+                with contextlib.suppress(ExceptionClosed):
+                    self.ledger.resolve_exception(exc.id, note=note, now=self.clock.now())
 
     def sends(self, key: str) -> int:
         """Recorded attempts to send `key` (read-backs are not sends; the ledger's `attempts`

@@ -151,3 +151,13 @@ def test_the_table_is_the_vocabulary() -> None:
         owner_of("no_such_code")
     with pytest.raises(KeyError):
         ReturnException("no_such_code", "r1", 1001)
+
+
+def test_every_code_has_a_plain_title_and_only_known_codes_have_one() -> None:
+    from returnbridge.core.codes import TITLES, title_of
+
+    assert set(TITLES) == set(CODES)
+    for code, title in TITLES.items():
+        assert title and "_" not in title and len(title) <= 60, code
+        assert title_of(code) == title
+    assert title_of("a_code_from_a_newer_version") == "a_code_from_a_newer_version"
