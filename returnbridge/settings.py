@@ -14,6 +14,7 @@ from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.email.settings import MailSettings
 from returnbridge.connectors.reveni.settings import ReveniSettings
 from returnbridge.connectors.slack.settings import SlackSettings
+from returnbridge.core.settings import LinkSettings
 from returnbridge.monthend.settings import MonthEndSettings
 from returnbridge.receiver.settings import ReceiverSettings
 from returnbridge.reconcile.settings import ReconcileSettings
@@ -22,6 +23,7 @@ from returnbridge.watch.settings import WatchSettings
 
 __all__ = [
     "CentraSettings",
+    "LinkSettings",
     "MailSettings",
     "MonthEndSettings",
     "ReceiverSettings",
@@ -54,6 +56,7 @@ class Settings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     monthend: MonthEndSettings = Field(default_factory=MonthEndSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    links: LinkSettings = Field(default_factory=LinkSettings)
 
     @model_validator(mode="after")
     def _receiver_uses_the_connectors_webhook_settings(self) -> Settings:
