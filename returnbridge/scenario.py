@@ -45,6 +45,8 @@ def _aware(value: datetime) -> datetime:
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+# Counts and numbers are whole numbers as written: `true` is not order 1, "5" and 5.0 are not 5.
+Count = Annotated[int, Field(strict=True, ge=0)]
 
 
 class _Strict(BaseModel):
@@ -52,26 +54,26 @@ class _Strict(BaseModel):
 
 
 class Warehouse(_Strict):
-    id: int = Field(ge=1)
+    id: int = Field(strict=True, ge=1)
     name: str = Field(min_length=1)
 
 
 class Product(_Strict):
     sku: str = Field(min_length=1)
     ean: str | None = None
-    stock: dict[int, int] = Field(default_factory=dict)  # warehouse id -> physical quantity
+    stock: dict[int, Count] = Field(default_factory=dict)  # warehouse id -> physical quantity
 
 
 class OrderLine(_Strict):
     sku: str = Field(min_length=1)
-    quantity: int = Field(ge=1)
+    quantity: int = Field(strict=True, ge=1)
     unit_price: Money
     tax_percent: Decimal = Field(default=Decimal("25"), ge=0, le=100)
 
 
 class ShipmentLine(_Strict):
-    line: int = Field(ge=1, description="1-based index into the order's `lines`")
-    quantity: int = Field(ge=1)
+    line: int = Field(strict=True, ge=1, description="1-based index into the order's `lines`")
+    quantity: int = Field(strict=True, ge=1)
 
 
 class Shipment(_Strict):
@@ -84,7 +86,7 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
 class Order(_Strict):
-    number: int = Field(ge=1)
+    number: int = Field(strict=True, ge=1)
     status: OrderStatus = "SHIPPED"
     currency: Currency = "SEK"
     market: str = "SE"
@@ -137,7 +139,7 @@ class Order(_Strict):
 
 
 class ManualRefund(_Strict):
-    order_number: int = Field(ge=1)
+    order_number: int = Field(strict=True, ge=1)
     amount: Money
     after_sync: bool = Field(
         False,
@@ -155,7 +157,7 @@ class CentraSection(_Strict):
     warehouses: list[Warehouse] = Field(
         default_factory=lambda: [Warehouse(id=1, name="Main"), Warehouse(id=2, name="Returns")]
     )
-    returns_warehouse: int = 2
+    returns_warehouse: int = Field(2, strict=True, ge=1)
     products: list[Product] = Field(default_factory=list)
     orders: list[Order] = Field(default_factory=list)
     manual_refunds: list[ManualRefund] = Field(default_factory=list)
@@ -209,7 +211,7 @@ class CentraSection(_Strict):
 
 class ReturnItem(_Strict):
     sku: str = Field(min_length=1)
-    quantity: int = Field(ge=1)
+    quantity: int = Field(strict=True, ge=1)
     reason: str = "other"
     restock: bool = True
     exchange_sku: str | None = None
@@ -226,7 +228,7 @@ class Refund(_Strict):
 
 class ReveniReturn(_Strict):
     id: str | None = Field(default=None, min_length=1)
-    order_number: int = Field(ge=1)
+    order_number: int = Field(strict=True, ge=1)
     type: Literal["refund", "exchange", "mixed"] = "refund"
     instant: bool = False
     created_at: AwareDatetime | None = None
@@ -291,7 +293,7 @@ class CentraFaults(_Strict):
     error_rate: float = Field(0.0, ge=0, le=1)
     rate_limit_rate: float = Field(0.0, ge=0, le=1)
     timeout_after_commit_rate: float = Field(0.0, ge=0, le=1)
-    latency_ms: int = Field(0, ge=0)
+    latency_ms: int = Field(0, strict=True, ge=0)
 
 
 class ReveniFaults(_Strict):
@@ -302,7 +304,7 @@ class ReveniFaults(_Strict):
 
 
 class Faults(_Strict):
-    seed: int = 42
+    seed: int = Field(42, strict=True)
     centra: CentraFaults = Field(default_factory=CentraFaults)
     reveni: ReveniFaults = Field(default_factory=ReveniFaults)
 
@@ -379,6 +381,11 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(str(path), "", f"cannot read the file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        raise ScenarioError(
+            str(path), "", f"not UTF-8 text: byte 0x{bad} at offset {exc.start} (save it as UTF-8)"
+        ) from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

@@ -230,3 +230,52 @@ def test_the_showcase_names_every_case_it_promises() -> None:
     assert max(by_order.values()) >= 2  # an order with two (or more) returns
     assert "partially_accepted" in returns["ret_pacc_1014"].history
     assert scenario.centra.manual_refunds  # a refund made directly in Centra
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("reveni", "returns", 0, "order_number"), True),
+        (("centra", "orders", 0, "number"), False),
+        (("centra", "orders", 0, "lines", 0, "quantity"), 2.0),
+        (("reveni", "returns", 0, "items", 0, "quantity"), "1"),
+    ],
+)
+def test_a_number_must_be_written_as_a_whole_number(where: tuple[Any, ...], value: Any) -> None:
+    data = minimal()
+    target: Any = data
+    for part in where[:-1]:
+        target = target[part]
+    target[where[-1]] = value
+    err = error_of(data)
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+    assert err.key == key
+    assert "integer" in err.problem
+
+
+def test_true_is_not_order_one() -> None:
+    data = minimal()
+    data["reveni"]["returns"][0]["order_number"] = True
+    err = error_of(data)
+    assert err.key == "reveni.returns[0].order_number"
+    assert "integer" in err.problem
+
+
+def test_negative_stock_is_refused_naming_the_product() -> None:
+    data = minimal()
+    data["centra"]["products"][0]["stock"] = {1: -4}
+    err = error_of(data)
+    assert err.key == "centra.products[0].stock[1]"
+    assert "greater than or equal to 0" in err.problem
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("centra:\n  products:\n    - sku: CAFÉ\n".encode("latin-1"))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert "not UTF-8 text: byte 0xc9" in str(info.value)
+    assert str(info.value).startswith(str(path))
+    result = CliRunner().invoke(app, ["sim", "centra", "--scenario", str(path)])
+    assert result.exit_code == 2
+    assert "not UTF-8 text" in result.output and "Traceback" not in result.output
