@@ -7,8 +7,12 @@ Secrets are `SecretStr`: they never reach a log line, an artifact, a digest or a
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+import os
+from collections.abc import Mapping
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from returnbridge.connectors.centra.settings import CentraSettings
 from returnbridge.connectors.email.settings import MailSettings
@@ -33,6 +37,7 @@ __all__ = [
     "SlackSettings",
     "SyncSettings",
     "WatchSettings",
+    "describe_settings_error",
     "load_settings",
 ]
 
@@ -80,3 +85,54 @@ class Settings(BaseSettings):
 def load_settings() -> Settings:
     """Resolve settings from the environment (and `.env`)."""
     return Settings()
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable of a settings error's location: ("reconcile", "grace") →
+    RETURNBRIDGE_RECONCILE__GRACE (a list or dict inside a value: the variable holding it)."""
+    names = [str(part) for part in loc if isinstance(part, str)]
+    if len(names) > 2:  # a key inside a JSON value (channels.finance): the variable is its holder
+        names = names[:2]
+    return "RETURNBRIDGE_" + "__".join(n.upper() for n in names)
+
+
+def describe_settings_error(exc: Exception, environ: Mapping[str, str] | None = None) -> str:
+    """A settings error as a person fixes it: one line per problem, each naming the variable
+    (`RETURNBRIDGE_SYNC__CONCURRENCY: must be >= 1, got -2`), never a value of a secret."""
+    if isinstance(exc, ValidationError):
+        lines = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+            message = str(err["msg"]).removeprefix("Value error, ")
+            name = env_name(loc)
+            if message.startswith(name):
+                lines.append(message)
+                continue
+            shown = "" if _secret(loc) else _shown_input(err.get("input"))
+            lines.append(f"{name}: {message}{shown}")
+        return "\n".join(lines)
+    if isinstance(exc, SettingsError):
+        # pydantic-settings names the section, not the variable: find the value that is not
+        # the JSON the section's lists and mappings are written in.
+        env = os.environ if environ is None else environ
+        for key, value in sorted(env.items()):
+            if not key.startswith("RETURNBRIDGE_") or not value.lstrip().startswith(("[", "{")):
+                continue
+            try:
+                json.loads(value)
+            except ValueError as bad:
+                return f"{key}: not valid JSON ({bad})"
+        return f"settings: {exc}"
+    return f"settings: {exc}"
+
+
+def _secret(loc: tuple[int | str, ...]) -> bool:
+    text = " ".join(str(p) for p in loc).lower()
+    return any(word in text for word in ("secret", "token", "password", "api_key"))
+
+
+def _shown_input(value: object) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    text = repr(value)
+    return f", got {text if len(text) <= 80 else text[:77] + '...'}"

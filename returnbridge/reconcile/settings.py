@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class ReconcileSettings(BaseModel):
@@ -69,6 +69,18 @@ class ReconcileSettings(BaseModel):
     duckdb_memory_limit: str | None = Field(
         None, description="DuckDB memory limit, e.g. '2GB' (default: DuckDB's 80% of RAM)."
     )
+
+    @field_validator(
+        "first_load_since", "look_back", "grace", "refund_pending_max", "full_recompute_after"
+    )
+    @classmethod
+    def _not_negative(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError(
+                f"RETURNBRIDGE_RECONCILE__{str(info.field_name).upper()} must not be negative, "
+                f"got {value} (a duration such as P2D or PT1H)"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod

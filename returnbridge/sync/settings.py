@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SyncSettings(BaseModel):
@@ -61,3 +61,13 @@ class SyncSettings(BaseModel):
         timedelta(days=60), description="How far back the very first run reads Reveni."
     )
     max_rounds: int = Field(4, ge=1, description="Plan/execute rounds per run.")
+
+    @field_validator("initial_look_back")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError(
+                "RETURNBRIDGE_SYNC__INITIAL_LOOK_BACK must not be negative, got "
+                f"{value} (a duration such as P60D)"
+            )
+        return value
