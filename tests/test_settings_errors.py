@@ -12,7 +12,7 @@ def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(Exception) as info:
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
     return describe_settings_error(info.value)
 
 
