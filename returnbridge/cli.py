@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from returnbridge import cli_ops, cli_serve, cli_watch
+from returnbridge import cli_ops, cli_queue, cli_serve, cli_status, cli_watch
 from returnbridge.scenario import Scenario, ScenarioError, load_scenario
 from returnbridge.scenarios import builtin_scenario
 
@@ -143,15 +143,38 @@ def sim_slack(
             "the watchdog's #returns-engineering).",
         ),
     ] = None,
+    signing_secret: Annotated[
+        str,
+        typer.Option(
+            help="Signing secret the clicks made through /_sim/interact and /_sim/submit_view "
+            "are signed with (the receiver's RETURNBRIDGE_SLACK__SIGNING_SECRET)."
+        ),
+    ] = "returnbridge-sim-signing-secret",
+    interactivity_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where clicks are sent unless a /_sim request names its own URL, e.g. "
+            "http://127.0.0.1:8090/slack/actions (the receiver's POST /slack/actions)."
+        ),
+    ] = None,
 ) -> None:
-    """Serve a Slack Web API stand-in (chat.postMessage, auth.test) for the digests, with /_sim
-    (messages, faults: 429 with Retry-After, down)."""
+    """Serve a Slack Web API stand-in (chat.postMessage, chat.update, views.open,
+    conversations.history, chat.postEphemeral, auth.test) for the digests and their buttons,
+    with /_sim (messages, faults: 429 with Retry-After, down; signed clicks: interact,
+    submit_view)."""
     from returnbridge.simulators.slack import run
     from returnbridge.simulators.slack.app import DEFAULT_CHANNELS
 
     channels = channel or list(DEFAULT_CHANNELS)
     typer.echo(f"Slack stand-in on http://{host}:{port}/api/ ({', '.join(channels)})", err=True)
-    run(host, port, token=token, channels=channels)
+    run(
+        host,
+        port,
+        token=token,
+        channels=channels,
+        signing_secret=signing_secret,
+        interactivity_url=interactivity_url,
+    )
 
 
 @sim_app.command("mail")
@@ -217,6 +240,8 @@ def demo(
 
 
 cli_ops.register(app)
+cli_queue.register(app)
+cli_status.register(app)
 cli_serve.register(app)
 cli_watch.register(app)
 

@@ -1,32 +1,30 @@
-"""Operating commands of `returnbridge`: `sync`, `replay`, `reconcile`, `exceptions ...`,
-`receiver`.
+"""Operating commands of `returnbridge`: `sync`, `replay`, `reconcile`, `receiver`,
+`report month-end` (the exception queue, `exceptions ...`, is in cli_queue.py; `status` in
+cli_status.py), and the helpers they share: settings, the ledger, failing with a named reason.
 
-They read the settings from the environment (README: configuration), like the flows do.
+They read the settings from the environment (docs/settings.md), like the flows do.
 Exit status as for every command: 0 ran, 2 bad input (named), 1 unexpected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
-from returnbridge.ledger.records import ExceptionRecord
-
 log = logging.getLogger(__name__)
 
-exceptions_app = typer.Typer(
-    help="The exception queue: list, show, resolve, retry (owners: finance, ops, cx).",
-    no_args_is_help=True,
-)
+# The setting that names the ledger (`settings.sync.ledger_url`).
+LEDGER_URL_ENV = "RETURNBRIDGE_SYNC__LEDGER_URL"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -42,23 +40,76 @@ def _fail(message: str) -> NoReturn:
 
 
 def _settings() -> Any:
+    """The settings, every one validated now (a bad one is found before any work, not at the
+    end of it); a bad one: exit 2 naming each variable and its problem."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    from returnbridge.settings import load_settings
+    from returnbridge.settings import describe_settings_error, load_settings
 
     try:
         return load_settings()
-    except ValidationError as exc:
-        _fail_input(f"configuration (RETURNBRIDGE_* environment / .env): {exc}")
+    except (ValidationError, SettingsError) as exc:
+        _fail_input(
+            "configuration (RETURNBRIDGE_* environment / .env):\n  "
+            + describe_settings_error(exc).replace("\n", "\n  ")
+        )
 
 
-def _ledger() -> Any:
+def _ledger(*, create: bool = True, announce: bool = False) -> Any:
+    """The ledger of the settings. `create=False` (the readers, and the queue's commands,
+    which act on what is there): a ledger that does not exist is never created, exit 2 saying
+    where it was looked for. `announce`: say on stderr which ledger is read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from returnbridge.ledger import Ledger
+    from returnbridge.ledger.engine import LedgerMissing
 
+    settings = _settings()
+    url = settings.sync.ledger_url
     try:
-        return Ledger(_settings().sync.ledger_url)
+        ledger = Ledger(url, create=create)
     except ValueError as exc:
-        _fail_input(f"RETURNBRIDGE_SYNC__LEDGER_URL: {exc}")
+        _fail_input(f"{LEDGER_URL_ENV}: {exc}")
+    except LedgerMissing as exc:
+        _fail_input(_missing_ledger(exc, url, given="ledger_url" in settings.sync.model_fields_set))
+    except SQLAlchemyError as exc:
+        log.debug("opening the ledger failed", exc_info=True)
+        _fail(f"cannot open the ledger ({LEDGER_URL_ENV}): {type(exc).__name__}: {exc}")
+    if announce:
+        typer.echo(f"ledger: {_where(url)}", err=True)
+    return ledger
+
+
+def _where(url: str) -> str:
+    """The ledger URL as configured, password masked, with a SQLite file's absolute path."""
+    from sqlalchemy.engine import make_url
+
+    from returnbridge.ledger.engine import resolve_url, sqlite_path
+
+    masked = make_url(url.strip()).render_as_string(hide_password=True)
+    path = sqlite_path(resolve_url(url))
+    return masked if path is None or masked.endswith(str(path)) else f"{masked} ({path})"
+
+
+def _missing_ledger(exc: Any, url: str, *, given: bool) -> str:
+    """Where the ledger was looked for, why there, and how to point at the right one."""
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(url.strip()).render_as_string(hide_password=True)
+    source = f"{LEDGER_URL_ENV}={shown}" if given else f"{LEDGER_URL_ENV} not set: {shown}"
+    if exc.path is None:
+        return (
+            f"{exc} (no returnbridge tables; {source}); set {LEDGER_URL_ENV} to the database "
+            "the sync writes"
+        )
+    if not url.strip().partition(":///")[2].startswith(("/", "~")):
+        source += f", relative to the current folder {Path.cwd()}"
+    return (
+        f"{exc} ({source}); run from the project folder or set {LEDGER_URL_ENV}="
+        "sqlite:////absolute/path/to/returnbridge.db (or the postgresql+psycopg:// URL the sync "
+        "uses)"
+    )
 
 
 def _logging() -> None:
@@ -85,35 +136,92 @@ def _print_report(report: Any, as_json: bool) -> None:
             typer.echo(f"  {line}")
 
 
-async def _run_sync() -> Any:
+async def _run_sync(settings: Any) -> Any:
     """One sync run, its outcome recorded for the watchdog's "sync failing" check."""
     from returnbridge.ledger.sync_runs import recorded_sync_run
     from returnbridge.sync.runtime import open_sync
 
-    async with open_sync(_settings()) as sync:
+    async with open_sync(settings) as sync:
         with recorded_sync_run(sync.ledger):
             return await sync.run()
+
+
+# `sync --every`: after a failed run, wait this long before the next (doubling up to the cap).
+EVERY_BACKOFF_START_SECONDS = 5.0
+EVERY_BACKOFF_MAX_SECONDS = 300.0
 
 
 def sync(
     every: Annotated[
         float | None,
-        typer.Option("--every", help="Run again every N seconds until interrupted."),
+        typer.Option(
+            "--every",
+            help="Run again every N seconds until interrupted (SIGINT/SIGTERM); a failed run "
+            "is logged and the next one waits longer (backing off up to 5 minutes).",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run the sync once (or every N seconds): Reveni changes -> Centra effects, exactly once."""
     _logging()
-    while True:
-        try:
-            report = asyncio.run(_run_sync())
-        except Exception as exc:
-            log.debug("sync failed", exc_info=True)
-            _fail(f"sync failed: {type(exc).__name__}: {exc}")
-        _print_report(report, as_json)
-        if every is None:
-            return
-        time.sleep(every)
+    if every is not None and every <= 0:
+        _fail_input(f"--every: must be above zero, got {every}")
+    settings = _settings()  # a bad setting is exit 2, before any run
+    failures = 0
+    with _stop_on_sigterm():
+        while True:
+            try:
+                report = asyncio.run(_run_sync(settings))
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                log.debug("sync failed", exc_info=True)
+                if every is None:
+                    _fail(f"sync failed: {type(exc).__name__}: {exc}")
+                failures += 1
+                wait = min(
+                    EVERY_BACKOFF_MAX_SECONDS,
+                    max(every, EVERY_BACKOFF_START_SECONDS) * 2 ** (failures - 1),
+                )
+                log.error(
+                    "sync failed (%d in a row), next try in %.0f s: %s: %s",
+                    failures,
+                    wait,
+                    type(exc).__name__,
+                    exc,
+                )
+                typer.echo(
+                    f"returnbridge: sync failed ({failures} in a row), next try in {wait:.0f} s:"
+                    f" {type(exc).__name__}: {exc}",
+                    err=True,
+                )
+                time.sleep(wait)
+                continue
+            failures = 0
+            _print_report(report, as_json)
+            if every is None:
+                return
+            time.sleep(every)
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM stops `sync --every` like Ctrl-C does (a clean exit between runs, or the run
+    in progress interrupted as by KeyboardInterrupt: the ledger settles it on the next run)."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (tests): leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def replay(
@@ -148,8 +256,11 @@ def replay(
             moment = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         else:
             moment = datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
+    settings = _settings()  # a bad setting is exit 2, before any work
     try:
-        report = asyncio.run(_replay(return_id, order, moment, dry_run))
+        report = asyncio.run(_replay(settings, return_id, order, moment, dry_run))
+    except typer.Exit:
+        raise
     except Exception as exc:
         log.debug("replay failed", exc_info=True)
         _fail(f"replay failed: {type(exc).__name__}: {exc}")
@@ -157,11 +268,15 @@ def replay(
 
 
 async def _replay(
-    return_ids: list[str] | None, order: int | None, since: datetime | None, dry_run: bool
+    settings: Any,
+    return_ids: list[str] | None,
+    order: int | None,
+    since: datetime | None,
+    dry_run: bool,
 ) -> Any:
     from returnbridge.sync.runtime import open_sync
 
-    async with open_sync(_settings()) as sync:
+    async with open_sync(settings) as sync:
         ids: list[str] | None = list(return_ids) if return_ids else None
         if order is not None:
             ids = await returns_of_order(sync, order)
@@ -182,165 +297,12 @@ async def returns_of_order(sync: Any, order: int) -> list[str]:
     return sorted(ids)
 
 
-# -- exceptions ------------------------------------------------------------------------------
-
-
-def _row(exc: ExceptionRecord) -> dict[str, Any]:
-    row = exc.as_summary()
-    row.update(
-        id=exc.id,
-        first_seen=exc.first_seen.isoformat(),
-        last_seen=exc.last_seen.isoformat(),
-        attempts=exc.attempts,
-        action_key=exc.action_key,
-    )
-    return row
-
-
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     cells = [[("-" if r[c] is None else str(r[c])) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
-
-
-@exceptions_app.command("list")
-def exceptions_list(
-    owner: Annotated[str | None, typer.Option("--owner", help="finance, ops or cx.")] = None,
-    status: Annotated[
-        list[str] | None,
-        typer.Option("--status", help="open, retrying, resolved, ignored (default open+retrying)."),
-    ] = None,
-    code: Annotated[str | None, typer.Option("--code", help="One exception code.")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Exceptions, oldest first."""
-    from returnbridge.core.codes import CODES, Owner
-    from returnbridge.ledger.records import EXCEPTION_STATUSES
-
-    if owner is not None and owner not in {o.value for o in Owner}:
-        _fail_input(f"--owner: {owner!r} is not one of {sorted(o.value for o in Owner)}")
-    if code is not None and code not in CODES:
-        _fail_input(f"--code: unknown code {code!r}; see docs/runbook.md")
-    statuses = status or ["open", "retrying"]
-    for s in statuses:
-        if s not in EXCEPTION_STATUSES:
-            _fail_input(f"--status: {s!r} is not one of {list(EXCEPTION_STATUSES)}")
-    with _ledger() as ledger:
-        rows = [_row(e) for e in ledger.exceptions(owner=owner, statuses=statuses, code=code)]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    elif not rows:
-        typer.echo("No exceptions.")
-    else:
-        columns = ["id", "code", "owner", "status", "order_number", "reveni_return_id", "sku",
-                   "amount", "currency", "last_seen"]  # fmt: skip
-        typer.echo(_table(rows, columns))
-
-
-def _exception_or_exit(ledger: Any, exception_id: int) -> ExceptionRecord:
-    found: ExceptionRecord | None = ledger.exception(exception_id)
-    if found is None:
-        _fail_input(f"no exception with id {exception_id}")
-    return found
-
-
-@exceptions_app.command("show")
-def exceptions_show(
-    exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
-    as_json: JsonOption = False,
-) -> None:
-    """One exception with the attempts of the action behind it: why it happened."""
-    with _ledger() as ledger:
-        exc = _exception_or_exit(ledger, exception_id)
-        attempts = ledger.attempts(exc.action_key) if exc.action_key else []
-        action = ledger.action(exc.action_key) if exc.action_key else None
-    document = _row(exc)
-    document["resolution_note"] = exc.resolution_note
-    document["action"] = None if action is None else {
-        "key": action.key, "kind": action.kind, "state": action.state,
-        "attempts": action.attempts, "centra_ref": action.centra_ref,
-        "last_error": action.last_error,
-    }  # fmt: skip
-    document["attempts_log"] = [
-        {
-            "started_at": a.started_at.isoformat(),
-            "request": a.request_summary,
-            "response": a.response,
-            "error": a.error,
-            "outcome": a.outcome,
-        }
-        for a in attempts
-    ]
-    if as_json:
-        typer.echo(json.dumps(document, indent=2))
-        return
-    from returnbridge.core.codes import CODES
-
-    typer.echo(f"#{exc.id} {exc.code} ({exc.owner}) - {exc.status}")
-    typer.echo(f"  {CODES[exc.code].raised_when}")
-    for key in ("order_number", "reveni_return_id", "sku", "amount", "currency", "detail",
-                "first_seen", "last_seen", "attempts", "resolution_note"):  # fmt: skip
-        if document.get(key) not in (None, ""):
-            typer.echo(f"  {key}: {document[key]}")
-    if document["action"]:
-        a = document["action"]
-        typer.echo(f"  action {a['key']}: {a['state']} after {a['attempts']} attempt(s)")
-    for attempt in document["attempts_log"]:
-        typer.echo(
-            f"    {attempt['started_at']} {attempt['outcome']}: {attempt['request']}"
-            f" -> {attempt['error'] or attempt['response']}"
-        )
-    typer.echo("  See docs/runbook.md for who acts and how.")
-
-
-@exceptions_app.command("resolve")
-def exceptions_resolve(
-    exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
-    note: Annotated[str, typer.Option("--note", help="What was done (kept with it).")] = "",
-    ignore: Annotated[
-        bool, typer.Option("--ignore", help="Mark ignored (stays closed if seen again).")
-    ] = False,
-) -> None:
-    """Close an exception after acting on it (reopened if the problem is found again)."""
-    with _ledger() as ledger:
-        _exception_or_exit(ledger, exception_id)
-        done = ledger.resolve_exception(
-            exception_id,
-            note=note or "resolved by hand",
-            status="ignored" if ignore else "resolved",
-        )
-    typer.echo(f"#{done.id} {done.code}: {done.status}")
-
-
-@exceptions_app.command("retry")
-def exceptions_retry(
-    exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
-) -> None:
-    """Queue the action behind an exception again (same ledger key: never a second effect)."""
-    from returnbridge.core.codes import GAP_ONLY_CODES
-
-    with _ledger() as ledger:
-        record = _exception_or_exit(ledger, exception_id)
-        keys = ledger.retry_exception(exception_id)
-    if record.code == "duplicate_refund" and (record.action_key or "").startswith("refund:"):
-        typer.echo(
-            f"#{exception_id}: released; the next sync run refunds {record.reveni_return_id} "
-            "through the PSP although a refund made by hand in Centra looks like it."
-        )
-    elif keys:
-        typer.echo(f"#{exception_id}: re-queued {', '.join(keys)}; the next sync run sends it.")
-    elif record.code in GAP_ONLY_CODES:
-        typer.echo(
-            f"#{exception_id}: marked retrying; {record.code} is found by the reconciliation, so "
-            "the next reconciliation (or `returnbridge reconcile` now) re-checks and fixes it."
-        )
-    else:
-        typer.echo(
-            f"#{exception_id}: marked retrying; no failed action behind it, so the next sync "
-            "run re-checks the return."
-        )
 
 
 def receiver(
@@ -369,7 +331,7 @@ def receiver(
     receiver_settings = settings.receiver.model_copy(update=overrides)
 
     def run_inline() -> None:
-        report = asyncio.run(_run_sync())
+        report = asyncio.run(_run_sync(settings))
         log.info("sync run after webhooks: %s", report.as_dict())
 
     from returnbridge.cli_serve import WebhookRunStarter
@@ -532,4 +494,3 @@ def register(app: typer.Typer) -> None:
     app.command("reconcile")(reconcile)
     app.command("replay")(replay)
     app.command("receiver")(receiver)
-    app.add_typer(exceptions_app, name="exceptions")

@@ -443,14 +443,16 @@ def environment_overlay(values: Mapping[str, str]) -> Iterator[None]:
 def validate_settings(values: Mapping[str, str]) -> None:
     """Raise ValueError naming the setting when `values` do not make valid settings."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    from returnbridge.settings import load_settings
+    from returnbridge.settings import describe_settings_error, load_settings
 
     with environment_overlay(values):
         try:
             load_settings()
-        except ValidationError as exc:
-            raise ValueError(f"these settings are not valid: {exc}") from None
+        except (ValidationError, SettingsError) as exc:
+            said = describe_settings_error(exc, values).replace("\n", "; ")
+            raise ValueError(f"these settings are not valid: {said}") from None
 
 
 async def save_settings_block(values: Mapping[str, str], name: str = SETTINGS_BLOCK) -> None:

@@ -28,13 +28,15 @@ def _fail(message: str, status: int) -> NoReturn:
 
 def _settings() -> Any:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    from returnbridge.settings import load_settings
+    from returnbridge.settings import describe_settings_error, load_settings
 
     try:
         return load_settings()
-    except ValidationError as exc:
-        _fail(f"configuration (RETURNBRIDGE_* environment / .env): {exc}", 2)
+    except (ValidationError, SettingsError) as exc:
+        said = describe_settings_error(exc).replace("\n", "\n  ")
+        _fail(f"configuration (RETURNBRIDGE_* environment / .env):\n  {said}", 2)
 
 
 def watchdog(

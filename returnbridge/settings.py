@@ -109,6 +109,8 @@ def describe_settings_error(exc: Exception, environ: Mapping[str, str] | None = 
                 lines.append(message)
                 continue
             shown = "" if _secret(loc) else _shown_input(err.get("input"))
+            if shown and shown.removeprefix(", got ") in message:
+                shown = ""  # the message quotes the value already
             lines.append(f"{name}: {message}{shown}")
         return "\n".join(lines)
     if isinstance(exc, SettingsError):

@@ -31,9 +31,12 @@ ENTRY_POINTS = frozenset(
     {
         "returnbridge.cli",
         "returnbridge.cli_ops",
+        "returnbridge.cli_queue",
+        "returnbridge.cli_status",
         "returnbridge.cli_serve",
         "returnbridge.cli_watch",
         "returnbridge.demo",
+        "returnbridge.blocks_text",  # Block Kit as terminal text, for the demo's output
         "returnbridge.__main__",
     }
 )

@@ -62,7 +62,8 @@ def test_show_resolve_and_retry_an_exception(processed: Integration) -> None:
     text = invoke(processed, "exceptions", "show", str(failed["id"]))
     assert "refund_failed_at_gateway (finance)" in text.stdout and "runbook" in text.stdout
 
-    retried = invoke(processed, "exceptions", "retry", str(failed["id"]))
+    # a refund through the payment provider again can pay twice: confirmed, seeing the amount
+    retried = invoke(processed, "exceptions", "retry", str(failed["id"]), "--confirm")
     assert retried.exit_code == 0, retried.output
     resolved = invoke(processed, "exceptions", "resolve", str(failed["id"]), "--note", "refunded")
     assert resolved.exit_code == 0 and "resolved" in resolved.stdout

@@ -52,6 +52,33 @@ def resolve_url(url: str | None) -> URL:
     )
 
 
+class LedgerMissing(LookupError):
+    """Opening a ledger that must exist already (`Ledger(url, create=False)`) found none: no
+    SQLite file at `path`, or a database without returnbridge's tables."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url.render_as_string(hide_password=True)
+        self.path = sqlite_path(url)
+        where = f"at {self.path}" if self.path is not None else f"in {self.url}"
+        super().__init__(f"no ledger {where}")
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The absolute path of a SQLite ledger URL's file (relative ones are relative to the
+    current directory); None for PostgreSQL."""
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    return Path(url.database).expanduser().resolve()
+
+
+def check_exists(url: URL) -> None:
+    """LedgerMissing when `url` names a SQLite file that is not there (nothing is created: no
+    file, no directory). A PostgreSQL database is checked for its tables once connected."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise LedgerMissing(url)
+
+
 def create_engine(url: URL) -> Engine:
     """An engine for a URL from `resolve_url`, SQLite's file directory created if missing."""
     if url.get_backend_name() == "sqlite":

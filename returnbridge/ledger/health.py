@@ -16,6 +16,7 @@ from typing import Final
 import sqlalchemy as sa
 
 from returnbridge.ledger import schema
+from returnbridge.ledger.records import LIVE_STATUSES
 from returnbridge.ledger.store import Ledger
 
 # Actions a check names at most (the figure counts them all).
@@ -49,6 +50,29 @@ def inbox_backlog(ledger: Ledger) -> InboxBacklog:
     )
     row = ledger._read(lambda conn: conn.execute(stmt).one())
     return InboxBacklog(pending=int(row[0]), oldest_received_at=row[1])
+
+
+@dataclass(frozen=True)
+class OwnerQueue:
+    """One owner's live (open or retrying) exceptions: how many, and since when the oldest."""
+
+    owner: str
+    live: int
+    oldest_first_seen: datetime | None
+
+
+def live_exceptions_by_owner(ledger: Ledger) -> dict[str, OwnerQueue]:
+    """Per owner with any: how many exceptions are open or retrying, and the oldest's first
+    sighting (one grouped count, however long the queue)."""
+    t = schema.exceptions
+    stmt = (
+        sa.select(t.c.owner, sa.func.count(), sa.func.min(t.c.first_seen))
+        .where(t.c.status.in_(LIVE_STATUSES))
+        .group_by(t.c.owner)
+        .order_by(t.c.owner)
+    )
+    rows = ledger._read(lambda conn: conn.execute(stmt).all())
+    return {str(r[0]): OwnerQueue(str(r[0]), int(r[1]), r[2]) for r in rows}
 
 
 def last_webhook_at(ledger: Ledger, source: str) -> datetime | None:

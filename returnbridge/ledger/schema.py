@@ -27,7 +27,8 @@ from sqlalchemy.engine import Connection, Dialect
 # budget shared by every process), the `watch_incidents` table (the watchdog's alerts) and the
 # `sync_runs` table (each sync run's outcome, for the watchdog), new and empty; 5: the queue's
 # memory: `exceptions.assignee` and `exceptions.facts`, and the `exception_events` table, filled
-# with what the exceptions already said (when each opened, and how closed ones were closed).
+# with what the exceptions already said (when each opened, and how closed ones were closed);
+# and `inbox.outcome` (a webhook naming a return Reveni does not have is settled as such).
 SCHEMA_VERSION: Final = 5
 # The cursor under which schema version 1 kept the unfinished Reveni return ids, a JSON list.
 LEGACY_UNFINISHED_CURSOR: Final = "reveni_returns:unfinished"
@@ -188,6 +189,9 @@ inbox = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.Column("processed_at", UTCDateTime),
+    # Version 5: how a processed event was settled: NULL (its return was worked on) or
+    # "unknown_resource" (Reveni has no such return: a fake or mistaken webhook).
+    sa.Column("outcome", sa.Text),
     sa.Index("ux_inbox_source_event", "source", "event_id", unique=True),
     sa.Index("ix_inbox_processed_received", "processed_at", "received_at"),
 )
@@ -419,14 +423,16 @@ def _nothing_to_move(conn: Connection) -> None:
 
 
 def _exception_history(conn: Connection) -> None:
-    """Version 5: the two new columns of `exceptions` (`metadata.create_all` does not add
-    columns to a table that exists), and a history for every exception already there: when it
-    opened (`first_seen`) and, for a closed one, how it was closed, with its note. Who did it
-    is unknown before version 5: "returnbridge (before history)"."""
-    present = {c["name"] for c in sa.inspect(conn).get_columns("exceptions")}
-    for column in ("assignee", "facts"):
-        if column not in present:
-            conn.execute(sa.text(f"ALTER TABLE exceptions ADD COLUMN {column} TEXT"))
+    """Version 5: the new columns `exceptions.assignee`, `exceptions.facts` and `inbox.outcome`
+    (`metadata.create_all` does not add columns to a table that exists), and a history for
+    every exception already there: when it opened (`first_seen`) and, for a closed one, how
+    it was closed, with its note. Who did it is unknown before version 5: "returnbridge
+    (before history)"."""
+    for table, columns in (("exceptions", ("assignee", "facts")), ("inbox", ("outcome",))):
+        present = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        for column in columns:
+            if column not in present:
+                conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} TEXT"))
     if conn.execute(sa.select(exception_events.c.id).limit(1)).first() is not None:
         return
     t = exceptions

@@ -35,7 +35,13 @@ from returnbridge.core.actions import (
 )
 from returnbridge.core.codes import ReturnException
 from returnbridge.ledger import schema
-from returnbridge.ledger.engine import WRITE_OPTION, create_engine, resolve_url
+from returnbridge.ledger.engine import (
+    WRITE_OPTION,
+    LedgerMissing,
+    check_exists,
+    create_engine,
+    resolve_url,
+)
 from returnbridge.ledger.records import (
     SYSTEM_ACTOR,
     ActionRecord,
@@ -104,15 +110,26 @@ class Ledger:
     """The ledger on SQLite (default `sqlite:///data/returnbridge.db`) or PostgreSQL by URL.
 
     Opening creates or migrates the schema. `clock` (aware datetimes) stands in for the wall
-    clock wherever an operation's `now` is not given.
+    clock wherever an operation's `now` is not given. `create=False` (readers such as
+    `exceptions list` and `status`) opens only a ledger that exists: `LedgerMissing` when the
+    SQLite file is not there (nothing is created, not even its directory) or the database has
+    no ledger tables; an existing ledger of an older schema is migrated as always.
     """
 
-    def __init__(self, url: str | None = None, *, clock: Now | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, *, clock: Now | None = None, create: bool = True
+    ) -> None:
         self._url = resolve_url(url)
         self._clock = clock or utc_now
+        if not create:
+            check_exists(self._url)
         self._engine: Engine = create_engine(self._url)
         _ENGINES.add(self._engine)
         try:
+            if not create and not self._read(
+                lambda conn: sa.inspect(conn).has_table(schema.schema_version.name)
+            ):
+                raise LedgerMissing(self._url)
             self._write(lambda conn: schema.migrate(conn, self._now(None)))
         except BaseException:
             self._engine.dispose()
@@ -854,15 +871,36 @@ class Ledger:
 
         self._write(run)
 
-    @staticmethod
-    def _mark_inbox_processed(conn: Connection, ids: list[int], at: datetime) -> None:
+    def settle_inbox(self, ids: Iterable[int], *, outcome: str, now: datetime | None = None) -> int:
+        """Mark inbox events `ids` processed at once with `outcome` (e.g. "unknown_resource":
+        the return they name does not exist), in their own transaction: junk is settled as it
+        is found, never held until the run commits. The number of events settled."""
+        at = self._now(now)
+        wanted = list(dict.fromkeys(ids))
+        return self._write(lambda conn: self._mark_inbox_processed(conn, wanted, at, outcome))
+
+    def inbox_settled(self, *, outcome: str, since: datetime) -> int:
+        """How many inbox events were settled with `outcome` since `since` (counted in SQL)."""
         t = schema.inbox
+        stmt = sa.select(sa.func.count()).where(
+            t.c.outcome == outcome, t.c.processed_at >= aware_utc(since, "since")
+        )
+        return int(self._read(lambda conn: conn.execute(stmt).scalar_one()))
+
+    @staticmethod
+    def _mark_inbox_processed(
+        conn: Connection, ids: list[int], at: datetime, outcome: str | None = None
+    ) -> int:
+        t = schema.inbox
+        settled = 0
         for chunk in _chunks(ids):
-            conn.execute(
+            result = conn.execute(
                 sa.update(t)
                 .where(t.c.id.in_(chunk), t.c.processed_at.is_(None))
-                .values(processed_at=at)
+                .values(processed_at=at, outcome=outcome)
             )
+            settled += result.rowcount
+        return settled
 
     # ------------------------------------------------------------------ mail outbox
 

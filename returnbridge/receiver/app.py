@@ -14,10 +14,18 @@ Routes (under `settings.path_prefix`):
   `payload=<json {"events": [...]}>`, `X-Centra-Signature: t=..,v1=..` checked with the timestamp
   tolerance; one inbox row per event, keyed by `(type, id, action, date)` so a retry (same body,
   new `t`) or a re-batched re-send dedupes.
+- `POST /slack/actions`: the Slack digest's buttons and modals (receiver/slack_actions.py), form
+  `payload=<json>` signed with the Slack app's signing secret (`X-Slack-Signature`,
+  `X-Slack-Request-Timestamp`); acts on the ledger's exceptions through `ledger/queue.py`. 404
+  when interactivity is off (no `SlackSettings.signing_secret`, or no bot token).
 - `GET /healthz`: 200 with the number of unprocessed inbox events (503 when the ledger is down).
 
+Each webhook secret may come with a next one (`reveni_secret_next`, `centra_secret_next`, the
+Slack `next_signing_secret`): while a secret is rotated, a request signed with either passes.
+
 Refusals: 413 body too large, 415 wrong content type, 401 signature missing / wrong / replayed,
-400 malformed, 404 Centra route without a Centra secret, 503 ledger failure. Each is logged as
+400 malformed, 404 Centra route without a Centra secret (Slack route without interactivity), 503
+ledger failure. Each is logged as
 one line (source, status, reason; never a secret or a body) at WARNING (ledger failures: ERROR).
 After the commit `on_event` is called once per newly stored event, after the response is sent;
 its errors are logged and never change the answer.
@@ -42,9 +50,16 @@ from starlette.routing import Route
 from returnbridge.connectors.centra import webhooks as centra_webhooks
 from returnbridge.connectors.reveni import webhooks as reveni_webhooks
 from returnbridge.connectors.reveni.inferred import DEFAULT_REVENI_INFERRED, ReveniInferred
+from returnbridge.connectors.slack.settings import SlackSettings
 from returnbridge.ledger.records import InboxSource
 from returnbridge.ledger.store import Ledger
 from returnbridge.receiver.settings import ReceiverSettings
+from returnbridge.receiver.slack_actions import (
+    SLACK_ACTIONS_PATH,
+    SlackActions,
+    SlackClientFactory,
+    SlackRefused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +140,20 @@ def create_receiver(
     *,
     on_event: OnEvent | None = None,
     reveni_inferred: ReveniInferred = DEFAULT_REVENI_INFERRED,
+    slack: SlackSettings | None = None,
+    slack_client: SlackClientFactory | None = None,
 ) -> Starlette:
     """The receiver as an ASGI app, committing to `ledger`'s inbox (see the module docstring).
 
     `on_event` (sync or async) is the sync trigger, e.g. `DebouncedTrigger.notify`; a sync one
-    runs on the event loop and must not block."""
-    reveni_secret = settings.reveni_secret
+    runs on the event loop and must not block. `slack` turns on `POST /slack/actions` when it
+    has a signing secret and a bot token (or `slack_client`, what builds the Web API client,
+    is given)."""
+    reveni_secrets = settings.reveni_secrets
     reveni_required = settings.reveni_signature_required
-    centra_secret = settings.centra_secret
+    centra_secrets = settings.centra_secrets
     limit = settings.max_body_bytes
+    slack_actions, slack_off = _slack_actions(ledger, slack, slack_client)
 
     def refuse(request: Request, source: str, status: int, reason: str) -> Response:
         client = request.client.host if request.client else "-"
@@ -203,11 +223,9 @@ def create_receiver(
                 raise _Refused(415, f"content type {media_type or '(none)'!r}; expected JSON")
             body = await _read_body(request, limit)
             header = request.headers.get(reveni_inferred.webhook_signature_header)
-            if reveni_secret is not None and (header is not None or reveni_required):
+            if reveni_secrets and (header is not None or reveni_required):
                 try:
-                    reveni_webhooks.verify_signature(
-                        reveni_secret.get_secret_value(), body, header, reveni_inferred
-                    )
+                    reveni_webhooks.verify_signature(reveni_secrets, body, header, reveni_inferred)
                 except reveni_webhooks.WebhookError as exc:
                     raise _Refused(401, str(exc)) from None
             try:
@@ -224,7 +242,7 @@ def create_receiver(
 
     async def centra(request: Request) -> Response:
         try:
-            if centra_secret is None:
+            if not centra_secrets:
                 raise _Refused(404, "Centra webhooks are not enabled (no centra_secret set)")
             media_type = _media_type(request)
             if media_type != FORM_TYPE:
@@ -234,7 +252,7 @@ def create_receiver(
             body = await _read_body(request, limit)
             try:
                 centra_webhooks.verify_signature(
-                    centra_secret.get_secret_value(),
+                    centra_secrets,
                     request.headers.get(centra_webhooks.SIGNATURE_HEADER),
                     body,
                     tolerance_seconds=settings.centra_tolerance_seconds,
@@ -250,6 +268,20 @@ def create_receiver(
         entries = [_Entry(e.key, e.to_json(), e.id, e.event_type) for e in events]
         return await commit(request, "centra", entries)
 
+    async def slack_route(request: Request) -> Response:
+        try:
+            if slack_actions is None:
+                raise _Refused(404, slack_off)
+            media_type = _media_type(request)
+            if media_type != FORM_TYPE:
+                raise _Refused(
+                    415, f"content type {media_type or '(none)'!r}; expected {FORM_TYPE}"
+                )
+            body = await _read_body(request, limit)
+            return await slack_actions.handle(request.headers, body)
+        except (_Refused, SlackRefused) as refused:
+            return refuse(request, "slack", refused.status, refused.reason)
+
     async def healthz(request: Request) -> Response:
         try:
             pending = await run_in_threadpool(ledger.inbox_pending, HEALTH_COUNT_LIMIT)
@@ -263,9 +295,26 @@ def create_receiver(
         routes=[
             Route(prefix + REVENI_PATH, reveni, methods=["POST"]),
             Route(prefix + CENTRA_PATH, centra, methods=["POST"]),
+            Route(prefix + SLACK_ACTIONS_PATH, slack_route, methods=["POST"]),
             Route(prefix + HEALTH_PATH, healthz, methods=["GET"]),
         ]
     )
+
+
+def _slack_actions(
+    ledger: Ledger, slack: SlackSettings | None, client: SlackClientFactory | None
+) -> tuple[SlackActions | None, str]:
+    """The Slack actions handler, or None and why interactivity is off."""
+    if slack is None or not slack.signing_secrets:
+        return None, (
+            "Slack interactivity is off: no signing secret (RETURNBRIDGE_SLACK__SIGNING_SECRET)"
+        )
+    if client is None and slack.token is None:
+        return None, (
+            "Slack interactivity is off: it needs the bot token (RETURNBRIDGE_SLACK__TOKEN) to "
+            "open modals and update messages"
+        )
+    return SlackActions(ledger, slack, client=client), ""
 
 
 def run_receiver(
@@ -274,9 +323,19 @@ def run_receiver(
     on_event: OnEvent | None = None,
     *,
     reveni_inferred: ReveniInferred = DEFAULT_REVENI_INFERRED,
+    slack: SlackSettings | None = None,
     log_level: str = "info",
 ) -> None:
-    """Serve the receiver with uvicorn on `settings.host:port` until interrupted."""
+    """Serve the receiver with uvicorn on `settings.host:port` until interrupted.
+
+    `slack` (the digest's buttons, `POST /slack/actions`): None reads `settings.slack` from the
+    environment (`RETURNBRIDGE_SLACK__SIGNING_SECRET`, `..._TOKEN`, ...)."""
+    if slack is None:
+        from returnbridge.settings import load_settings
+
+        slack = load_settings().slack
     with Ledger(ledger_url) as ledger:
-        app = create_receiver(ledger, settings, on_event=on_event, reveni_inferred=reveni_inferred)
+        app = create_receiver(
+            ledger, settings, on_event=on_event, reveni_inferred=reveni_inferred, slack=slack
+        )
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)

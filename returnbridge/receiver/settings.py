@@ -3,6 +3,10 @@
 Environment variables `RETURNBRIDGE_RECEIVER__<FIELD>` (for example `RETURNBRIDGE_RECEIVER__PORT`,
 `RETURNBRIDGE_RECEIVER__REVENI_SECRET`), the same names whether the model is read on its own or as
 part of returnbridge's `Settings`. Secrets are `SecretStr`: they never reach a log line.
+
+Rotating a webhook secret loses nothing: set the new one as
+`RETURNBRIDGE_RECEIVER__REVENI_SECRET_NEXT` (`..._CENTRA_SECRET_NEXT`), switch the sender to it,
+then make it the current one and unset the next. In between, a webhook signed with either passes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ class ReceiverSettings(BaseSettings):
         description="Secret of the (inferred) Reveni webhook signature; None: Reveni webhooks "
         "are accepted unsigned (they are notifications only: the sync fetches the return back).",
     )
+    reveni_secret_next: SecretStr | None = Field(
+        None,
+        description="While rotating the Reveni webhook secret: the new one. A webhook signed "
+        "with either `reveni_secret` or this passes, so nothing is lost while the sender "
+        "switches.",
+    )
     require_reveni_signature: bool | None = Field(
         None,
         description="Refuse unsigned Reveni webhooks; None: required exactly when a secret is "
@@ -37,6 +47,12 @@ class ReceiverSettings(BaseSettings):
         None,
         description="Centra Webhook plugin endpoint secret (X-Centra-Signature); None: Centra "
         "webhooks are refused.",
+    )
+    centra_secret_next: SecretStr | None = Field(
+        None,
+        description="While rotating the Centra webhook secret: the new one. A webhook signed "
+        "with either `centra_secret` or this passes (Centra webhooks are enabled when either is "
+        "set).",
     )
     centra_tolerance_seconds: int = Field(
         300, ge=1, description="Max age (or lead) of a Centra signature timestamp: older = replay."
@@ -50,7 +66,7 @@ class ReceiverSettings(BaseSettings):
             raise ValueError("path_prefix must be empty or start with '/' and not end with '/'")
         return value
 
-    @field_validator("reveni_secret", "centra_secret")
+    @field_validator("reveni_secret", "reveni_secret_next", "centra_secret", "centra_secret_next")
     @classmethod
     def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value():
@@ -59,13 +75,28 @@ class ReceiverSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _required_needs_a_secret(self) -> ReceiverSettings:
-        if self.require_reveni_signature and self.reveni_secret is None:
+        if self.require_reveni_signature and not self.reveni_secrets:
             raise ValueError("require_reveni_signature needs reveni_secret")
         return self
+
+    @property
+    def reveni_secrets(self) -> tuple[str, ...]:
+        """The secrets a Reveni webhook may be signed with (current, then next); empty: none."""
+        return _values(self.reveni_secret, self.reveni_secret_next)
+
+    @property
+    def centra_secrets(self) -> tuple[str, ...]:
+        """The secrets a Centra webhook may be signed with (current, then next); empty: Centra
+        webhooks are refused."""
+        return _values(self.centra_secret, self.centra_secret_next)
 
     @property
     def reveni_signature_required(self) -> bool:
         """Whether an unsigned Reveni webhook is refused."""
         if self.require_reveni_signature is None:
-            return self.reveni_secret is not None
+            return bool(self.reveni_secrets)
         return self.require_reveni_signature
+
+
+def _values(*secrets: SecretStr | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.get_secret_value() for s in secrets if s is not None))

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -72,7 +73,7 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
 
 
 def verify_signature(
-    secret: str,
+    secret: str | Sequence[str],
     header: str | None,
     body: bytes,
     *,
@@ -81,11 +82,17 @@ def verify_signature(
 ) -> int:
     """Check a webhook's signature and freshness; return its timestamp.
 
+    `secret` may be several secrets (the current and the next one while rotating): a signature
+    made with any of them passes.
+
     Raises WebhookSignatureError when the header is missing or malformed or no signature matches,
     and its subclass WebhookReplayError when the timestamp is outside `tolerance_seconds` of `now`
     (a replay or a badly skewed clock).
     Signatures are compared in constant time.
     """
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets:
+        raise ValueError("no secret to verify the Centra webhook signature with")
     if not header:
         raise WebhookSignatureError(f"missing {SIGNATURE_HEADER} header")
     timestamp, signatures = _parse_header(header)
@@ -100,9 +107,9 @@ def verify_signature(
             f"timestamp {timestamp} is {timestamp - current:.0f}s in the future, "
             f"tolerance is {tolerance_seconds}s (clock skew)"
         )
-    expected = compute_signature(secret, timestamp, body)
+    expected = [compute_signature(key, timestamp, body) for key in secrets]
     # compare_digest raises TypeError on non-ASCII text; such a candidate cannot match a hex digest.
-    if not any(c.isascii() and hmac.compare_digest(expected, c) for c in signatures):
+    if not any(c.isascii() and hmac.compare_digest(e, c) for e in expected for c in signatures):
         raise WebhookSignatureError("signature does not match the body")
     return timestamp
 

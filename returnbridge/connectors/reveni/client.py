@@ -288,19 +288,23 @@ class ReveniClient(AsyncClient[ReveniTransport]):
         )
         return replace(result, requests=self.requests - before)
 
-    async def fetch_for_event(self, event: WebhookEvent) -> Return | None:
+    async def fetch_for_event(
+        self, event: WebhookEvent, *, not_found_retries: int | None = None
+    ) -> Return | None:
         """The receiver rule [R-OBS S4]: fetch `data.resource_id` back and trust nothing else of
         the payload. Reads may lag the webhook, so a 404 is retried `not_found_retries` times
-        (waits doubling from `not_found_delay_seconds`); still missing: None.
+        (the client's setting unless given; waits doubling from `not_found_delay_seconds`);
+        still missing: None.
 
         The fetched status may also lag or lead the event's; the return as read is what counts
         (an out-of-order event is older than the truth), and the periodic `changed_since` poll
         catches a later change whose webhook never came."""
-        for attempt in range(self.not_found_retries + 1):
+        retries = self.not_found_retries if not_found_retries is None else not_found_retries
+        for attempt in range(retries + 1):
             try:
                 return await self.get_return(event.data.resource_id)
             except ReveniNotFound:
-                if attempt == self.not_found_retries:
+                if attempt == retries:
                     return None
                 await self._transport.sleep(self.not_found_delay_seconds * 2**attempt)
         return None  # pragma: no cover - the loop always returns

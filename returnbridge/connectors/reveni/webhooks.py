@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -44,16 +45,24 @@ def sign_body(secret: str, body: bytes, inferred: ReveniInferred = DEFAULT_REVEN
 
 
 def verify_signature(
-    secret: str,
+    secret: str | Sequence[str],
     body: bytes,
     header_value: str | None,
     inferred: ReveniInferred = DEFAULT_REVENI_INFERRED,
 ) -> None:
-    """Raise WebhookError unless `header_value` is the signature of `body` (constant time)."""
+    """Raise WebhookError unless `header_value` is the signature of `body` (constant time).
+
+    `secret` may be several secrets (the current and the next one while rotating): a signature
+    made with any of them passes."""
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets:
+        raise ValueError("no secret to verify the Reveni webhook signature with")
     if not header_value:
         raise WebhookError(f"missing {inferred.webhook_signature_header} header")
-    expected = sign_body(secret, body, inferred)
-    if not hmac.compare_digest(expected.encode(), header_value.strip().encode()):
+    given = header_value.strip().encode()
+    if not any(
+        hmac.compare_digest(sign_body(key, body, inferred).encode(), given) for key in secrets
+    ):
         raise WebhookError(f"{inferred.webhook_signature_header} does not match the body")
 
 

@@ -12,6 +12,12 @@ keeps the digest for the next run:
 - `SlackRejected` (rejected): Slack answered `ok: false` with a permanent error
   (`channel_not_found`, `not_in_channel`, ...): a person must fix the configuration; the
   narrower `SlackAuthError` (also auth) when the token is refused (`invalid_auth`, ...).
+
+The digest's buttons: `buttons.py` builds them; `interactions.py` verifies Slack's request
+signing (`signing_secret`, `next_signing_secret` while rotating), reads the `block_actions` and
+`view_submission` payloads, builds the note modal and the digest message updated in place; the
+poster's `update`, `open_view`, `message` and `post_ephemeral` make the Web API calls (the
+receiver's `POST /slack/actions` wires them to the ledger).
 """
 
 from returnbridge.connectors.slack.errors import (

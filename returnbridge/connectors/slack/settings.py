@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 if TYPE_CHECKING:
     from returnbridge.connectors.slack.poster import DigestPoster
@@ -46,6 +46,39 @@ class SlackSettings(BaseModel):
         description="A Retry-After above this is not waited: the digest is kept for the next run.",
     )
     enabled: bool = Field(True, description="Whether digests are posted at all.")
+    signing_secret: SecretStr | None = Field(
+        None,
+        description="The Slack app's signing secret: the receiver's `POST /slack/actions` "
+        "(the digest's buttons) checks every request with it; none: interactivity is off and "
+        "the endpoint refuses everything. Needs `token` too (modals, message updates) with the "
+        "scopes `chat:write` and `channels:history` (`groups:history` for private channels).",
+    )
+    next_signing_secret: SecretStr | None = Field(
+        None,
+        description="While rotating the signing secret: the new one, accepted as well as "
+        "`signing_secret` until it replaces it.",
+    )
+
+    @field_validator("signing_secret", "next_signing_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty (leave it unset for no secret)")
+        return value
+
+    @property
+    def signing_secrets(self) -> tuple[str, ...]:
+        """Every signing secret a Slack request may be signed with (current, then next)."""
+        return tuple(
+            secret.get_secret_value()
+            for secret in (self.signing_secret, self.next_signing_secret)
+            if secret is not None
+        )
+
+    @property
+    def interactive(self) -> bool:
+        """Whether the digest's buttons are served: a signing secret and a bot token."""
+        return bool(self.signing_secrets) and self.token is not None
 
     @property
     def active(self) -> bool:
