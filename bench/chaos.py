@@ -741,7 +741,8 @@ class SyncProcess:
 def sync_environment(
     scenario: Scenario, config: ChaosConfig, centra_url: str, reveni_url: str, ledger_url: str
 ) -> dict[str, str]:
-    """The child's environment: this one without RETURNBRIDGE_*, plus the settings (README)."""
+    """The child's environment: this one without RETURNBRIDGE_*, plus the settings
+    (docs/settings.md)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNBRIDGE_")}
     env.update(
         PYTHONUNBUFFERED="1",
