@@ -11,17 +11,22 @@ export DO_NOT_TRACK := 1
 
 .PHONY: install demo serve test lint typecheck pytest postgres chromium bench clean
 
+# Installing says one line; pip says only its errors (-qq: no progress, notices or warnings).
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --quiet
+
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP_INSTALL) --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
-	touch $@
+	@echo "installing returnbridge into $(VENV) …"
+	@$(PIP_INSTALL) -e .
+	@touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@ $(STAMP_RUN)
+	@echo "installing returnbridge and its test tools into $(VENV) …"
+	@$(PIP_INSTALL) -e '.[test]'
+	@touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN)
 

@@ -2,7 +2,7 @@
 
 1. Start the Centra and Reveni simulators on free loopback ports, loaded from the scenario, and
    returnbridge's own webhook receiver, which commits every Reveni notification to the ledger's
-   inbox before answering (the ledger is a SQLite file in a temporary directory, or in `--out`).
+   inbox before answering (the ledger is a SQLite file in the run's folder, below).
 2. Subscribe to Reveni's `return.created` / `return.updated` webhooks through the API, then walk
    every scenario return through its status history (the simulator emits the webhooks into the
    receiver's inbox; once the walk is over, they wake the sync through a debounced trigger).
@@ -13,14 +13,24 @@
    sync reads the answer, until no refund is pending. Bounded by a timeout.
 4. The scenario's changes made in Centra behind returnbridge's back (`after_sync` manual
    refunds) happen, then the daily reconciliation runs once: both systems into the DuckDB
-   warehouse (in `--out` or the temporary directory), gaps, fixes through the ledger, and one
+   warehouse (in the run's folder), gaps, fixes through the ledger, and one
    digest per owner posted to a local Slack Web API stand-in.
 5. The month closes: the simulators' clocks move to 07:00 on the 1st of the next month (the
    `month-end-report` deployment's schedule), the warehouse is brought up to the month's end,
    and the month-end report of the month just closed (the scenario's month) is made: Reveni's
    invoice from its (inferred) API, the settlement, the HTML, and the e-mail to a local SMTP
-   server (a real one, aiosmtpd, on loopback). `--out DIR` keeps the HTML and every e-mail as
-   the server received it (`*.eml`).
+   server (a real one, aiosmtpd, on loopback). The run's folder keeps the HTML and every e-mail
+   as the server received it (`*.eml`).
+
+Everything the run makes stays in its folder, `--out DIR` or else `data/demo/` under the current
+folder (the project's data folder, which git ignores; never the default ledger
+`data/returnbridge.db` of a real local run, which the demo would wipe): the ledger (`ledger.db`),
+the warehouse, the run summary (`summary.json`), the digests as Slack shows them
+(`digests.txt`, and `slack-messages.json` as posted), the month-end report and its e-mail. The
+human output ends with the next steps: the commands that read this ledger
+(`RETURNBRIDGE_SYNC__LEDGER_URL=sqlite:///data/demo/ledger.db ... exceptions list`) and what to
+read next. The problems the showcase plants on purpose (`SHOWCASE_PLANTS`) are marked ★ in every
+table, and the demo says how many of them returnbridge found.
 
 The run summary (docs/architecture.md#the-cli-and-the-run-summary) carries the Centra
 simulator's ground truth in `centra` (what really happened in Centra, not what returnbridge
@@ -32,8 +42,11 @@ later features present and empty.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import tempfile
+import shutil
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -42,13 +55,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import SecretStr
 
 from reports.digest import render_digest
 from reports.month_end import render_month_end
+from returnbridge.blocks_text import blocks_to_text, width
 from returnbridge.clock import Now
 from returnbridge.connectors.centra.plans import get_plan
 from returnbridge.connectors.centra.settings import CentraSettings
@@ -58,6 +72,7 @@ from returnbridge.connectors.reveni.wire import EVENT_TYPES
 from returnbridge.connectors.slack import SlackSettings
 from returnbridge.ledger import Ledger
 from returnbridge.ledger.records import ExceptionRecord
+from returnbridge.ledger.sync_runs import recorded_sync_run
 from returnbridge.monthend.figures import Month
 from returnbridge.monthend.run import MonthEndResult
 from returnbridge.monthend.runtime import run_month_end
@@ -89,6 +104,144 @@ RUN_TIMEOUT_SECONDS = 120.0
 FINANCE_MAILBOX = "finance@example.com"
 # The month-end report runs at 07:00 on the 1st in the brand's timezone (prefect.yaml).
 MONTH_END_HOUR = 7
+# Where the demo keeps what it made when no `--out` is given: the project's data folder (git
+# ignores it), beside but never on the default ledger of a real local run (data/returnbridge.db).
+DEMO_DIR = Path("data") / "demo"
+# The setting that names the ledger every command reads (`settings.sync.ledger_url`).
+LEDGER_URL_ENV = "RETURNBRIDGE_SYNC__LEDGER_URL"
+WAREHOUSE_PATH_ENV = "RETURNBRIDGE_RECONCILE__WAREHOUSE_PATH"  # `settings.reconcile.warehouse_path`
+PLANTED = "★"
+TEXT_WIDTH = 100  # the next steps' prose is wrapped to this many columns
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LEDGER_FILE = "ledger.db"
+WAREHOUSE_FILE = "warehouse.duckdb"
+SUMMARY_FILE = "summary.json"
+DIGESTS_FILE = "digests.txt"  # every digest as Slack shows it
+SLACK_FILE = "slack-messages.json"  # every message as posted: channel, text, blocks
+
+
+@dataclass(frozen=True)
+class Plant:
+    """A problem a scenario has on purpose, and the exceptions returnbridge must raise for it
+    (all of `codes`, on this order and Reveni return). `credit`: how it shows among the credits
+    on Centra orders, if it does: "by_hand" (a refund made in Centra on the order, not by
+    returnbridge) or "failed" (returnbridge's credit for the return, refused by the PSP)."""
+
+    codes: tuple[str, ...]
+    order_number: int
+    reveni_return_id: str | None
+    what: str
+    credit: Literal["by_hand", "failed"] | None = None
+
+    def applies_to(self, scenario: Scenario) -> bool:
+        """Whether `scenario` has this plant: its return on its order (or, for a plant on an
+        order alone, a refund made by hand in Centra on the order)."""
+        if self.reveni_return_id is None:
+            return any(r.order_number == self.order_number for r in scenario.centra.manual_refunds)
+        return any(
+            r.id == self.reveni_return_id and r.order_number == self.order_number
+            for r in scenario.reveni.returns
+        )
+
+    def matches(self, code: str, order_number: int | None, reveni_return_id: str | None) -> bool:
+        return (
+            code in self.codes
+            and order_number == self.order_number
+            and reveni_return_id == self.reveni_return_id
+        )
+
+
+# What returnbridge/scenarios/showcase.yaml plants (its header lists them): every exception the
+# data can show, and the reconciliation's and the month-end report's own.
+SHOWCASE_PLANTS: tuple[Plant, ...] = (
+    Plant(("order_not_found",), 9999, "ret_nf_9999", "order 9999 does not exist in Centra"),
+    Plant(("order_not_returnable",), 1002, "ret_arch_1002", "order 1002 is ARCHIVED"),
+    Plant(("order_not_returnable",), 1005, "ret_canc_1005", "order 1005 is CANCELLED"),
+    Plant(("sku_not_in_order",), 1007, "ret_sku_1007", "SCARF-01 was never on order 1007"),
+    Plant(
+        ("quantity_exceeds_shipped",), 1003, "ret_part_1003", "2 jeans returned, 1 shipped so far"
+    ),
+    Plant(
+        ("quantity_exceeds_shipped",),
+        1006,
+        "ret_two_1006c",
+        "a third return on 1006 asks for more than is left",
+    ),
+    Plant(
+        ("refund_amount_mismatch",),
+        1011,
+        "ret_mism_1011",
+        "Reveni refunds 120.00, Centra computes 130.00",
+    ),
+    Plant(
+        ("refund_failed_at_gateway",),
+        1004,
+        "ret_same_1004",
+        "the payment provider fails refunds on order 1004",
+        credit="failed",
+    ),
+    Plant(("exchange_out_of_stock",), 1008, "ret_exch_1008", "JEANS-32 has no stock anywhere"),
+    Plant(
+        ("instant_deadline_near",),
+        1013,
+        "ret_late_1013",
+        "instant refund, not inspected 28 days later",
+    ),
+    Plant(
+        ("unmatched_centra_refund",),
+        1001,
+        None,
+        "49.00 refunded by hand in Centra, no Reveni refund behind it",
+        credit="by_hand",
+    ),
+    Plant(
+        ("duplicate_refund",),
+        1016,
+        "ret_dup_1016",
+        "the credit made again by hand in Centra after returnbridge's",
+        credit="by_hand",
+    ),
+    Plant(
+        ("return_missing", "restock_missing", "refund_missing"),
+        1017,
+        "ret_old_1017",
+        "accepted in July, before returnbridge ran (healed by the reconciliation)",
+    ),
+    Plant(
+        ("settlement_unmatched",),
+        9999,
+        "ret_nf_9999",
+        "Reveni paid an instant refund on an order Centra does not have",
+    ),
+)
+
+
+def planted_problems(scenario: Scenario) -> list[Plant]:
+    """The plants `scenario` has: the showcase's that it contains, when it is the showcase or
+    made from it (it has one of the showcase's planted returns); none in other scenarios."""
+    ids = {r.id for r in scenario.reveni.returns}
+    if not any(plant.reveni_return_id in ids for plant in SHOWCASE_PLANTS):
+        return []
+    return [plant for plant in SHOWCASE_PLANTS if plant.applies_to(scenario)]
+
+
+@dataclass(frozen=True)
+class PlantFound:
+    """A plant and the exceptions (ledger ids) that show it; found when each code has one."""
+
+    plant: Plant
+    exception_ids: tuple[int, ...]
+    found: bool
+
+
+def find_plants(plants: Sequence[Plant], exceptions: Sequence[ExceptionRecord]) -> list[PlantFound]:
+    """Which plants the run's exceptions (any status) show."""
+    results = []
+    for plant in plants:
+        hits = [e for e in exceptions if plant.matches(e.code, e.order_number, e.reveni_return_id)]
+        found = {e.code for e in hits} == set(plant.codes)
+        results.append(PlantFound(plant, tuple(sorted(e.id for e in hits)), found))
+    return results
 
 
 def empty_summary() -> dict[str, Any]:
@@ -117,6 +270,12 @@ class DemoRun:
     slack_messages: list[dict[str, Any]] = field(default_factory=list)
     month_end: MonthEndResult | None = None
     mails: list[bytes] = field(default_factory=list)  # every e-mail as the SMTP server got it
+    folder: Path | None = None  # where the run's files are (the ledger, the summary, ...)
+    plants: list[PlantFound] = field(default_factory=list)  # the scenario's, found or not
+
+    @property
+    def ledger_path(self) -> Path | None:
+        return None if self.folder is None else self.folder / LEDGER_FILE
 
 
 @contextmanager
@@ -246,29 +405,45 @@ def run_demo(
     progress: Progress | None = None,
 ) -> DemoRun:
     """Run the cycle over real HTTP until nothing is left to do; return what happened.
-    `progress` is told each step as it starts and ends (the CLI prints it to stderr)."""
-    with tempfile.TemporaryDirectory(prefix="returnbridge-demo-") as tmp:
-        folder = out if out is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        db = folder / "ledger.db"
-        for stale in folder.glob("ledger.db*"):
-            stale.unlink()  # a demo starts from an empty ledger
-        for stale in folder.glob("warehouse.duckdb*"):
-            stale.unlink()
-        for stale in folder.glob("*.eml"):
-            stale.unlink()  # the e-mails kept are this run's
-        with (
-            Ledger(f"sqlite:///{db}") as ledger,
-            SlackStandIn() as slack,
-            MailStandIn(out_dir=out) as mailbox,
-        ):
-            # the report outlives the demo: in --out, else in a folder of the system's temp
-            report_dir = (
-                out if out is not None else Path(tempfile.gettempdir()) / "returnbridge-demo"
-            )
-            return _run(
-                scenario, ledger, timeout, folder, report_dir, slack, mailbox, progress or _quiet
-            )
+    Everything it makes goes to `out` (default `DEMO_DIR`, emptied of an earlier run's ledger,
+    warehouse and e-mails first). `progress` is told each step as it starts and ends (the CLI
+    prints it to stderr)."""
+    folder = out if out is not None else DEMO_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / LEDGER_FILE
+    for pattern in (f"{LEDGER_FILE}*", f"{WAREHOUSE_FILE}*", "*.eml"):
+        for stale in folder.glob(pattern):
+            stale.unlink()  # a demo starts from an empty ledger; the e-mails kept are this run's
+    with (
+        Ledger(f"sqlite:///{db}") as ledger,
+        SlackStandIn() as slack,
+        MailStandIn(out_dir=folder) as mailbox,
+    ):
+        run = _run(scenario, ledger, timeout, folder, folder, slack, mailbox, progress or _quiet)
+    run.folder = folder
+    run.plants = find_plants(planted_problems(scenario), run.exceptions)
+    write_files(run, folder)
+    return run
+
+
+def write_files(run: DemoRun, folder: Path) -> None:
+    """The run summary, and the digests as Slack shows them (and as posted), into `folder`."""
+    document = json.dumps(run.summary, indent=2, default=str)
+    (folder / SUMMARY_FILE).write_text(document + "\n", encoding="utf-8")
+    shown = [_message_text(message) for message in run.slack_messages]
+    (folder / DIGESTS_FILE).write_text("\n\n\n".join(shown) + "\n", encoding="utf-8")
+    posted = json.dumps(run.slack_messages, indent=2, default=str, ensure_ascii=False)
+    (folder / SLACK_FILE).write_text(posted + "\n", encoding="utf-8")
+
+
+def _message_text(message: dict[str, Any], *, title: bool = True) -> str:
+    """A posted Slack message as the channel shows it: the message with a bar on its left,
+    under a line naming the channel (`title`)."""
+    body = blocks_to_text(message.get("blocks") or [], fallback=str(message.get("text", "")))
+    lines = [f"│ {line}".rstrip() for line in body.splitlines()]
+    if title:
+        lines.insert(0, f"{message.get('channel', '?')}, as Slack shows it:")
+    return "\n".join(lines)
 
 
 def _quiet(_message: str) -> None:
@@ -286,7 +461,7 @@ def _run(
     say: Progress,
 ) -> DemoRun:
     reports: list[SyncReport] = []
-    warehouse = folder / "warehouse.duckdb"
+    warehouse = folder / WAREHOUSE_FILE
     clock = scenario_clock(scenario)
     urls: dict[str, str] = {}
 
@@ -308,7 +483,8 @@ def _run(
         n, started = len(reports) + 1, time.monotonic()
         say(f"Sync run {n}: reading Reveni and Centra, planning, writing to Centra ...")
         async with open_sync(settings(), ledger=ledger, clock=clock) as sync:
-            report = await sync.run()
+            with recorded_sync_run(ledger):  # as `returnbridge sync` does: `status` reads them
+                report = await sync.run()
         reports.append(report)
         say(
             f"Sync run {n} done in {time.monotonic() - started:.1f} s: "
@@ -448,15 +624,25 @@ def _run(
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    widths = [max(width(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        "  ".join(
+            cell + " " * (size - width(cell)) for cell, size in zip(row, widths, strict=True)
+        ).rstrip()
         for row in [header, *rows]
     )
 
 
+def _planted(run: DemoRun, code: str, order_number: int | None, reveni_id: str | None) -> str:
+    """★ when the row shows one of the scenario's plants, else ''."""
+    hit = any(p.plant.matches(code, order_number, reveni_id) for p in run.plants)
+    return PLANTED if hit else ""
+
+
 def render_report(run: DemoRun) -> str:
-    """The demo's human output: what happened in Centra, then the exceptions by owner."""
+    """The demo's human output: what happened in Centra, the exceptions by owner, the
+    reconciliation, one digest in full, the month-end report, the planted problems found, and
+    the next steps."""
     calls = run.summary["api_calls"]
     effects = run.summary["centra"]
     seen = run.reports[0].returns_seen if run.reports else 0
@@ -470,28 +656,70 @@ def render_report(run: DemoRun) -> str:
         f"{len(effects['returns'])} returns, {len(effects['stock_changes'])} stock changes, "
         f"{len(effects['refunds'])} refund entries, {len(effects['orders_created'])} orders "
         "created.",
-        "",
     ]
-    if effects["refunds"]:
-        credits = [
+    if run.plants:
+        lines.append(
+            f"{PLANTED} marks what the scenario planted on purpose: {len(run.plants)} problems, "
+            "each listed at the end with whether returnbridge found it."
+        )
+    lines.append("")
+    lines += _render_credits(run)
+    lines += _render_exceptions(run)
+    lines += _render_reconciliation(run)
+    lines += _render_digest_in_full(run)
+    lines += _render_month_end(run)
+    lines += _render_plants(run)
+    lines += _render_next_steps(run)
+    return "\n".join(lines)
+
+
+def _render_credits(run: DemoRun) -> list[str]:
+    effects = run.summary["centra"]
+    if not effects["refunds"]:
+        return []
+    reveni_id = {r["id"]: r["external_id"] for r in effects["returns"]}
+    rows = []
+    for r in effects["refunds"]:
+        rid = reveni_id.get(r["return_id"])
+        by_hand = r["return_id"] is None  # made in Centra by someone else
+        how = (
+            "by hand in Centra"
+            if by_hand
+            else "PSP"
+            if r["via_psp"]
+            else "recorded (paid by Reveni)"
+        )
+        planted = any(
+            (p.plant.credit == "by_hand" and by_hand and p.plant.order_number == r["order_number"])
+            or (
+                p.plant.credit == "failed"
+                and r["status"] == "FAILED"
+                and rid == p.plant.reveni_return_id
+            )
+            for p in run.plants
+        )
+        rows.append(
             (
+                PLANTED if planted else "",
                 str(r["order_number"]),
+                rid or "-",
                 "-" if r["return_id"] is None else str(r["return_id"]),
                 f"{r['amount']} {r['currency']}",
-                "PSP" if r["via_psp"] else "recorded (paid by Reveni)",
+                how,
                 r["status"],
             )
-            for r in effects["refunds"]
-        ]
-        lines.append("Credits on Centra orders:")
-        lines.append(_table(("order", "return", "amount", "how", "status"), credits))
-        lines.append("")
+        )
+    header = ("", "order", "Reveni return", "Centra return", "amount", "how", "status")
+    return ["Credits on Centra orders:", _table(header, rows), ""]
+
+
+def _render_exceptions(run: DemoRun) -> list[str]:
     if not run.exceptions:
-        lines.append("Exceptions: none.")
-        return "\n".join(lines)
-    lines.append(f"Exceptions ({len(run.exceptions)}):")
+        return ["Exceptions: none."]
     rows = [
         (
+            _planted(run, e.code, e.order_number, e.reveni_return_id),
+            str(e.id),
             e.code,
             e.owner,
             e.status,
@@ -502,13 +730,14 @@ def render_report(run: DemoRun) -> str:
         )
         for e in run.exceptions
     ]
-    lines.append(_table(("code", "owner", "status", "order", "return", "sku", "detail"), rows))
+    header = ("", "id", "code", "owner", "status", "order", "Reveni return", "sku", "detail")
     owners = Counter(e.owner for e in run.exceptions if e.status in ("open", "retrying"))
-    lines.append("")
-    lines.append("Open by owner: " + ", ".join(f"{o} {n}" for o, n in sorted(owners.items())))
-    lines += _render_reconciliation(run)
-    lines += _render_month_end(run)
-    return "\n".join(lines)
+    return [
+        f"Exceptions ({len(run.exceptions)}), in the ledger:",
+        _table(header, rows),
+        "",
+        "Open by owner: " + ", ".join(f"{o} {n}" for o, n in sorted(owners.items())),
+    ]
 
 
 def _render_reconciliation(run: DemoRun) -> list[str]:
@@ -519,6 +748,7 @@ def _render_reconciliation(run: DemoRun) -> list[str]:
     if rec.gaps:
         rows = [
             (
+                _planted(run, g["code"], g["order_number"], g["reveni_return_id"]),
                 g["code"],
                 g["owner"],
                 "-" if g["order_number"] is None else str(g["order_number"]),
@@ -529,7 +759,7 @@ def _render_reconciliation(run: DemoRun) -> list[str]:
             )
             for g in rec.gaps
         ]
-        header = ("gap", "owner", "order", "return", "amount", "fixable", "outcome")
+        header = ("", "gap", "owner", "order", "Reveni return", "amount", "fixable", "outcome")
         lines.append(_table(header, rows))
     lines.append("")
     lines.append("Digests:")
@@ -537,6 +767,33 @@ def _render_reconciliation(run: DemoRun) -> list[str]:
         where = f"posted to {digest.channel}" if digest.sent else f"kept ({digest.error})"
         lines.append(f"- {digest.owner}: {where}: {digest.text.splitlines()[0]}")
     return lines
+
+
+def shown_digest(run: DemoRun) -> tuple[str, dict[str, Any]] | None:
+    """(owner, message) of the digest the demo shows in full: the largest one Slack got."""
+    if not run.slack_messages:
+        return None
+    message = max(run.slack_messages, key=lambda m: len(m.get("blocks") or []))
+    owners = (
+        {}
+        if run.reconciliation is None
+        else {d.channel: d.owner for d in run.reconciliation.digests}
+    )
+    return owners.get(str(message.get("channel")), str(message.get("channel"))), message
+
+
+def _render_digest_in_full(run: DemoRun) -> list[str]:
+    shown = shown_digest(run)
+    if shown is None:
+        return []
+    owner, message = shown
+    count = len(run.slack_messages)
+    where = f"; all {count} are in {_shown(run.folder / DIGESTS_FILE)}" if run.folder else ""
+    return [
+        "",
+        f"The {owner} digest in full, as Slack shows it in {message.get('channel')}{where}:",
+        *_message_text(message, title=False).splitlines(),
+    ]
 
 
 def _render_month_end(run: DemoRun) -> list[str]:
@@ -559,4 +816,168 @@ def _render_month_end(run: DemoRun) -> list[str]:
         f"{unmatched['new']} settlement_unmatched for Finance"
     )
     lines += [f"- note: {note}" for note in report["notes"]]
+    return lines
+
+
+def _render_plants(run: DemoRun) -> list[str]:
+    if not run.plants:
+        return []
+    found = sum(p.found for p in run.plants)
+    rows = [
+        (
+            "✓ found" if p.found else "✗ MISSED",
+            ", ".join(p.plant.codes),
+            str(p.plant.order_number),
+            p.plant.reveni_return_id or "-",
+            ", ".join(str(i) for i in p.exception_ids) or "-",
+            p.plant.what,
+        )
+        for p in run.plants
+    ]
+    header = ("", "planted", "order", "Reveni return", "exception id", "what the scenario did")
+    return [
+        "",
+        f"{PLANTED} Found {found} of {len(run.plants)} planted problems:",
+        _table(header, rows),
+    ]
+
+
+# --------------------------------------------------------------------------- next steps
+
+
+def _shown(path: Path) -> str:
+    """`path` as typed in the current folder: relative when it is under it, else absolute."""
+    absolute = path.resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(absolute)
+
+
+def returnbridge_command() -> str:
+    """How to call returnbridge from the current folder: `returnbridge` when the shell finds
+    this one, else this installation's script (`.venv/bin/returnbridge` after `make demo`)."""
+    script = Path(sys.executable).with_name("returnbridge")
+    on_path = shutil.which("returnbridge")
+    if on_path is not None and (not script.exists() or Path(on_path).resolve() == script.resolve()):
+        return "returnbridge"
+    return _shown(script) if script.exists() else "returnbridge"
+
+
+def cli_commands() -> frozenset[str]:
+    """The names of `returnbridge`'s commands (the next steps offer only those that exist)."""
+    import typer.main
+
+    from returnbridge.cli import app
+
+    commands = getattr(typer.main.get_command(app), "commands", None)  # a group's, by name
+    return frozenset(commands or ())
+
+
+def ledger_url_for(path: Path) -> str:
+    """The ledger URL naming the SQLite file `path` from the current folder."""
+    return f"sqlite:///{_shown(path)}"
+
+
+def example_exception(run: DemoRun) -> ExceptionRecord | None:
+    """The exception the next steps show: an open one of the owner whose digest is shown in
+    full, with attempts behind it if there is one (its `show` has the most to say)."""
+    shown = shown_digest(run)
+    owner = shown[0] if shown else None
+    live = [e for e in run.exceptions if e.status in ("open", "retrying")] or run.exceptions
+    mine = [e for e in live if e.owner == owner] or live
+    with_attempts = [e for e in mine if e.action_key is not None] or mine
+    return min(with_attempts, key=lambda e: e.id, default=None)
+
+
+def next_steps(run: DemoRun) -> list[tuple[str, str]]:
+    """(command, what it shows), ready to paste in the current folder."""
+    rb = returnbridge_command()
+    commands = cli_commands()
+    steps: list[tuple[str, str]] = []
+    if run.ledger_path is not None and run.ledger_path.exists():
+        ledger = f"{LEDGER_URL_ENV}={ledger_url_for(run.ledger_path)} {rb}"
+        if "exceptions" in commands:
+            steps.append(
+                (
+                    f"{ledger} exceptions list",
+                    "the open exceptions, oldest first (--owner finance, ops or cx: one team's)",
+                )
+            )
+            example = example_exception(run)
+            if example is not None:
+                about = f"{example.code} on order {example.order_number}"
+                if example.reveni_return_id:
+                    about += f", Reveni return {example.reveni_return_id}"
+                steps.append((f"{ledger} exceptions show {example.id}", f"one in full: {about}"))
+        if "status" in commands:
+            when = "" if run.reconciliation is None else f" ({run.reconciliation.run_date})"
+            warehouse = f"{WAREHOUSE_PATH_ENV}={_shown(run.ledger_path.parent / WAREHOUSE_FILE)}"
+            steps.append(
+                (
+                    f"{LEDGER_URL_ENV}={ledger_url_for(run.ledger_path)} {warehouse} {rb} status",
+                    "the on-call health page; here some lines read STALE (exit 1): the demo "
+                    f"ran in the scenario's time{when}, not now",
+                )
+            )
+    steps.append(
+        (
+            f"{rb} demo --out out/demo",
+            "the demo again, its files kept in out/demo (git ignores out/ too)",
+        )
+    )
+    return steps
+
+
+def further_reading() -> list[str]:
+    """The documents to read next that this checkout has, as paths from the current folder."""
+    found = []
+    for name, why in (
+        ("docs/runbook.md", "what each team does with each exception"),
+        ("docs/on-call.md", "the on-call engineer's recipes (check health, replay a return, ...)"),
+    ):
+        if (PROJECT_ROOT / name).is_file():
+            found.append(f"{_shown(PROJECT_ROOT / name)}: {why}")
+    readme = PROJECT_ROOT / "README.md"
+    if readme.is_file() and "## Run it for real" in readme.read_text(encoding="utf-8"):
+        found.append(
+            f'{_shown(readme)}, "Run it for real": returnbridge on this machine against your '
+            "Centra and Reveni (settings in .env, then make serve)"
+        )
+    return found
+
+
+def _wrap(text: str, width: int, *, initial_indent: str, subsequent_indent: str) -> list[str]:
+    """`text` wrapped at spaces only: paths and names (docs/on-call.md) stay whole."""
+    return textwrap.wrap(
+        text,
+        width,
+        initial_indent=initial_indent,
+        subsequent_indent=subsequent_indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def _render_next_steps(run: DemoRun) -> list[str]:
+    """Prose wrapped to `TEXT_WIDTH`; the commands never (they are pasted whole)."""
+    lines = ["", "Next steps"]
+    if run.folder is not None:
+        intro = (
+            f"This run's files are in {_shown(run.folder)}/: the ledger ({LEDGER_FILE}), the run "
+            f"summary ({SUMMARY_FILE}), the digests as Slack shows them ({DIGESTS_FILE}), the "
+            f"warehouse and the month-end report. The commands below name the demo's ledger with "
+            f"{LEDGER_URL_ENV} (without it they would read the ledger of a real run, "
+            "data/returnbridge.db). Paste them here:"
+        )
+        lines += _wrap(intro, TEXT_WIDTH, initial_indent="  ", subsequent_indent="  ")
+    lines.append("")
+    for command, what in next_steps(run):
+        lines.append(f"  {command}")
+        lines += _wrap(what, TEXT_WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    reading = further_reading()
+    if reading:
+        lines += ["", "  Read next:"]
+        for line in reading:
+            lines += _wrap(line, TEXT_WIDTH, initial_indent="  - ", subsequent_indent="    ")
     return lines

@@ -1,11 +1,14 @@
 """`returnbridge demo`: both simulators, the webhook receiver and the sync, end to end over real
 HTTP: the showcase's effects in Centra's ground truth, its exceptions with owners, and the exit
-codes."""
+codes; and what a newcomer reads: the planted problems marked and counted, Reveni ids in every
+table, one digest as Slack shows it, and next steps that work when pasted."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -16,10 +19,27 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from returnbridge.blocks_text import blocks_to_text
 from returnbridge.cli import app
-from returnbridge.demo import DemoRun, render_report, run_demo
+from returnbridge.demo import (
+    DEMO_DIR,
+    LEDGER_URL_ENV,
+    PLANTED,
+    SHOWCASE_PLANTS,
+    WAREHOUSE_PATH_ENV,
+    DemoRun,
+    find_plants,
+    next_steps,
+    planted_problems,
+    render_report,
+    run_demo,
+    shown_digest,
+)
+from returnbridge.ledger import Ledger
 from returnbridge.scenario import Scenario
 from returnbridge.scenarios import builtin_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SUMMARY_KEYS = {"centra", "exceptions", "gaps", "digests", "report", "api_calls"}
 SHOWCASE_EXCEPTIONS = {
@@ -59,9 +79,19 @@ PROCESSED = {
 }  # fmt: skip
 
 
+def unlimited_showcase() -> Scenario:
+    """The showcase on Centra's `unlimited` plan: the same effects and exceptions, without
+    waiting for Growth's rate-limit windows (the slow `test_make_demo_on_growth_...` keeps
+    those: the showcase as `make demo` runs it)."""
+    scenario = builtin_scenario("showcase")
+    centra = scenario.centra.model_copy(update={"plan": "unlimited"})
+    return scenario.model_copy(update={"centra": centra})
+
+
 @pytest.fixture(scope="module")
-def showcase_run() -> DemoRun:
-    return run_demo(builtin_scenario("showcase"))
+def showcase_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The showcase, once per module: a few seconds on `unlimited` (a minute on Growth)."""
+    return run_demo(unlimited_showcase(), out=tmp_path_factory.mktemp("showcase"))
 
 
 def _rows(summary: dict[str, Any], *statuses: str) -> set[tuple[object, ...]]:
@@ -223,28 +253,204 @@ def test_centra_is_read_in_batches(showcase_run: DemoRun) -> None:
 
 def test_human_output_shows_credits_and_exceptions_by_owner(showcase_run: DemoRun) -> None:
     text = render_report(showcase_run)
-    assert f"Exceptions ({len(ALL_EXCEPTIONS)}):" in text
+    assert f"Exceptions ({len(ALL_EXCEPTIONS)}), in the ledger:" in text
     assert "Open by owner: cx 4, finance 7, ops 2" in text
     assert "Month-end report 2026-10:" in text and "e-mailed to finance@example.com" in text
     assert "Reconciliation 2026-10-30:" in text and "restock_missing" in text
-    line = next(ln for ln in text.splitlines() if ln.startswith("sku_not_in_order"))
-    assert line.split()[:6] == [
-        "sku_not_in_order",
-        "ops",
-        "open",
-        "1007",
-        "ret_sku_1007",
-        "SCARF-01",
+    _, rows = table(text, "Exceptions (")
+    row = next(r for r in rows if r["code"] == "sku_not_in_order")
+    record = next(e for e in showcase_run.exceptions if e.code == "sku_not_in_order")
+    assert row == {
+        "": PLANTED,
+        "id": str(record.id),
+        "code": "sku_not_in_order",
+        "owner": "ops",
+        "status": "open",
+        "order": "1007",
+        "Reveni return": "ret_sku_1007",
+        "sku": "SCARF-01",
+        "detail": record.detail,
+    }
+    assert "recorded (paid by Reveni)" in text and "by hand in Centra" in text
+
+
+def table(text: str, title: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The table printed under the line starting with `title`: its header and its rows, cells
+    by header name (the columns start where their header does; the planted mark's is "")."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title)) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    found = [(m.start(), m.group()) for m in re.finditer(r"\S+(?: \S+)*", lines[start])]
+    columns = found if found[0][0] == 0 else [(0, ""), *found]
+    starts = [at for at, _ in columns] + [None]
+    rows = [
+        {name: line[starts[i] : starts[i + 1]].strip() for i, (_, name) in enumerate(columns)}
+        for line in lines[start + 1 : end]
     ]
-    assert "recorded (paid by Reveni)" in text
+    return [name for _, name in columns], rows
 
 
-def unlimited_showcase() -> Scenario:
-    """The showcase on Centra's `unlimited` plan: the same effects and exceptions, without
-    waiting for Growth's rate-limit windows (`showcase_run` keeps those, once per module)."""
-    scenario = builtin_scenario("showcase")
-    centra = scenario.centra.model_copy(update={"plan": "unlimited"})
-    return scenario.model_copy(update={"centra": centra})
+def test_every_table_shows_the_reveni_return_id(showcase_run: DemoRun) -> None:
+    text = render_report(showcase_run)
+    titles = ("Credits on Centra orders:", "Exceptions (", "Reconciliation ", f"{PLANTED} Found")
+    tables = {title: table(text, title) for title in titles}
+    assert all("Reveni return" in header for header, _ in tables.values())
+    # credits: Reveni's id for returnbridge's credits, "-" for those made by hand in Centra
+    centra = showcase_run.summary["centra"]
+    reveni_of = {r["id"]: r["external_id"] for r in centra["returns"]}
+    credits = tables["Credits on Centra orders:"][1]
+    assert sorted((r["order"], r["Reveni return"]) for r in credits) == sorted(
+        (str(r["order_number"]), reveni_of.get(r["return_id"], "-")) for r in centra["refunds"]
+    )
+    exceptions = {r["id"]: r["Reveni return"] for r in tables["Exceptions ("][1]}
+    assert exceptions == {str(e.id): e.reveni_return_id or "-" for e in showcase_run.exceptions}
+    gaps = tables["Reconciliation "][1]
+    assert sorted((g["gap"], g["Reveni return"]) for g in gaps) == sorted(
+        (g["code"], g["reveni_return_id"] or "-") for g in showcase_run.summary["gaps"]
+    )
+    # the only rows without one are about an order alone (a refund made by hand in Centra)
+    without = [r for _, rows in tables.values() for r in rows if r["Reveni return"] == "-"]
+    assert without and all(r.get("order") in ("1001", "1016") for r in without)
+
+
+def test_planted_problems_are_marked_and_all_found(showcase_run: DemoRun) -> None:
+    text = render_report(showcase_run)
+    assert f"{PLANTED} marks what the scenario planted on purpose" in text
+    total = len(SHOWCASE_PLANTS)
+    assert f"{PLANTED} Found {total} of {total} planted problems:" in text
+    _, plants = table(text, f"{PLANTED} Found")
+    assert len(plants) == total and all(p[""] == "✓ found" for p in plants)
+    # every showcase exception and gap is one of its plants, marked
+    for title in ("Exceptions (", "Reconciliation "):
+        _, rows = table(text, title)
+        assert rows and all(r[""] == PLANTED for r in rows), title
+    # among the credits: the two refunds made by hand in Centra, and the one the PSP refused
+    _, credits = table(text, "Credits on Centra orders:")
+    marked = sorted((r["order"], r["Reveni return"], r["status"]) for r in credits if r[""])
+    assert marked == [
+        ("1001", "-", "SUCCESS"),
+        ("1004", "ret_same_1004", "FAILED"),
+        ("1016", "-", "SUCCESS"),
+    ]
+    assert all(r["how"] == "by hand in Centra" for r in credits if r["Reveni return"] == "-")
+
+
+def test_a_plant_not_raised_is_counted_as_missed(showcase_run: DemoRun) -> None:
+    missing = [e for e in showcase_run.exceptions if e.code != "restock_missing"]
+    plants = find_plants(SHOWCASE_PLANTS, missing)
+    assert [p.plant.reveni_return_id for p in plants if not p.found] == ["ret_old_1017"]
+    text = render_report(dataclasses.replace(showcase_run, plants=plants))
+    total = len(SHOWCASE_PLANTS)
+    assert f"{PLANTED} Found {total - 1} of {total} planted problems:" in text
+    _, rows = table(text, f"{PLANTED} Found")
+    (missed,) = [r for r in rows if r[""] != "✓ found"]
+    assert missed[""] == "✗ MISSED"
+    assert missed["order"] == "1017" and missed["Reveni return"] == "ret_old_1017"
+
+
+def test_only_scenarios_with_the_plants_count_them() -> None:
+    assert planted_problems(builtin_scenario("showcase")) == list(SHOWCASE_PLANTS)
+    assert planted_problems(unlimited_showcase()) == list(SHOWCASE_PLANTS)
+    assert planted_problems(builtin_scenario("basic")) == []
+
+
+def test_one_digest_is_shown_in_full_as_slack_shows_it(showcase_run: DemoRun) -> None:
+    text = render_report(showcase_run)
+    shown = shown_digest(showcase_run)
+    assert shown is not None
+    owner, message = shown
+    biggest = max(len(m["blocks"]) for m in showcase_run.slack_messages)
+    assert len(message["blocks"]) == biggest and owner in ("finance", "ops", "cx")
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"The {owner} digest in full"))
+    assert message["channel"] in lines[start] and "digests.txt" in lines[start]
+    body = blocks_to_text(message["blocks"]).splitlines()
+    assert lines[start + 1 : start + 1 + len(body)] == [f"│ {ln}".rstrip() for ln in body]
+    # the header first, underlined; no markup left that Slack would have turned into text
+    assert body[0].startswith("Returns digest — ") and set(body[1]) == {"═"}
+    everything = "\n".join(body)
+    for markup in ("<http", "<!subteam", "&lt;", "&gt;", "&amp;", "|Runbook>"):
+        assert markup not in everything, markup
+    if any(block["type"] == "actions" for block in message["blocks"]):
+        assert "[ Retry ] [ Resolve… ] [ Ignore… ] [ Assign to me ]" in everything
+    # every digest, as Slack shows it, is in the run's folder
+    assert showcase_run.folder is not None
+    written = (showcase_run.folder / "digests.txt").read_text(encoding="utf-8")
+    for posted in showcase_run.slack_messages:
+        assert f"{posted['channel']}, as Slack shows it:" in written
+        assert (
+            "\n".join(f"│ {ln}".rstrip() for ln in blocks_to_text(posted["blocks"]).splitlines())
+            in written
+        )
+    assert json.loads((showcase_run.folder / "slack-messages.json").read_text()) == (
+        showcase_run.slack_messages
+    )
+
+
+def test_next_steps_work_when_pasted_in_the_project_folder(
+    showcase_run: DemoRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    text = render_report(showcase_run)
+    assert "\nNext steps\n" in text
+    tail = text.split("\nNext steps\n", 1)[1]
+    commands = [command for command, _ in next_steps(showcase_run)]
+    assert all(f"  {command}" in tail.splitlines() for command in commands)
+    assert showcase_run.ledger_path is not None
+    url = f"{LEDGER_URL_ENV}=sqlite:///{showcase_run.ledger_path.resolve()}"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RETURNBRIDGE_")}
+
+    def paste(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", command],
+            cwd=ROOT,
+            env=clean,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    listing = next(c for c in commands if c.endswith(" exceptions list"))
+    assert listing.startswith(url)  # the demo's ledger, not the default one
+    listed = paste(listing)
+    assert listed.returncode == 0, listed.stderr
+    live = [e for e in showcase_run.exceptions if e.status in ("open", "retrying")]
+    assert all(str(e.order_number) in listed.stdout for e in live)
+    assert all(e.reveni_return_id in listed.stdout for e in live if e.reveni_return_id)
+    # `exceptions show N`: N is an exception of this run's ledger, and the command shows it
+    show = next(c for c in commands if " exceptions show " in c)
+    exception_id = int(show.rsplit(" ", 1)[1])
+    with Ledger(f"sqlite:///{showcase_run.ledger_path}") as ledger:
+        record = ledger.exception(exception_id)
+    assert record is not None and record.status == "open"
+    shown = paste(show)
+    assert shown.returncode == 0, shown.stderr
+    assert record.code in shown.stdout and str(record.order_number) in shown.stdout
+    status = [c for c in commands if c.endswith(" status")]
+    for command in status:  # when the CLI has `status`: it runs (STALE lines exit 1)
+        assert command.startswith(url) and WAREHOUSE_PATH_ENV in command
+        done = paste(command)
+        assert done.returncode in (0, 1) and done.stdout.strip(), done.stderr
+    # run again into a folder of one's own: `demo --out` exists
+    again = next(c for c in commands if " demo --out " in c)
+    assert "--out" in CliRunner().invoke(app, ["demo", "--help"]).stdout
+    assert again.split(" demo ")[0].endswith("returnbridge")
+    # and where to read next
+    assert "docs/runbook.md" in tail and '"Run it for real"' in tail
+    if (ROOT / "docs" / "on-call.md").exists():
+        assert "docs/on-call.md" in tail
+
+
+def test_the_printed_variables_are_those_the_commands_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from returnbridge.settings import load_settings
+
+    monkeypatch.setenv(LEDGER_URL_ENV, "sqlite:///data/demo/ledger.db")
+    monkeypatch.setenv(WAREHOUSE_PATH_ENV, "data/demo/warehouse.duckdb")
+    settings = load_settings()
+    assert settings.sync.ledger_url == "sqlite:///data/demo/ledger.db"
+    assert settings.reconcile.warehouse_path == Path("data/demo/warehouse.duckdb")
 
 
 def test_demo_json_on_stdout_is_exactly_one_document(tmp_path: Path) -> None:
@@ -276,11 +482,67 @@ def test_demo_json_on_stdout_is_exactly_one_document(tmp_path: Path) -> None:
     assert f"Message-ID: {report['message_id']}" in eml.read_text()
 
 
+def test_without_out_the_demo_keeps_its_files_in_data_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --out: everything goes to data/demo/ under the current folder, and the next steps
+    name that ledger (relative: they are pasted where the demo ran)."""
+    scenario = tmp_path / "showcase-unlimited.json"
+    scenario.write_text(unlimited_showcase().model_dump_json(by_alias=True))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--scenario", str(scenario)])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / DEMO_DIR
+    for name in (
+        "ledger.db",
+        "warehouse.duckdb",
+        "summary.json",
+        "digests.txt",
+        "slack-messages.json",
+        "month-end-2026-10.html",
+    ):
+        assert (folder / name).is_file(), name
+    assert len(list(folder.glob("*.eml"))) == 1
+    summary = json.loads((folder / "summary.json").read_text())
+    assert _rows(summary) == ALL_EXCEPTIONS
+    out = result.stdout
+    assert out.index(f"Found {len(SHOWCASE_PLANTS)} of") < out.index("\nNext steps\n")
+    assert f"This run's files are in {DEMO_DIR}/" in out
+    assert f"  {LEDGER_URL_ENV}=sqlite:///{DEMO_DIR}/ledger.db " in out
+    assert "Progress" not in out and "Sync run 1 done in" in result.stderr
+
+
+@pytest.mark.slow
+def test_make_demo_on_growth_finds_every_plant(tmp_path: Path) -> None:
+    """`make demo` as a newcomer runs it: the built-in showcase on Growth's rate limits (about
+    a minute), through the installed command, in a fresh folder."""
+    exe = Path(sys.executable).with_name("returnbridge")
+    result = subprocess.run(
+        [str(exe), "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "plan growth" in result.stderr
+    total = len(SHOWCASE_PLANTS)
+    assert f"Found {total} of {total} planted problems" in result.stdout
+    summary = json.loads((tmp_path / DEMO_DIR / "summary.json").read_text())
+    assert _rows(summary) == ALL_EXCEPTIONS
+
+
 def test_demo_with_the_basic_scenario_file(tmp_path: Path) -> None:
+    """The basic YAML file as shipped, but on `unlimited` (seconds instead of Growth's 20)."""
     from returnbridge.scenarios import builtin_scenario_path
 
+    text = builtin_scenario_path("basic").read_text(encoding="utf-8")
+    assert "  plan: growth\n" in text
+    path = tmp_path / "basic.yaml"
+    path.write_text(text.replace("  plan: growth\n", "  plan: unlimited\n"), encoding="utf-8")
     result = CliRunner().invoke(
-        app, ["demo", "--json", "--scenario", str(builtin_scenario_path("basic"))]
+        app, ["demo", "--json", "--out", str(tmp_path), "--scenario", str(path)]
     )
     assert result.exit_code == 0, result.output
     codes = {(e["code"], e["reveni_return_id"]) for e in json.loads(result.stdout)["exceptions"]}
@@ -324,7 +586,9 @@ def test_demo_exits_1_on_anything_unexpected(monkeypatch: pytest.MonkeyPatch) ->
     assert result.stdout == ""
 
 
-def test_lost_duplicated_and_reordered_webhooks_change_nothing(showcase_run: DemoRun) -> None:
+def test_lost_duplicated_and_reordered_webhooks_change_nothing(
+    showcase_run: DemoRun, tmp_path: Path
+) -> None:
     """Webhooks only wake the sync; the listing is the backstop, so faulty delivery can neither
     hide nor double an exception or an effect."""
     scenario = unlimited_showcase()
@@ -338,14 +602,14 @@ def test_lost_duplicated_and_reordered_webhooks_change_nothing(showcase_run: Dem
     faulty = scenario.model_copy(
         update={"faults": scenario.faults.model_copy(update={"reveni": reveni_faults})}
     )
-    run = run_demo(faulty)
+    run = run_demo(faulty, out=tmp_path)
     assert _rows(run.summary) == ALL_EXCEPTIONS
     assert _ground_truth(run.summary) == _ground_truth(showcase_run.summary)
 
 
-def test_progress_tells_each_step_and_how_centra_paces_it() -> None:
+def test_progress_tells_each_step_and_how_centra_paces_it(tmp_path: Path) -> None:
     said: list[str] = []
-    run_demo(unlimited_showcase(), progress=said.append)
+    run_demo(unlimited_showcase(), out=tmp_path, progress=said.append)
     steps = [line.split(":")[0].split(" done")[0] for line in said]
     assert steps == [
         "Simulators on loopback",
@@ -380,13 +644,13 @@ def test_pacing_names_the_share_of_the_plan_returnbridge_uses() -> None:
     )
 
 
-def test_the_demo_runs_until_no_refund_is_pending_at_an_asynchronous_psp() -> None:
+def test_the_demo_runs_until_no_refund_is_pending_at_an_asynchronous_psp(tmp_path: Path) -> None:
     showcase = builtin_scenario("showcase")
     orders = [o.model_copy(update={"psp": "async"}) for o in showcase.centra.orders]
     centra = showcase.centra.model_copy(update={"orders": orders, "plan": "unlimited"})
     scenario = showcase.model_copy(update={"centra": centra})  # unlimited: not about pacing
     told: list[str] = []
-    run = run_demo(scenario, progress=told.append)
+    run = run_demo(scenario, out=tmp_path, progress=told.append)
     assert run.idle
     refunds = [r for r in run.summary["centra"]["refunds"] if r["return_id"] is not None]
     assert refunds and all(r["asynchronous"] for r in refunds if r["via_psp"])
