@@ -6,9 +6,17 @@ lives in `returnbridge.reconcile.digests`) and is handed this renderer by whoeve
 flow, the CLI, the demo): the library never imports `reports/`
 (docs/architecture.md#rooms-and-imports).
 
-The inputs carry codes, order numbers, Reveni return ids, amounts and ages only, never a
+Each open item is something its owner can act on: its plain title first, then the code and the
+exception id (`#12`), the facts (SKU, both sides of a money mismatch, the deadline in the brand's
+timezone and the days left, how long it has been open, retrying, who took it) and links to the
+runbook and to both systems; its section has block id `exc:<id>` and the buttons under it
+(`returnbridge.connectors.slack.buttons.item_actions`, block id `act:<id>`) act on it. What
+returnbridge fixed by itself since the last digest comes next, and Finance sees its open money per
+currency.
+
+The inputs carry codes, order numbers, Reveni return ids, SKUs, amounts and ages only, never a
 customer's e-mail or name; as a second line of defence any e-mail-looking string in a
-free-text field is masked before it is rendered.
+free-text field is masked before it is rendered, and a link that would carry one is left out.
 
 Block Kit limits are kept whatever the input size: header text ≤ 150 characters, section text
 ≤ 3000, ≤ 10 fields per section (each ≤ 2000), ≤ 50 blocks; what does not fit is summarised as
@@ -18,25 +26,32 @@ Block Kit limits are kept whatever the input size: header text ≤ 150 character
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from returnbridge.connectors.reveni.models import currency_exponent
-from returnbridge.reconcile.digests import Digest, DigestItem
+from returnbridge.connectors.slack.buttons import item_actions, item_block_id
+from returnbridge.core.codes import CODES, REFUND, title_of
+from returnbridge.reconcile.digests import Digest, DigestItem, FixedItem
 
 MAX_HEADER_TEXT = 150
 MAX_SECTION_TEXT = 3000
 MAX_FIELDS_PER_SECTION = 10
 MAX_FIELD_TEXT = 2000
 MAX_BLOCKS = 50
-MAX_TOP_ITEMS = 10
+MAX_TOP_ITEMS = 10  # each is two blocks: its section and its buttons
 MAX_CODE_SECTIONS = 3  # up to 30 codes as fields; the whole vocabulary has fewer
 MAX_FALLBACK_TEXT = 1000
 MAX_LINK_URL = 2000  # a longer link is left out rather than cut
+MAX_FIXED_LINES = 5  # "returnbridge fixed overnight" lines; the rest are counted
+_FACTS_KEPT = 500  # of an item's facts, kept before its links when both do not fit
 
 OWNER_TITLES = {"finance": "Finance", "ops": "Ops", "cx": "CX"}
+LINK_LABELS = {"runbook": "Runbook", "centra": "Centra order", "reveni": "Reveni return"}
+# Codes whose healing means returnbridge posted the refund in Centra.
+POSTED_CODES = frozenset(c.code for c in CODES.values() if REFUND in (c.fix_kind, c.fails_kind))
 
 _EMAIL = re.compile(r"[^\s@<>|`]+@[^\s@<>|`]+\.[^\s@<>|`]+")
 
@@ -74,19 +89,167 @@ def owner_title(owner: str) -> str:
     return OWNER_TITLES.get(str(owner), str(owner).title())
 
 
-def format_item(item: DigestItem) -> str:
-    """`` `code` · order 1001 · ret_std_1001 · 299.00 SEK · 3 d `` (`· retrying` when it is)."""
-    parts = [f"`{escape(item.code)}`"]
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def format_age(age_days: int) -> str:
+    """How long it has been open: "opened today", "open 1 day", "open 12 days"."""
+    return "opened today" if age_days <= 0 else f"open {_days(age_days)}"
+
+
+def format_due(item: DigestItem) -> str | None:
+    """When it is due: "deadline 2026-10-17 · due in 2 days" (due today, overdue by N days);
+    None without a deadline. The date is the brand's: the composer put it in the brand's
+    timezone."""
+    if item.deadline is None:
+        return None
+    text = f"deadline {item.deadline.isoformat()}"
+    days = item.due_in_days
+    if days is None:
+        return text
+    if days > 0:
+        return f"{text} · due in {_days(days)}"
+    if days == 0:
+        return f"{text} · due today"
+    return f"{text} · overdue by {_days(-days)}"
+
+
+def _amounts(item: DigestItem) -> list[str]:
+    """The item's money: both sides of a mismatch ("Reveni 299.00 SEK · Centra 249.00 SEK"),
+    else its amount."""
+    if item.centra_amount is not None:
+        sides = []
+        if item.amount is not None:
+            sides.append(f"Reveni {format_money(item.amount, item.currency)}")
+        sides.append(f"Centra {format_money(item.centra_amount, item.centra_currency)}")
+        return sides
+    return [] if item.amount is None else [format_money(item.amount, item.currency)]
+
+
+def item_heading(item: DigestItem) -> str:
+    """Title, code and id: "*Payment provider refused the refund* · `refund_failed_at_gateway`
+    · #12"."""
+    parts = [f"*{escape(title_of(item.code))}*", f"`{escape(item.code)}`"]
+    if item.id is not None:
+        parts.append(f"#{item.id}")
+    return " · ".join(parts)
+
+
+def item_facts(item: DigestItem) -> str:
+    """What the owner needs to find and judge it: "order 1004 · ret_same_1004 · SKU TEE ·
+    48.00 EUR · open 3 days · retrying · assigned to alice"."""
+    parts: list[str] = []
     if item.order_number is not None:
         parts.append(f"order {item.order_number}")
     if item.reveni_return_id:
         parts.append(escape(item.reveni_return_id))
-    if item.amount is not None:
-        parts.append(format_money(item.amount, item.currency))
-    parts.append(f"{item.age_days} d")
+    if item.sku:
+        parts.append(f"SKU {escape(item.sku)}")
+    parts += _amounts(item)
+    due = format_due(item)
+    if due:
+        parts.append(due)
+    parts.append(format_age(item.age_days))
     if item.status and item.status != "open":
         parts.append(escape(item.status))
+    if item.assignee:
+        parts.append(f"assigned to {escape(item.assignee)}")
     return " · ".join(parts)
+
+
+def format_item(item: DigestItem) -> str:
+    """One line of an item: its heading and facts (`item_heading`, `item_facts`)."""
+    return f"{item_heading(item)} · {item_facts(item)}"
+
+
+def safe_link(url: str, label: str) -> str | None:
+    """`<url|label>`, or None when `url` is not an http(s) URL, is too long, or would carry an
+    e-mail address."""
+    url = url.strip()
+    if not url.lower().startswith(("https://", "http://")):
+        return None
+    safe = _safe_url(url)
+    if len(safe) > MAX_LINK_URL or _EMAIL.search(unquote(safe)):
+        return None
+    return f"<{safe}|{escape(label)}>"
+
+
+def item_links(item: DigestItem) -> list[str]:
+    """The item's links as Slack links, in the order given, those that are safe."""
+    out: list[str] = []
+    for name, url in item.links:
+        link = safe_link(url, LINK_LABELS.get(name, name.title()))
+        if link is not None:
+            out.append(link)
+    return out
+
+
+def item_text(item: DigestItem, limit: int = MAX_SECTION_TEXT) -> str:
+    """An item's section text within `limit`: heading, facts, then as many links as fit whole
+    (a link is never cut) while the heading and up to `_FACTS_KEPT` characters of the facts
+    stay; whatever else does not fit is cut from the facts."""
+    heading, facts = item_heading(item), item_facts(item)
+    budget = limit - min(len(heading), limit // 4) - min(len(facts), _FACTS_KEPT) - 2
+    links: list[str] = []
+    for link in item_links(item):
+        if len(" · ".join([*links, link])) + 1 > budget:
+            break
+        links.append(link)
+    line = " · ".join(links)
+    room = limit - (len(line) + 1 if line else 0)
+    body = _truncate(f"{heading}\n{facts}", room)
+    return f"{body}\n{line}" if line else body
+
+
+def item_blocks(item: DigestItem) -> list[dict[str, Any]]:
+    """An item's section (block id `exc:<id>`) and, when it has an id, its buttons."""
+    section = _mrkdwn_section(item_text(item))
+    if item.id is None:
+        return [section]
+    section["block_id"] = item_block_id(item.id)
+    warning = None if item.retry_warning is None else _plain(item.retry_warning)
+    return [section, item_actions(item.id, retry_warning=warning)]
+
+
+def format_fixed(item: FixedItem) -> str:
+    """One fixed line: "Refund paid in Reveni, missing in Centra (#7) · order 1004 · posted
+    450.00 SEK"."""
+    parts = [f"{escape(title_of(item.code))} (#{item.id})"]
+    if item.order_number is not None:
+        parts.append(f"order {item.order_number}")
+    elif item.reveni_return_id:
+        parts.append(escape(item.reveni_return_id))
+    if item.amount is not None:
+        money = format_money(item.amount, item.currency)
+        parts.append(f"posted {money}" if item.code in POSTED_CODES else money)
+    return " · ".join(parts)
+
+
+def _fixed_section(digest: Digest) -> dict[str, Any] | None:
+    """The "returnbridge fixed overnight" section: the first few healed, "… and N more", and
+    how many people closed; None when nothing was closed since the last digest."""
+    total = max(int(digest.fixed_total), len(digest.fixed))
+    people = int(digest.closed_by_people)
+    if total <= 0 and people <= 0:
+        return None
+    heading = "*returnbridge fixed overnight*"
+    if total <= 0:
+        text = f"{heading}\nnothing"
+    else:
+        lines = [f"• {format_fixed(item)}" for item in digest.fixed[:MAX_FIXED_LINES]]
+        reserve = len(f"\nclosed by people: {people}") if people else 0
+        text = _lines_within(heading, lines, total, MAX_SECTION_TEXT - reserve)
+    if people:
+        text += f"\nclosed by people: {people}"
+    return _mrkdwn_section(text)
+
+
+def format_open_money(money: Mapping[str, Decimal]) -> str | None:
+    """Finance's line "*Open money:* 48.00 EUR · 348.00 SEK" (currencies in order); None when
+    there is none."""
+    shown = [format_money(Decimal(amount), code) for code, amount in sorted(money.items())]
+    return f"*Open money:* {' · '.join(shown)}" if shown else None
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -119,7 +282,9 @@ def _count_field(code: str, open_now: int, new: int, healed: int) -> dict[str, s
         marks.append(f"+{new} new")
     if healed:
         marks.append(f"✓ {healed} healed")
-    text = f"`{escape(code)}`\n{' · '.join(marks)}"
+    title = title_of(code)
+    named = f"`{escape(code)}`" if title == code else f"{escape(title)}\n`{escape(code)}`"
+    text = f"{named}\n{' · '.join(marks)}"
     return {"type": "mrkdwn", "text": _truncate(text, MAX_FIELD_TEXT)}
 
 
@@ -187,49 +352,74 @@ def render_digest(digest: Digest) -> tuple[str, list[dict[str, Any]]]:
         {"type": "header", "text": {"type": "plain_text", "text": header_text, "emoji": True}}
     ]
     lead = f"{mention} " if mention else ""
+    fixed = _fixed_section(digest)
+    url = _safe_url(digest.flow_run_url) if digest.flow_run_url else ""
+    context: list[dict[str, Any]] = []
+    if url and len(url) <= MAX_LINK_URL:
+        context.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"<{url}|Prefect flow run>"}],
+            }
+        )
 
     if open_total <= 0:
         healed = f" {healed_total} healed since the last digest." if healed_total else ""
         blocks.append(
             _mrkdwn_section(f"{lead}:white_check_mark: *Nothing open — all clear.*{healed}")
         )
+        if fixed is not None:
+            blocks.append(fixed)
         text = f"{lead}{escape(header_text)}: nothing open — all clear.{healed}"
-    else:
-        blocks.append(
-            _mrkdwn_section(
-                f"{lead}*{open_total} open* · {new_total} new · {healed_total} healed "
-                "since the last digest"
-            )
-        )
-        blocks.extend(_code_sections(digest))
-        if digest.oldest_open is not None:
-            blocks.append(_mrkdwn_section(f"*Oldest open:* {format_item(digest.oldest_open)}"))
-        if digest.top:
-            shown = list(digest.top[:MAX_TOP_ITEMS])
-            lines = [f"• {format_item(item)}" for item in shown]
-            blocks.append(
-                _mrkdwn_section(_lines_within("*Top open items*", lines, len(digest.top)))
-            )
-        text = (
-            f"{lead}{escape(header_text)}: {open_total} open, {new_total} new, "
-            f"{healed_total} healed."
-        )
-        if digest.oldest_open is not None:
-            oldest = digest.oldest_open
-            order = f", order {oldest.order_number}" if oldest.order_number is not None else ""
-            text += f" Oldest: {escape(oldest.code)}{order}, {oldest.age_days} d."
+        return _truncate(text, MAX_FALLBACK_TEXT), (blocks + context)[:MAX_BLOCKS]
 
-    url = _safe_url(digest.flow_run_url) if digest.flow_run_url else ""
-    if url and len(url) <= MAX_LINK_URL:
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f"<{url}|Prefect flow run>",
-                    }
-                ],
-            }
-        )
-    return _truncate(text, MAX_FALLBACK_TEXT), blocks[:MAX_BLOCKS]
+    summary = (
+        f"{lead}*{open_total} open* · {new_total} new · {healed_total} healed since the last digest"
+    )
+    money = format_open_money(digest.open_money)
+    if money:
+        summary += f"\n{money}"
+    blocks.append(_mrkdwn_section(summary))
+    blocks.extend(_code_sections(digest))
+    if digest.oldest_open is not None:
+        blocks.append(_mrkdwn_section(f"*Oldest open:* {format_item(digest.oldest_open)}"))
+    if fixed is not None:
+        blocks.append(fixed)
+    blocks.extend(_top_blocks(digest, open_total, room=MAX_BLOCKS - len(blocks) - len(context)))
+
+    text = (
+        f"{lead}{escape(header_text)}: {open_total} open, {new_total} new, {healed_total} healed."
+    )
+    if money:
+        text += f" {money.replace('*', '')}."
+    if digest.oldest_open is not None:
+        oldest = digest.oldest_open
+        name = escape(title_of(oldest.code))
+        ref = f" #{oldest.id}" if oldest.id is not None else ""
+        order = f", order {oldest.order_number}" if oldest.order_number is not None else ""
+        text += f" Oldest: {name} ({escape(oldest.code)}{ref}){order}, "
+        text += f"{format_age(oldest.age_days)}."
+    return _truncate(text, MAX_FALLBACK_TEXT), (blocks + context)[:MAX_BLOCKS]
+
+
+def _top_blocks(digest: Digest, open_total: int, *, room: int) -> list[dict[str, Any]]:
+    """The "Top open items" heading, each item's section and buttons, and "… and N more open"
+    for what is not shown, in at most `room` blocks."""
+    items = list(digest.top)
+    if not items or room < 2:
+        return []
+    total = max(open_total, len(items))
+    out: list[dict[str, Any]] = [_mrkdwn_section("*Top open items*")]
+    shown = 0
+    for item in items[:MAX_TOP_ITEMS]:
+        these = item_blocks(item)
+        rest = total - shown - 1
+        if len(out) + len(these) + (1 if rest > 0 else 0) > room:
+            break
+        out += these
+        shown += 1
+    if shown == 0:
+        return []
+    if total > shown:
+        out.append(_mrkdwn_section(f"… and {total - shown} more open"))
+    return out

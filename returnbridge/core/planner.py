@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Final
 
@@ -300,6 +300,7 @@ def check_instant_deadline(
                 f"instant return not inspected; Reveni's {config.instant_window_days}-day window "
                 f"ends {deadline.isoformat()} ({days:.1f} days left)"
             ),
+            facts=(("deadline", deadline.astimezone(UTC).isoformat()),),
         )
     ]
 
@@ -350,10 +351,11 @@ class _Draft:
         amount: Decimal | None = None,
         currency: str | None = None,
         detail: str = "",
+        facts: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Raise `code` about this return (once: the same problem twice is one exception)."""
         exc = ReturnException(
-            code, self.ret.id, self.ret.order.number, sku, amount, currency, detail
+            code, self.ret.id, self.ret.order.number, sku, amount, currency, detail, facts
         )
         if exc.key not in {e.key for e in self.exceptions}:
             self.exceptions.append(exc)
@@ -636,10 +638,15 @@ def plan_refunds(
         if not released:
             draft.held.extend(keys[part.shipment_id] for part in todo)
             return
-    problem = _amount_problem(refund, psp, sum(credits.values(), Decimal(0)), order, config)
+    credit = sum(credits.values(), Decimal(0))
+    problem = _amount_problem(refund, psp, credit, order, config)
     if problem:
         draft.flag(
-            "refund_amount_mismatch", amount=refund.amount, currency=refund.currency, detail=problem
+            "refund_amount_mismatch",
+            amount=refund.amount,
+            currency=refund.currency,
+            detail=problem,
+            facts=centra_side(credit, order.currency),
         )
         return
     amounts = credits if psp else _split(refund.amount, credits, refund.currency)
@@ -749,6 +756,13 @@ def _amount_problem(
             "for the returned items"
         )
     return None
+
+
+def centra_side(amount: Decimal, currency: str) -> tuple[tuple[str, str], ...]:
+    """The facts naming Centra's side of a money mismatch (core/codes.py `FACTS`): `amount` in
+    `currency`, with its minor-unit digits."""
+    quantum = Decimal(1).scaleb(-currency_exponent(currency))
+    return (("centra_amount", str(amount.quantize(quantum))), ("centra_currency", currency))
 
 
 def _money(amount: Decimal, currency: str) -> str:

@@ -502,7 +502,9 @@ def refund_amount_mismatch(i: Inputs) -> pl.DataFrame:
             "Reveni refunded {}; Centra credited {}",
             _money(pl.col("amount_minor"), pl.col("currency")),
             _money(pl.col("credited"), pl.col("credit_currency")),
-        ).alias("detail")
+        ).alias("detail"),
+        pl.col("credited").alias("centra_amount_minor"),
+        pl.col("credit_currency").alias("centra_currency"),
     )
     todo = _uncredited(i)
     blocked = todo.filter(_cannot_post()).with_columns(
@@ -510,7 +512,9 @@ def refund_amount_mismatch(i: Inputs) -> pl.DataFrame:
             "Reveni refunds {}; Centra values the returned items at {}",
             _money(pl.col("amount_minor"), pl.col("currency")),
             _money(pl.col("centra_value"), pl.col("order_currency")),
-        ).alias("detail")
+        ).alias("detail"),
+        pl.col("centra_value").alias("centra_amount_minor"),
+        pl.col("order_currency").alias("centra_currency"),
     )
     return pl.concat([posted, blocked]).select(
         "order_number",
@@ -520,6 +524,8 @@ def refund_amount_mismatch(i: Inputs) -> pl.DataFrame:
         pl.col("created_at").alias("since"),
         pl.lit(False).alias("fixable"),
         "detail",
+        "centra_amount_minor",
+        "centra_currency",
     )
 
 
@@ -753,6 +759,7 @@ def instant_deadline_near(i: Inputs) -> pl.DataFrame:
                 "days_left",
                 pl.lit(c.instant_window_days),
             ).alias("detail"),
+            deadline.alias("deadline"),
         )
     )
 

@@ -36,8 +36,10 @@ from returnbridge.connectors.reveni.client import ReveniClient
 from returnbridge.connectors.reveni.models import currency_exponent
 from returnbridge.connectors.slack import DigestPoster, SlackSettings
 from returnbridge.core.codes import EXPLAINED_BY, FIX_KIND, GAP_ONLY_CODES, Owner, ReturnException
+from returnbridge.core.links import LinkSettings
 from returnbridge.core.planner import PlannerConfig
-from returnbridge.ledger.store import Ledger
+from returnbridge.ledger.records import ExceptionRecord
+from returnbridge.ledger.store import HEALED_NOTE, Ledger
 from returnbridge.reconcile.digests import (
     Delivery,
     DigestRenderer,
@@ -79,23 +81,43 @@ def gap_config(planner: PlannerConfig, settings: ReconcileSettings) -> GapConfig
     )
 
 
-def as_exception(row: dict[str, Any]) -> ReturnException:
-    """A gap row as the ledger exception of the same code and keys."""
-    amount = row["amount_minor"]
-    currency = row["currency"]
+def as_exception(row: Mapping[str, Any]) -> ReturnException:
+    """A gap row as the ledger exception of the same code and keys, with the facts its owner
+    needs from the row's optional columns (`centra_amount_minor` and `centra_currency`,
+    `deadline`; absent or null: none)."""
     return ReturnException(
         row["code"],
         row["reveni_return_id"],
         row["order_number"],
         sku=row["sku"],
-        amount=(
-            None
-            if amount is None or currency is None
-            else Decimal(amount).scaleb(-currency_exponent(currency))
-        ),
-        currency=currency,
+        amount=_decimal(row["amount_minor"], row["currency"]),
+        currency=row["currency"],
         detail=row["detail"] or "",
+        facts=gap_facts(row),
     )
+
+
+def gap_facts(row: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The exception facts (core/codes.py `FACTS`) a gap row carries."""
+    facts: list[tuple[str, str]] = []
+    centra_currency = row.get("centra_currency")
+    centra_amount = _decimal(row.get("centra_amount_minor"), centra_currency)
+    if centra_amount is not None and centra_currency is not None:
+        facts += [("centra_amount", str(centra_amount)), ("centra_currency", centra_currency)]
+    deadline = row.get("deadline")
+    if isinstance(deadline, datetime):
+        if deadline.tzinfo is None:  # the warehouse's times are UTC
+            deadline = deadline.replace(tzinfo=UTC)
+        facts.append(("deadline", deadline.astimezone(UTC).isoformat()))
+    return tuple(facts)
+
+
+def _decimal(minor: int | None, currency: str | None) -> Decimal | None:
+    """`minor` units of `currency` as a Decimal with its minor-unit digits (None when either is
+    missing)."""
+    if minor is None or currency is None:
+        return None
+    return Decimal(minor).scaleb(-currency_exponent(currency))
 
 
 def gap_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -200,11 +222,14 @@ class Reconciliation:
         poster: DigestPoster | None,
         render_digest: DigestRenderer,
         clock: Now,
+        links: LinkSettings | None = None,
     ) -> None:
         self.reveni, self.centra, self.ledger = reveni, centra, ledger
         self.warehouse, self.sync, self.settings = warehouse, sync, settings
         self.slack, self.poster, self.clock = slack, poster, clock
         self.render_digest = render_digest
+        # the digests' links (`settings.links`); the default templates (the runbook) when none
+        self.links = links if links is not None else LinkSettings()
         planner = sync.config.planner
         self.gap_config = gap_config(planner, settings)
         self.returns_warehouse_ids = [planner.returns_warehouse_id]
@@ -470,16 +495,21 @@ class Reconciliation:
     def send_digests(self, report: ReconcileReport, *, flow_run_url: str | None) -> None:
         now = self.clock()
         records = self.ledger.exceptions()
+        since = {owner.value: self.warehouse.last_digest_at(owner.value) for owner in Owner}
+        closed_by = self._closed_by(records, since, now)
         digests = [
             compose_digest(
                 owner,
                 records,
-                since=self.warehouse.last_digest_at(owner.value),
+                since=since[owner.value],
                 now=now,
                 run_date=report.run_date,
                 mention=self.slack.mention_for(owner.value),
                 flow_run_url=flow_run_url,
                 top=self.settings.digest_top,
+                links=self.links,
+                zone=self.settings.zone,
+                closed_by=closed_by,
             )
             for owner in Owner
         ]
@@ -503,6 +533,27 @@ class Reconciliation:
             sum(len(names) for names in kept.values()),
             "; ".join(f"{', '.join(names)}: {why}" for why, names in kept.items()) or "none",
         )
+
+    def _closed_by(
+        self,
+        records: list[ExceptionRecord],
+        since: Mapping[str, datetime | None],
+        now: datetime,
+    ) -> dict[int, str]:
+        """Who closed each exception resolved since its owner's last digest whose note does not
+        already say returnbridge healed it (the last closing event of its history): the digest
+        tells what returnbridge fixed by itself from what people closed."""
+        closed_by: dict[int, str] = {}
+        for record in records:
+            if record.status != "resolved" or record.resolved_at is None:
+                continue
+            after = since.get(record.owner) or now - timedelta(days=1)
+            if record.resolved_at <= after or record.resolution_note == HEALED_NOTE:
+                continue
+            closing = [e for e in self.ledger.exception_history(record.id) if e.to_status]
+            if closing and closing[-1].to_status == "resolved":
+                closed_by[record.id] = closing[-1].actor
+        return closed_by
 
 
 def _parse(value: str | None) -> datetime | None:

@@ -56,4 +56,5 @@ async def open_reconciliation(
                 poster=poster,
                 render_digest=render_digest,
                 clock=clock,
+                links=settings.links,
             )

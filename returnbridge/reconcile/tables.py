@@ -193,6 +193,12 @@ GAPS: Final = _schema(
         "age_days": pl.Int64,  # whole days from `since` to the run
         "fixable": pl.Boolean,  # re-enqueued through the ledger under the same keys
         "detail": pl.String,
+        # What the owner needs beyond the amount (the exception's facts, core/codes.py FACTS),
+        # null for the rules that have none: Centra's side of a money mismatch ...
+        "centra_amount_minor": pl.Int64,
+        "centra_currency": pl.String,
+        # ... and when it must be done by (an instant return's inspection deadline)
+        "deadline": UTC_TS,
     }
 )
 

@@ -44,10 +44,13 @@ import pyarrow as pa
 from returnbridge.clock import Now, utc_now
 from returnbridge.reconcile.tables import GAPS, SNAPSHOT_TABLES, TABLE_KEYS, conform, empty
 
-SCHEMA_VERSION: Final = 2
-# Versions this code opens: 1 lacks the gap state (`gap_state`, `gap_runs`), added on opening
-# for writing; a reader needs neither.
-_UPGRADABLE: Final = frozenset({1})
+SCHEMA_VERSION: Final = 3
+# Versions this code opens: 1 lacks the gap state (`gap_state`, `gap_runs`), 1 and 2 the gaps'
+# fact columns (`GAP_FACT_COLUMNS`); both are added on opening for writing, and a reader reads
+# what is missing as empty (no gap state, null facts).
+_UPGRADABLE: Final = frozenset({1, 2})
+# The gap columns added in version 3 (nullable: the gaps recorded before have none).
+GAP_FACT_COLUMNS: Final = ("centra_amount_minor", "centra_currency", "deadline")
 
 # child table -> its parent table (the key column is shared)
 PARENTS: Final[dict[str, str]] = {
@@ -267,6 +270,12 @@ class Warehouse:
             # The latest gap computation, every gap before any is left out as explained by the
             # ledger (`GapState`), and the log of computations (the latest row goes with it).
             self._rows(f"CREATE TABLE IF NOT EXISTS gap_state ({_columns_ddl(GAPS)})")
+            for table in ("gaps", "gap_state"):  # version 3: the facts (appended, by name)
+                for column in GAP_FACT_COLUMNS:
+                    self._rows(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} "
+                        f"{_sql_type(GAPS[column])}"
+                    )
             self._rows("CREATE SEQUENCE IF NOT EXISTS gap_run_ids START 1")
             self._rows(
                 "CREATE TABLE IF NOT EXISTS gap_runs ("
@@ -623,7 +632,7 @@ class Warehouse:
         try:
             with self._transaction():
                 self._rows("DELETE FROM gaps WHERE run_date = ?", [run_date])
-                self._rows("INSERT INTO gaps SELECT * FROM _new_gaps")
+                self._rows("INSERT INTO gaps BY NAME SELECT * FROM _new_gaps")
         finally:
             self._con.unregister("_new_gaps")
 
@@ -635,7 +644,7 @@ class Warehouse:
             if run_date is None:
                 return empty(GAP_COLUMNS)
         return self._frame(
-            f"SELECT {', '.join(GAP_COLUMNS.names())} FROM gaps WHERE run_date = ? "
+            f"SELECT {self._gap_columns('gaps', GAP_COLUMNS)} FROM gaps WHERE run_date = ? "
             "ORDER BY code, order_number, reveni_return_id, sku",
             GAP_COLUMNS,
             [run_date],
@@ -659,7 +668,7 @@ class Warehouse:
         try:
             with self._transaction():
                 self._rows("DELETE FROM gap_state")
-                self._rows("INSERT INTO gap_state SELECT * FROM _new_gap_state")
+                self._rows("INSERT INTO gap_state BY NAME SELECT * FROM _new_gap_state")
                 self._rows(
                     "INSERT INTO gap_runs (as_of, load_id, rules, mode, reason, gaps, computed_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -674,7 +683,7 @@ class Warehouse:
         if not latest:
             return None
         as_of, load_id, rules = latest[0]
-        gaps = self._frame(f"SELECT {', '.join(GAPS.names())} FROM gap_state", GAPS)
+        gaps = self._frame(f"SELECT {self._gap_columns('gap_state', GAPS)} FROM gap_state", GAPS)
         return GapState(as_of=as_of.astimezone(UTC), load_id=int(load_id), rules=rules, gaps=gaps)
 
     def gap_runs(self) -> pl.DataFrame:
@@ -769,6 +778,22 @@ class Warehouse:
 
     def _scalar(self, sql: str, params: list[Any] | None = None) -> int:
         return int(self._value(sql, params))
+
+    def _gap_columns(self, table: str, schema: pl.Schema) -> str:
+        """The select list of `schema`'s columns from gap table `table`: a column a version 1 or
+        2 file opened for reading does not have yet (the facts) is read as null."""
+        have = {
+            str(row[0])
+            for row in self._rows(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                "AND database_name = current_database() AND schema_name = current_schema()",
+                [table],
+            )
+        }
+        return ", ".join(
+            name if name in have else f"CAST(NULL AS {_sql_type(dtype)}) AS {name}"
+            for name, dtype in schema.items()
+        )
 
     def _frame(self, sql: str, schema: pl.Schema, params: list[Any] | None = None) -> pl.DataFrame:
         table = self._con.sql(sql, params=params).to_arrow_table()

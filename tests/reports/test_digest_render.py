@@ -25,9 +25,10 @@ def item(
     currency: str | None = "SEK",
     age: int = 3,
     status: str = "open",
+    **more: Any,
 ) -> DigestItem:
     return DigestItem(
-        code, order, ret, None if amount is None else Decimal(amount), currency, age, status
+        code, order, ret, None if amount is None else Decimal(amount), currency, age, status, **more
     )
 
 
@@ -38,8 +39,13 @@ def digest(**changes: Any) -> Digest:
         counts_by_code={"refund_amount_mismatch": 2, "refund_missing": 1},
         new_by_code={"refund_amount_mismatch": 1},
         healed_by_code={"duplicate_refund": 1},
-        oldest_open=item("refund_missing", 1002, "ret_std_1002", "49.00", "SEK", 12, "retrying"),
-        top=[item(), item("refund_missing", 1002, "ret_std_1002", "49.00", "SEK", 12, "retrying")],
+        oldest_open=item(
+            "refund_missing", 1002, "ret_std_1002", "49.00", "SEK", 12, "retrying", id=2
+        ),
+        top=[
+            item(id=1),
+            item("refund_missing", 1002, "ret_std_1002", "49.00", "SEK", 12, "retrying", id=2),
+        ],
         mention="S0FINANCE",
         flow_run_url="http://127.0.0.1:4200/runs/flow-run/0b1c",
     )
@@ -83,47 +89,62 @@ def assert_within_block_kit_limits(blocks: list[dict[str, Any]]) -> None:
 def test_full_digest_layout() -> None:
     text, blocks = render_digest(digest())
 
-    assert [b["type"] for b in blocks] == [
-        "header",
-        "section",
-        "section",
-        "section",
-        "section",
-        "context",
+    assert [(b["type"], b.get("block_id")) for b in blocks] == [
+        ("header", None),
+        ("section", None),  # the counts
+        ("section", None),  # by code
+        ("section", None),  # the oldest open
+        ("section", None),  # "Top open items"
+        ("section", "exc:1"),
+        ("actions", "act:1"),
+        ("section", "exc:2"),
+        ("actions", "act:2"),
+        ("section", None),  # … and 1 more open
+        ("context", None),
     ]
     assert blocks[0]["text"]["text"] == "Returns digest — Finance — 2026-10-15"
     assert blocks[1]["text"]["text"] == (
         "<!subteam^S0FINANCE> *3 open* · 1 new · 1 healed since the last digest"
     )
     assert [f["text"] for f in blocks[2]["fields"]] == [
-        "`refund_amount_mismatch`\n*2* open · +1 new",
-        "`refund_missing`\n*1* open",
-        "`duplicate_refund`\n*0* open · ✓ 1 healed",
+        "Refund amounts differ between Reveni and Centra\n`refund_amount_mismatch`\n"
+        "*2* open · +1 new",
+        "Refund paid in Reveni, missing in Centra\n`refund_missing`\n*1* open",
+        "Return refunded twice\n`duplicate_refund`\n*0* open · ✓ 1 healed",
     ]
     assert blocks[3]["text"]["text"] == (
-        "*Oldest open:* `refund_missing` · order 1002 · ret_std_1002 · 49.00 SEK · 12 d · retrying"
+        "*Oldest open:* *Refund paid in Reveni, missing in Centra* · `refund_missing` · #2 · "
+        "order 1002 · ret_std_1002 · 49.00 SEK · open 12 days · retrying"
     )
-    assert blocks[4]["text"]["text"].splitlines() == [
-        "*Top open items*",
-        "• `refund_amount_mismatch` · order 1001 · ret_std_1001 · 299.00 SEK · 3 d",
-        "• `refund_missing` · order 1002 · ret_std_1002 · 49.00 SEK · 12 d · retrying",
+    assert blocks[4]["text"]["text"] == "*Top open items*"
+    assert blocks[5]["text"]["text"].splitlines() == [
+        "*Refund amounts differ between Reveni and Centra* · `refund_amount_mismatch` · #1",
+        "order 1001 · ret_std_1001 · 299.00 SEK · open 3 days",
     ]
-    assert blocks[5]["elements"][0]["text"] == (
+    assert blocks[7]["text"]["text"].splitlines() == [
+        "*Refund paid in Reveni, missing in Centra* · `refund_missing` · #2",
+        "order 1002 · ret_std_1002 · 49.00 SEK · open 12 days · retrying",
+    ]
+    assert blocks[9]["text"]["text"] == "… and 1 more open"
+    assert blocks[10]["elements"][0]["text"] == (
         "<http://127.0.0.1:4200/runs/flow-run/0b1c|Prefect flow run>"
     )
     assert text == (
         "<!subteam^S0FINANCE> Returns digest — Finance — 2026-10-15: 3 open, 1 new, 1 healed."
-        " Oldest: refund_missing, order 1002, 12 d."
+        " Oldest: Refund paid in Reveni, missing in Centra (refund_missing #2), order 1002,"
+        " open 12 days."
     )
     assert_within_block_kit_limits(blocks)
 
 
 def test_item_line_format() -> None:
     assert format_item(item()) == (
-        "`refund_amount_mismatch` · order 1001 · ret_std_1001 · 299.00 SEK · 3 d"
+        "*Refund amounts differ between Reveni and Centra* · `refund_amount_mismatch` · "
+        "order 1001 · ret_std_1001 · 299.00 SEK · open 3 days"
     )
-    assert format_item(item("order_not_found", None, "ret_x", None, None, 0)) == (
-        "`order_not_found` · ret_x · 0 d"
+    assert format_item(item("order_not_found", None, "ret_x", None, None, 0, id=9)) == (
+        "*Return names an order Centra does not have* · `order_not_found` · #9 · ret_x · "
+        "opened today"
     )
 
 
@@ -207,7 +228,8 @@ def test_zero_counts_are_all_clear_too() -> None:
 
 def test_limits_hold_with_200_items_and_200_codes() -> None:
     top = [
-        item(f"code_{i:03d}", 1000 + i, f"ret_{'x' * 200}_{i}", "299", "SEK", i) for i in range(200)
+        item(f"code_{i:03d}", 1000 + i, f"ret_{'x' * 200}_{i}", "299", "SEK", i, id=i)
+        for i in range(200)
     ]
     counts = {f"code_{i:03d}": i + 1 for i in range(200)}
     big = digest(
@@ -228,20 +250,21 @@ def test_limits_hold_with_200_items_and_200_codes() -> None:
     assert len(field_sections) == 3
     last_field = field_sections[-1]["fields"][-1]["text"]
     assert last_field.startswith("… and 371 more codes")  # 400 codes, 29 shown
-    top_section = next(t for t in texts(blocks) if t.startswith("*Top open items*"))
-    assert top_section.endswith("… and 190 more")
-    assert top_section.count("\n• ") == 10
+    items = [b for b in blocks if str(b.get("block_id", "")).startswith("exc:")]
+    assert len(items) == 10
+    assert len([b for b in blocks if b["type"] == "actions"]) == 10
+    assert texts(blocks)[-2] == f"… and {sum(counts.values()) - 10} more open"
     assert len(text) <= 1000
 
 
 def test_long_item_lines_are_cut_to_fit_one_section() -> None:
-    top = [item(f"code_{i}", 1000 + i, "r" * 1400, "1", "SEK", 1) for i in range(10)]
+    top = [item(f"code_{i}", 1000 + i, "r" * 4000, "1", "SEK", 1, id=i) for i in range(10)]
     _, blocks = render_digest(digest(top=top))
-    top_section = next(t for t in texts(blocks) if t.startswith("*Top open items*"))
-    assert len(top_section) <= 3000
-    shown = top_section.count("\n• ")
-    assert 0 < shown < 10
-    assert top_section.endswith(f"… and {10 - shown} more")
+    sections = [b for b in blocks if str(b.get("block_id", "")).startswith("exc:")]
+    assert len(sections) == 10
+    assert all(len(b["text"]["text"]) <= 3000 for b in sections)
+    assert all(b["text"]["text"].endswith("…") for b in sections)
+    assert_within_block_kit_limits(blocks)
 
 
 def test_no_customer_email_or_name_can_appear() -> None:
@@ -259,9 +282,13 @@ def test_no_customer_email_or_name_can_appear() -> None:
 
 
 def test_mrkdwn_control_characters_are_escaped() -> None:
-    _, blocks = render_digest(digest(top=[item(ret="<!channel> & co")]))
-    top_section = next(t for t in texts(blocks) if t.startswith("*Top open items*"))
-    assert "&lt;!channel&gt; &amp; co" in top_section
+    _, blocks = render_digest(
+        digest(top=[item(ret="<!channel> & co", sku="<b>", assignee="<@U1>", id=3)])
+    )
+    (section,) = [b for b in blocks if b.get("block_id") == "exc:3"]
+    assert "&lt;!channel&gt; &amp; co" in section["text"]["text"]
+    assert "SKU &lt;b&gt;" in section["text"]["text"]
+    assert "assigned to &lt;" in section["text"]["text"]
     assert "<!channel>" not in json.dumps(blocks)
 
 
