@@ -154,7 +154,7 @@ def refund_answer(payload: Refund, answer: ReturnUpdateResult) -> Sent:
         return InProgress(ref, f"{summary}: the PSP has not answered yet")
     problems: tuple[Problem, ...] = ()
     if refund.amount is not None:
-        problems = amount_problems(refund.amount, payload)
+        problems = amount_problems(refund.amount, payload, refund.currency)
     return Found(ref, summary, problems)
 
 

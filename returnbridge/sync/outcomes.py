@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 
 # Request summary of a read-back attempt (how inconclusive read-backs in a row are counted).
 READ_BACK: Final = "read back"
+# Before the request summary of an attempt Centra refused for our credentials: not a send of
+# the action (it never counts towards `max_attempts`), and the error of the action left pending.
+CREDENTIALS_REFUSED: Final = "credentials refused"
 # last_error of an action read back too soon after its uncertain call: its next read-back,
 # due at the end of the settle time, believes "absent".
 TOO_SOON: Final = "read back too soon"
@@ -71,6 +74,14 @@ PSP_PENDING: Final = "refund pending at the PSP"
 # In last_error: Centra accepted the write, yet a read-back did not find it (never resent).
 ACCEPTED_UNSEEN: Final = "accepted by Centra, yet not found"
 _LIVE: Final = ("open", "retrying")
+
+
+def credentials_setting(kind: str) -> str:
+    """The setting holding the credentials an action of `kind` is sent with: the REST Order
+    API's secret for refunds and exchange orders, the GraphQL token for the rest."""
+    if kind in ("refund", "exchange_order"):
+        return "RETURNBRIDGE_CENTRA__ORDER_API_SECRET (the REST Order API secret)"
+    return "RETURNBRIDGE_CENTRA__TOKEN (the GraphQL Integration API token)"
 
 
 class Outcomes:
@@ -137,11 +148,12 @@ class Outcomes:
             self.retry(session, rec, started, summary, f"{type(exc).__name__}: {exc}", None)
         except RejectedError as exc:
             await self.rejected(session, action, rec, started, summary, exc)
-        except (AuthError, QueryError) as exc:
-            kind = "credentials refused" if isinstance(exc, AuthError) else "query error"
+        except AuthError as exc:
+            self.credentials_refused(session, rec, started, summary, exc)
+        except QueryError as exc:
             detail = (
-                f"{type(exc).__name__} ({kind}: fix the configuration or the code; not retried):"
-                f" {exc}"
+                f"{type(exc).__name__} (query error: fix the configuration or the code; not "
+                f"retried): {exc}"
             )
             code = FAILURE_CODE[action.kind]
             self.finish(session, rec, "failed", code, detail, started, summary)
@@ -375,7 +387,27 @@ class Outcomes:
         self.attempt(rec.key, started, summary, found.summary, None, "done")
         self.heal(rec, f"done: Centra {found.ref}")
         for problem in found.problems:
-            self.raise_(session, rec, problem.code, problem.detail)
+            self.raise_(session, rec, problem.code, problem.detail, facts=problem.facts)
+
+    def credentials_refused(
+        self,
+        session: Session,
+        rec: ActionRecord,
+        started: datetime,
+        summary: str,
+        exc: AuthError,
+    ) -> None:
+        """Centra refused our credentials: a fault of the run's configuration, not of the
+        action. The action goes back to `pending` as it was (no exception for its owner, its
+        send count unchanged), and the run starts nothing more: the sync reports the fault
+        and exits non-zero, and once the setting is fixed the next run sends it."""
+        setting = credentials_setting(rec.kind)
+        fault = f"Centra refused returnbridge's credentials ({exc}); check {setting}"
+        session.report.credentials_refused = fault
+        session.stopped = True
+        if self.move(session, rec, "pending", error=f"{CREDENTIALS_REFUSED}: {exc}"):
+            sent = f"{CREDENTIALS_REFUSED}: {summary}"
+            self.attempt(rec.key, started, sent, None, fault, "pending")
 
     def finish(
         self,
@@ -443,8 +475,17 @@ class Outcomes:
             outcome=outcome,
         )
 
-    def raise_(self, session: Session, rec: ActionRecord, code: str, detail: str) -> None:
-        """Raise exception `code` about `rec` (in the ledger and the run's report)."""
+    def raise_(
+        self,
+        session: Session,
+        rec: ActionRecord,
+        code: str,
+        detail: str,
+        *,
+        facts: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Raise exception `code` about `rec` (in the ledger and the run's report), with the
+        `facts` its owner needs (a read-back `Problem`'s)."""
         exc = ReturnException(
             code=code,
             reveni_return_id=rec.reveni_return_id,
@@ -452,6 +493,7 @@ class Outcomes:
             amount=lenient_decimal(rec.payload.get("amount")) if rec.kind == "refund" else None,
             currency=rec.payload.get("currency") if rec.kind == "refund" else None,
             detail=f"{rec.key}: {detail}",
+            facts=facts,
         )
         self.ledger.raise_exception(exc, action_key=rec.key, now=self.clock.now())
         session.report.exceptions.append(exc)
@@ -468,7 +510,9 @@ class Outcomes:
         """Recorded attempts to send `key` (read-backs are not sends; the ledger's `attempts`
         counts every claim, read-backs included)."""
         return sum(
-            1 for a in self.ledger.attempts(key) if not a.request_summary.startswith(READ_BACK)
+            1
+            for a in self.ledger.attempts(key)
+            if not a.request_summary.startswith((READ_BACK, CREDENTIALS_REFUSED))
         )
 
     def inconclusive_in_a_row(self, key: str) -> int:

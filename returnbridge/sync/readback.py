@@ -51,6 +51,9 @@ class Problem:
 
     code: str
     detail: str
+    # What the owner needs to act (core/codes.py `FACTS`), carried onto the exception: not part
+    # of what the problem is, as `ReturnException.facts` is not part of its identity.
+    facts: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ def _refund_found(refund: RefundAttempt, payload: Refund, ret: Return) -> Found:
         f"return {ret.id} ({ret.status}): refund entry {refund.id} settled "
         f"{refund.amount} {refund.currency}"
     )
-    return Found(str(refund.id), summary, amount_problems(refund.amount, payload))
+    return Found(str(refund.id), summary, amount_problems(refund.amount, payload, refund.currency))
 
 
 def _refund_pending(refund: RefundAttempt, ret: Return) -> InProgress:
@@ -195,14 +198,21 @@ def _refund_pending(refund: RefundAttempt, ret: Return) -> InProgress:
     return InProgress(str(refund.entry.id), summary)
 
 
-def amount_problems(amount: Decimal, payload: Refund) -> tuple[Problem, ...]:
-    """A refund Centra made for another amount than Reveni's: `refund_amount_mismatch`."""
+def amount_problems(
+    amount: Decimal, payload: Refund, currency: str | None = None
+) -> tuple[Problem, ...]:
+    """A refund Centra made for another amount than Reveni's: `refund_amount_mismatch`, with
+    Centra's side (`amount`, in `currency` when Centra said, else the refund's) as its facts."""
     if amount == payload.amount:
         return ()
     return (
         Problem(
             "refund_amount_mismatch",
             f"Centra credited {amount} {payload.currency}, Reveni refunded {payload.amount}",
+            facts=(
+                ("centra_amount", str(amount)),
+                ("centra_currency", currency or payload.currency),
+            ),
         ),
     )
 

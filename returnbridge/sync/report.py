@@ -61,6 +61,8 @@ class ExecutionReport:
     exceptions: list[ReturnException] = field(default_factory=list)
     deadline_reached: bool = False
     budget_unavailable: str | None = None  # the gate failed: the run stopped starting work
+    # Centra refused our credentials: the run stopped starting work, the action is pending
+    credentials_refused: str | None = None
     awaiting_psp: set[str] = field(default_factory=set)  # refunds the PSP has not answered yet
 
     def _count(self, state: str) -> int:
@@ -107,4 +109,5 @@ class ExecutionReport:
             "exceptions": [e.as_summary() for e in self.exceptions],
             "deadline_reached": self.deadline_reached,
             "budget_unavailable": self.budget_unavailable,
+            "credentials_refused": self.credentials_refused,
         }

@@ -23,6 +23,7 @@ demo call `ReturnSync.run` directly.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Collection, Iterable, Mapping
@@ -53,9 +54,14 @@ from returnbridge.sync.executor import (
 from returnbridge.sync.outcomes import PSP_PENDING
 from returnbridge.sync.settings import SyncSettings
 
-__all__ = ["ReturnSync", "SyncConfig", "SyncReport", "SyncSettings"]
+__all__ = ["CredentialsRefused", "ReturnSync", "SyncConfig", "SyncReport", "SyncSettings"]
 
 log = logging.getLogger(__name__)
+
+# Reveni reads of webhook-named returns in flight at once (each is one GET).
+INBOX_READS_AT_ONCE = 8
+# How an inbox event naming a return Reveni does not have is settled (`inbox.outcome`).
+UNKNOWN_RESOURCE = "unknown_resource"
 
 # The error of a refund action blocked because a refund made by hand looks like it.
 HELD_REFUND = "held: a refund made by hand in Centra looks like this one"
@@ -87,6 +93,12 @@ class Collected:
     rejected: list[RejectedRow]
     carried_over: int = 0
     from_inbox: int = 0
+    inbox_unknown: int = 0  # events naming a return Reveni does not have, settled at once
+
+
+class CredentialsRefused(RuntimeError):
+    """Centra refused returnbridge's credentials during a run: a configuration fault of the
+    run. The actions stay pending; the message names the setting to fix."""
 
 
 @dataclass
@@ -97,6 +109,7 @@ class SyncReport:
     carried_over: int = 0
     from_inbox: int = 0  # returns only the webhook inbox named (not in Reveni's changed list)
     inbox_events: int = 0
+    inbox_unknown: int = 0  # webhooks naming a return Reveni does not have (fake or mistaken)
     rounds: int = 0
     actions_planned: int = 0
     adopted: int = 0
@@ -107,6 +120,7 @@ class SyncReport:
     rejected_rows: list[str] = field(default_factory=list)
     cursor_before: str | None = None
     cursor_after: str | None = None
+    credentials_refused: str | None = None  # the run stopped: Centra refused our credentials
     planned_calls: list[str] = field(default_factory=list)  # dry runs: what would be sent
     dry_run: bool = False
 
@@ -132,6 +146,7 @@ class SyncReport:
             "carried_over": self.carried_over,
             "from_inbox": self.from_inbox,
             "inbox_events": self.inbox_events,
+            "inbox_unknown": self.inbox_unknown,
             "rounds": self.rounds,
             "actions_planned": self.actions_planned,
             "adopted": self.adopted,
@@ -211,7 +226,15 @@ class ReturnSync:
         return collected
 
     async def _add_inbox(self, collected: Collected) -> None:
+        """The returns the webhook inbox names. Each named return is read once, a few at a
+        time (`INBOX_READS_AT_ONCE`); an event whose return Reveni does not have (a fake or
+        mistaken webhook: anyone who reaches the receiver can post one while Reveni signing is
+        off) is settled at once as "unknown_resource", in its own transaction, so junk costs
+        one read and is never held until the run commits. No retry of the 404 here: a return
+        whose read lags its webhook appears in the next run's changed-since poll."""
         orders: set[int] = set()
+        named: dict[str, list[int]] = {}  # return id -> the inbox events naming it
+        envelopes: dict[str, Any] = {}
         for event in self.ledger.inbox_pending():
             collected.inbox_ids.append(event.id)
             if event.source != "reveni":
@@ -229,10 +252,33 @@ class ReturnSync:
             rid = envelope.data.resource_id
             if rid in collected.returns:
                 continue
-            fetched = await self.reveni.fetch_for_event(envelope)
-            if fetched is not None:
+            named.setdefault(rid, []).append(event.id)
+            envelopes.setdefault(rid, envelope)
+        gate = asyncio.Semaphore(INBOX_READS_AT_ONCE)
+
+        async def read(rid: str) -> ReveniReturn | None:
+            async with gate:
+                return await self.reveni.fetch_for_event(envelopes[rid], not_found_retries=0)
+
+        found = await asyncio.gather(*(read(rid) for rid in named))
+        unknown: list[int] = []
+        for rid, fetched in zip(named, found, strict=True):
+            if fetched is None:
+                unknown.extend(named[rid])
+            else:
                 collected.returns[rid] = fetched
                 collected.from_inbox += 1
+        if unknown:
+            settled = self.ledger.settle_inbox(unknown, outcome=UNKNOWN_RESOURCE, now=self.clock())
+            collected.inbox_unknown += settled
+            gone = set(unknown)
+            collected.inbox_ids = [i for i in collected.inbox_ids if i not in gone]
+            log.warning(
+                "inbox: %d webhook(s) named %d return(s) Reveni does not have; settled as %s",
+                len(unknown),
+                sum(1 for f in found if f is None),
+                UNKNOWN_RESOURCE,
+            )
         hastened = self.ledger.hasten(
             orders, kind="refund", error_prefix=PSP_PENDING, now=self.clock()
         )
@@ -395,6 +441,10 @@ class ReturnSync:
         plans = await self.process(collected, report)
         if not replay:
             self.commit(collected, plans, report)
+        if report.credentials_refused:
+            # What was planned is in the ledger (the actions pending), so committing first
+            # loses nothing; the run itself failed: say so, once, and stop.
+            raise CredentialsRefused(report.credentials_refused)
         return report
 
     def describe_collected(self, collected: Collected, report: SyncReport) -> None:
@@ -403,7 +453,8 @@ class ReturnSync:
         report.returns_seen = len(collected.returns)
         report.carried_over = collected.carried_over
         report.from_inbox = collected.from_inbox
-        report.inbox_events = len(collected.inbox_ids)
+        report.inbox_events = len(collected.inbox_ids) + collected.inbox_unknown
+        report.inbox_unknown = collected.inbox_unknown
         report.rejected_rows = [
             f"{row.return_id or row.path}: {row.error}" for row in collected.rejected
         ]
@@ -450,6 +501,9 @@ class ReturnSync:
             execution = await self.executor.run()
             report.executed.append(execution)
             settled.update(execution.outcomes)
+            if execution.credentials_refused:
+                report.credentials_refused = execution.credentials_refused
+                break
             unlocked = set(execution.done_returns)
             # Plan again only what waits for something this round has done.
             todo = {

@@ -8,6 +8,7 @@ the client's governor, so backoffs and Retry-After cost no real time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -643,14 +644,23 @@ async def test_a_return_already_refunded_is_read_back_as_done(h: Harness) -> Non
     assert len([r for r in h.effects()["refunds"] if r["return_id"] == ret_id]) == 1
 
 
-async def test_refused_credentials_fail_and_say_so(h: Harness) -> None:
-    action = await restock_action(h.centra, "ret_auth")
-    h.ledger.plan([action])
+async def test_refused_credentials_stop_the_run_and_leave_the_action_pending(h: Harness) -> None:
+    first = await restock_action(h.centra, "ret_auth")
+    second = await restock_action(h.centra, "ret_auth2")
+    h.ledger.plan([first, second])
     async with h.client(token="wrong") as bad:
-        report = await Executor(bad, h.ledger, FAST, clock=h.clock).run()
-    assert report.outcomes == {action.key: "failed"}
-    assert "AuthError" in report.exceptions[0].detail
-    assert report.exceptions[0].code == "restock_failed"
+        one_at_a_time = dataclasses.replace(FAST, concurrency=1)
+        report = await Executor(bad, h.ledger, one_at_a_time, clock=h.clock).run()
+    # a fault of the run's configuration, not of the action: no exception for its owner
+    assert report.exceptions == []
+    assert report.credentials_refused is not None
+    assert "RETURNBRIDGE_CENTRA__TOKEN" in report.credentials_refused
+    states = {k: h.ledger.action(k) for k in (first.key, second.key)}
+    assert {r.state for r in states.values() if r is not None} == {"pending"}
+    assert len(report.outcomes) == 1  # the run stopped: the second was never tried
+    async with h.client() as good:
+        fixed = await Executor(good, h.ledger, FAST, clock=h.clock).run()
+    assert fixed.outcomes == {first.key: "done", second.key: "done"}
 
 
 async def test_a_manual_refund_where_the_api_has_none_is_blocked_unsent(h: Harness) -> None:

@@ -172,7 +172,9 @@ def test_a_pending_refund_is_blocked_when_a_hand_made_refund_appears_and_retry_s
     (held,) = showcase.ledger.exceptions(reveni_return_id="ret_std_1001")
     assert (held.code, held.status, held.action_key) == ("duplicate_refund", "open", pending.key)
     # Finance: it was for something else; send it all the same.
-    retried = CliRunner().invoke(app, ["exceptions", "retry", str(held.id)], env=showcase.env())
+    retried = CliRunner().invoke(
+        app, ["exceptions", "retry", str(held.id), "--confirm"], env=showcase.env()
+    )
     assert retried.exit_code == 0 and "released" in retried.stdout, retried.output
     assert showcase.ledger.action(pending.key).state == "pending"  # type: ignore[union-attr]
     showcase.run()
