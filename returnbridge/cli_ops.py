@@ -341,11 +341,18 @@ def receiver(
         "prefect": WebhookRunStarter(),
     }
     action = actions.get(trigger)
+    # The Slack settings already loaded (and checked) above: run_receiver would otherwise load
+    # the environment a second time.
     if action is None:
-        run_receiver(receiver_settings, settings.sync.ledger_url)
+        run_receiver(receiver_settings, settings.sync.ledger_url, slack=settings.slack)
         return
     with DebouncedTrigger(action, delay_seconds=delay) as debounced:
-        run_receiver(receiver_settings, settings.sync.ledger_url, on_event=debounced.notify)
+        run_receiver(
+            receiver_settings,
+            settings.sync.ledger_url,
+            on_event=debounced.notify,
+            slack=settings.slack,
+        )
 
 
 async def _run_reconciliation(settings: Any, run_date: date | None, fix: bool) -> Any:

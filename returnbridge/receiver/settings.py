@@ -7,6 +7,10 @@ part of returnbridge's `Settings`. Secrets are `SecretStr`: they never reach a l
 Rotating a webhook secret loses nothing: set the new one as
 `RETURNBRIDGE_RECEIVER__REVENI_SECRET_NEXT` (`..._CENTRA_SECRET_NEXT`), switch the sender to it,
 then make it the current one and unset the next. In between, a webhook signed with either passes.
+
+Each source (reveni, centra, slack) has its own rate limit:
+`RETURNBRIDGE_RECEIVER__RATE_LIMIT_PER_MINUTE` (default 600, 0: off), with
+`RETURNBRIDGE_RECEIVER__RATE_LIMIT_BURST` requests at once (default: a minute's worth).
 """
 
 from __future__ import annotations
@@ -58,6 +62,18 @@ class ReceiverSettings(BaseSettings):
         300, ge=1, description="Max age (or lead) of a Centra signature timestamp: older = replay."
     )
     max_body_bytes: int = Field(256 * 1024, ge=1, description="Larger request bodies get 413.")
+    rate_limit_per_minute: int = Field(
+        600,
+        ge=0,
+        description="Requests a minute each source (reveni, centra, slack) may send, signed or "
+        "not; over it: 429 with Retry-After, nothing stored. 0: no limit.",
+    )
+    rate_limit_burst: int | None = Field(
+        None,
+        ge=1,
+        description="Requests a source may send at once before the per-minute rate applies; "
+        "None: as many as `rate_limit_per_minute` (a minute's worth).",
+    )
 
     @field_validator("path_prefix")
     @classmethod

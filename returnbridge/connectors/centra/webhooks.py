@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,6 +128,17 @@ def decode_payload(body: bytes) -> dict[str, Any]:
         payload = json.loads(values[0])
     except json.JSONDecodeError as exc:
         raise WebhookSignatureError(f"`payload` is not JSON: {exc}") from None
+    except RecursionError:
+        raise WebhookSignatureError(
+            "`payload` is not JSON returnbridge can read: JSON nested too deep"
+        ) from None
+    except ValueError as exc:  # beyond JSON's grammar: an integer Python will not convert
+        why = (
+            f"a number too long (over {sys.get_int_max_str_digits()} digits)"
+            if "integer string conversion" in str(exc)
+            else str(exc)
+        )
+        raise WebhookSignatureError(f"`payload` is not JSON returnbridge can read: {why}") from None
     if not isinstance(payload, dict):
         raise WebhookSignatureError("`payload` must be a JSON object")
     return payload

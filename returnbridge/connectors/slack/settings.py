@@ -4,14 +4,27 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 if TYPE_CHECKING:
     from returnbridge.connectors.slack.poster import DigestPoster
+
+
+# The owners of exceptions, each with a digest channel. `returnbridge.core.codes.Owner` is the
+# source of truth, but connectors/ may not import core/ (docs/architecture.md#rooms-and-imports):
+# tests/connectors/test_slack_channels_setting.py checks that these are its values.
+OWNERS: Final = ("finance", "ops", "cx")
+CHANNELS_VARIABLE: Final = "RETURNBRIDGE_SLACK__CHANNELS"
+MENTIONS_VARIABLE: Final = "RETURNBRIDGE_SLACK__MENTIONS"
+# A channel id as Slack gives it: C (public channel) or G (private channel, group), then
+# upper-case letters and digits (9 characters in all for the oldest ids, 11 today).
+_CHANNEL_ID: Final = re.compile(r"[CG][A-Z0-9]{8,}")
+_CHANNEL_NAME: Final = re.compile(r"#\S+")
 
 
 def _default_channels() -> dict[str, str]:
@@ -30,11 +43,14 @@ class SlackSettings(BaseModel):
         "https://slack.com/api/", description="Web API base; methods are <base_url><method>."
     )
     channels: dict[str, str] = Field(
-        default_factory=_default_channels, description="Owner (finance, ops, cx) → channel."
+        default_factory=_default_channels,
+        description="Owner (finance, ops, cx) → channel (`#name` or a channel id C…/G…); "
+        "every owner must have one.",
     )
     mentions: dict[str, str] = Field(
         default_factory=dict,
-        description="Owner → Slack user-group id (e.g. S0FINANCE) mentioned in its digest.",
+        description="Owner (finance, ops, cx) → Slack user-group id (e.g. S0FINANCE) mentioned "
+        "in its digest.",
     )
     timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
     rate_limit_retries: int = Field(
@@ -58,6 +74,48 @@ class SlackSettings(BaseModel):
         description="While rotating the signing secret: the new one, accepted as well as "
         "`signing_secret` until it replaces it.",
     )
+
+    @field_validator("channels")
+    @classmethod
+    def _every_owner_has_a_channel(cls, value: dict[str, str]) -> dict[str, str]:
+        """Every owner has a channel (the reconciliation posts a digest to each, at the very end
+        of its run), each a `#name` or a channel id; no key that is not an owner."""
+        problems = [
+            f"{owner!r} is not an owner (the owners are {', '.join(OWNERS)})"
+            for owner in value
+            if owner not in OWNERS
+        ]
+        missing = [owner for owner in OWNERS if owner not in value]
+        if missing:
+            problems.append(
+                f"no channel for {', '.join(repr(o) for o in missing)} (give all of "
+                f"{', '.join(OWNERS)}: the value replaces the whole map)"
+            )
+        for owner, channel in value.items():
+            if owner not in OWNERS:
+                continue
+            if not channel.strip():
+                problems.append(f"the channel of {owner!r} is empty")
+            elif not (_CHANNEL_NAME.fullmatch(channel) or _CHANNEL_ID.fullmatch(channel)):
+                problems.append(
+                    f"the channel of {owner!r}, {channel!r}, is neither a #name nor a channel "
+                    "id (C... or G...)"
+                )
+        if problems:
+            raise ValueError(f"{CHANNELS_VARIABLE}: {'; '.join(problems)}")
+        return value
+
+    @field_validator("mentions")
+    @classmethod
+    def _mentions_name_owners(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = [owner for owner in value if owner not in OWNERS]
+        if unknown:
+            raise ValueError(
+                f"{MENTIONS_VARIABLE}: {', '.join(repr(o) for o in unknown)} "
+                f"{'is not an owner' if len(unknown) == 1 else 'are not owners'} "
+                f"(the owners are {', '.join(OWNERS)})"
+            )
+        return value
 
     @field_validator("signing_secret", "next_signing_secret")
     @classmethod
