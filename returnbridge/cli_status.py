@@ -105,6 +105,7 @@ class Limits:
     sync_failures: int
     inbox_max_age: timedelta
     inbox_max_pending: int
+    unknown_webhooks_max: int
     in_doubt_after: timedelta
     in_flight_after: timedelta
 
@@ -173,13 +174,24 @@ def cursor_figure(ledger: Any, limits: Limits, now: datetime, zone: tzinfo) -> F
 
 def inbox_figure(ledger: Any, limits: Limits, now: datetime, zone: tzinfo) -> Figure:
     from returnbridge.ledger.health import inbox_backlog
+    from returnbridge.ledger.records import UNKNOWN_RESOURCE
 
     backlog = inbox_backlog(ledger)
     oldest = backlog.oldest_received_at
-    data = {"pending": backlog.pending, "oldest": _iso(oldest)}
+    unknown = ledger.inbox_settled(outcome=UNKNOWN_RESOURCE, since=now - timedelta(hours=24))
+    data = {"pending": backlog.pending, "oldest": _iso(oldest), "unknown_24h": unknown}
     said = f"inbox {backlog.pending} webhook(s) waiting"
     if oldest is not None:
         said += f", the oldest since {clock_time(oldest, zone, now)} ({ago(oldest, now)})"
+    if unknown:
+        said += f"; {unknown} in 24 h named returns Reveni does not have"
+    if unknown > limits.unknown_webhooks_max:
+        return Figure(
+            "inbox",
+            FAILING,
+            f"{said} (over {limits.unknown_webhooks_max}: fake webhooks? turn on Reveni signing)",
+            data,
+        )
     too_old = oldest is not None and now - oldest > limits.inbox_max_age
     too_many = backlog.pending > limits.inbox_max_pending
     if too_old or too_many:
@@ -422,6 +434,7 @@ def status(
         sync_failures=watch.sync_failures,
         inbox_max_age=watch.inbox_max_age,
         inbox_max_pending=watch.inbox_max_pending,
+        unknown_webhooks_max=watch.unknown_webhooks_max,
         in_doubt_after=watch.in_doubt_after,
         in_flight_after=watch.in_flight_after,
     )

@@ -288,3 +288,18 @@ def test_bad_thresholds_exit_2(site: Site, args: list[str], message: str) -> Non
     result = site.run(*args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_many_webhooks_naming_unknown_returns_are_failing(site: Site) -> None:
+    healthy(site)
+    with site.ledger() as ledger:
+        for n in range(51):
+            ledger.inbox_add("reveni", f"fake_{n}", "{}", received_at=NOW - timedelta(hours=1))
+        fakes = [e.id for e in ledger.inbox_pending() if e.event_id.startswith("fake_")]
+        assert ledger.settle_inbox(fakes, outcome="unknown_resource", now=NOW) == 51
+    result = site.run()
+    assert result.exit_code == 1
+    shown = lines(result)
+    assert shown["inbox"].startswith("FAILING")
+    assert "51 in 24 h named returns Reveni does not have" in shown["inbox"]
+    assert as_json(site.run("--json"))["figures"]

@@ -30,6 +30,8 @@ EVENT_KINDS: Final[tuple[str, ...]] = get_args(EventKind)
 # The actor of what returnbridge does by itself.
 SYSTEM_ACTOR: Final = "returnbridge"
 InboxSource = Literal["reveni", "centra"]
+# How an inbox event naming a return Reveni does not have is settled (`inbox.outcome`).
+UNKNOWN_RESOURCE: Final = "unknown_resource"
 MailStatus = Literal["pending", "sending", "sent", "failed"]
 MAIL_STATUSES: Final[tuple[str, ...]] = get_args(MailStatus)
 

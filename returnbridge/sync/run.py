@@ -45,6 +45,7 @@ from returnbridge.core.codes import PLANNER_CODES
 from returnbridge.core.planner import PlannerConfig, ReturnPlan, plan_returns
 from returnbridge.core.validation import OrderHistory
 from returnbridge.ledger import Ledger
+from returnbridge.ledger.records import UNKNOWN_RESOURCE
 from returnbridge.sync.executor import (
     ExecutionReport,
     Executor,
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 
 # Reveni reads of webhook-named returns in flight at once (each is one GET).
 INBOX_READS_AT_ONCE = 8
-# How an inbox event naming a return Reveni does not have is settled (`inbox.outcome`).
-UNKNOWN_RESOURCE = "unknown_resource"
 
 # The error of a refund action blocked because a refund made by hand looks like it.
 HELD_REFUND = "held: a refund made by hand in Centra looks like this one"

@@ -50,6 +50,7 @@ class Check(StrEnum):
     ACTIONS_STUCK = "actions_stuck"  # subject: ledger (in_flight past its time)
     SYNC_FAILING = "sync_failing"  # subject: sync-returns
     INSTANT_DEADLINE = "instant_deadline"  # subject: reveni
+    UNKNOWN_WEBHOOKS = "unknown_webhooks"  # subject: reveni (webhooks naming no Reveni return)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -116,6 +117,9 @@ class WatchInputs:
     in_flight: HeldActions | None = None
     sync_runs: Sequence[RunOutcome] | None = None  # newest first
     instant_deadlines: Sequence[DeadlineException] | None = None
+    # inbox events settled as "unknown_resource" in the last day: webhooks naming a return
+    # Reveni does not have (fake, or sent to the wrong store)
+    unknown_webhooks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -444,6 +448,31 @@ def check_instant_deadlines(inputs: WatchInputs, settings: WatchSettings) -> lis
     ]
 
 
+def check_unknown_webhooks(inputs: WatchInputs, settings: WatchSettings) -> list[Observation]:
+    """More than `unknown_webhooks_max` webhooks in a day named returns Reveni does not have:
+    someone who reaches the receiver is posting fake ones (Reveni signing is off by default),
+    or another store's webhooks arrive here. Each costs one Reveni read and is settled at once,
+    so nothing stalls, but a person should close the door."""
+    check, subject = Check.UNKNOWN_WEBHOOKS, "reveni"
+    if inputs.unknown_webhooks is None:
+        return [_unknown(check, subject, "the ledger's inbox was not read")]
+    if inputs.unknown_webhooks <= settings.unknown_webhooks_max:
+        return [_clear(check, subject)]
+    return [
+        Observation(
+            check.value,
+            subject,
+            "firing",
+            title="Webhooks naming returns Reveni does not have",
+            figure=f"{inputs.unknown_webhooks} in the last 24 hours",
+            first_step=(
+                "Turn on Reveni webhook signing (RETURNBRIDGE_RECEIVER__REVENI_SECRET) or limit "
+                "who can reach the receiver; check that the webhook URL is only this store's."
+            ),
+        )
+    ]
+
+
 CHECKS: Final[tuple[Callable[[WatchInputs, WatchSettings], list[Observation]], ...]] = (
     check_api,
     check_webhooks,
@@ -452,6 +481,7 @@ CHECKS: Final[tuple[Callable[[WatchInputs, WatchSettings], list[Observation]], .
     check_in_flight,
     check_sync_runs,
     check_instant_deadlines,
+    check_unknown_webhooks,
 )
 
 

@@ -22,7 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import httpx
@@ -34,6 +34,7 @@ from returnbridge.connectors.reveni.client import ReveniClient
 from returnbridge.connectors.slack import DigestPoster, SlackError
 from returnbridge.ledger.health import HeldAction, held_actions, inbox_backlog, last_webhook_at
 from returnbridge.ledger.incidents import Incident, Incidents, MessageKind
+from returnbridge.ledger.records import UNKNOWN_RESOURCE
 from returnbridge.ledger.store import Ledger
 from returnbridge.ledger.sync_runs import recent_sync_runs
 from returnbridge.settings import Settings
@@ -202,6 +203,9 @@ class Watchdog:
         if window is not None and reveni_ok and self.reveni is not None:
             changes = await self._reveni_changes(self.reveni, window)
         backlog = inbox_backlog(self.ledger)
+        unknown = self.ledger.inbox_settled(
+            outcome=UNKNOWN_RESOURCE, since=now - timedelta(hours=24)
+        )
         in_doubt = held_actions(
             self.ledger,
             "in_doubt",
@@ -230,6 +234,7 @@ class Watchdog:
             webhooks_known=True,
             reveni_changes=changes,
             inbox_pending=backlog.pending,
+            unknown_webhooks=unknown,
             inbox_oldest_at=backlog.oldest_received_at,
             in_doubt=_held(*in_doubt),
             action_in_doubt_open=len(gave_up),

@@ -57,6 +57,11 @@ class WatchSettings(BaseModel):
     inbox_max_pending: int = Field(
         500, description="More unprocessed webhooks in the inbox than this: the sync lags."
     )
+    unknown_webhooks_max: int = Field(
+        50,
+        description="More webhooks than this in 24 hours naming returns Reveni does not have "
+        "(fake, or another store's): alert.",
+    )
     in_doubt_after: timedelta = Field(
         timedelta(minutes=30),
         description="An action in_doubt not read back for this long (refunds waiting for the "
@@ -112,7 +117,9 @@ class WatchSettings(BaseModel):
                 "as PT15M or P1D, or seconds)"
             ) from None
 
-    @field_validator("inbox_max_pending", "sync_failures", "probe_retries", mode="before")
+    @field_validator(
+        "inbox_max_pending", "unknown_webhooks_max", "sync_failures", "probe_retries", mode="before"
+    )
     @classmethod
     def _read_count(cls, value: object, info: ValidationInfo) -> object:
         try:

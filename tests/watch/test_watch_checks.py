@@ -24,6 +24,7 @@ from returnbridge.watch.checks import (
     check_inbox,
     check_instant_deadlines,
     check_sync_runs,
+    check_unknown_webhooks,
     check_webhooks,
     deadline_of,
     evaluate,
@@ -255,6 +256,7 @@ def test_evaluate_covers_every_check_and_subject_once() -> None:
         in_flight=HeldActions(0),
         sync_runs=[],
         instant_deadlines=[],
+        unknown_webhooks=0,
     )
     found = evaluate(inputs, SETTINGS)
     assert sorted(o.key for o in found) == [
@@ -265,6 +267,7 @@ def test_evaluate_covers_every_check_and_subject_once() -> None:
         "inbox_backlog:inbox",
         "instant_deadline:reveni",
         "sync_failing:sync-returns",
+        "unknown_webhooks:reveni",
         "unreachable:centra",
         "unreachable:reveni",
         "webhooks_silent:reveni",
@@ -334,3 +337,16 @@ def test_a_bad_setting_names_its_variable(
     with pytest.raises(ValidationError) as caught:
         Settings(_env_file=None)  # type: ignore[call-arg]
     assert f"RETURNBRIDGE_WATCH__{variable} {message}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("count", "state"), [(None, "unknown"), (0, "clear"), (50, "clear"), (51, "firing")]
+)
+def test_webhooks_naming_unknown_returns_fire_over_the_threshold(
+    count: int | None, state: str
+) -> None:
+    [observation] = check_unknown_webhooks(WatchInputs(NOW, unknown_webhooks=count), SETTINGS)
+    assert observation.state == state
+    if state == "firing":
+        assert observation.figure == "51 in the last 24 hours"
+        assert "RETURNBRIDGE_RECEIVER__REVENI_SECRET" in observation.first_step
