@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
+
+from returnbridge.connectors import wire_json
 
 SIGNATURE_HEADER = "X-Centra-Signature"
 
@@ -118,30 +119,9 @@ def verify_signature(
 def decode_payload(body: bytes) -> dict[str, Any]:
     """The JSON object in a form body `payload=<urlencoded JSON>`; WebhookSignatureError if not."""
     try:
-        fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WebhookSignatureError(f"body is not a url-encoded form: {exc}") from None
-    values = fields.get("payload")
-    if not values or len(values) != 1:
-        raise WebhookSignatureError("form body must carry exactly one `payload` field")
-    try:
-        payload = json.loads(values[0])
-    except json.JSONDecodeError as exc:
-        raise WebhookSignatureError(f"`payload` is not JSON: {exc}") from None
-    except RecursionError:
-        raise WebhookSignatureError(
-            "`payload` is not JSON returnbridge can read: JSON nested too deep"
-        ) from None
-    except ValueError as exc:  # beyond JSON's grammar: an integer Python will not convert
-        why = (
-            f"a number too long (over {sys.get_int_max_str_digits()} digits)"
-            if "integer string conversion" in str(exc)
-            else str(exc)
-        )
-        raise WebhookSignatureError(f"`payload` is not JSON returnbridge can read: {why}") from None
-    if not isinstance(payload, dict):
-        raise WebhookSignatureError("`payload` must be a JSON object")
-    return payload
+        return wire_json.form_payload(body)
+    except wire_json.UnreadableJson as exc:
+        raise WebhookSignatureError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from returnbridge.connectors import wire_json
 from returnbridge.connectors.reveni.encoding import status_name, status_to_wire
 from returnbridge.connectors.reveni.inferred import DEFAULT_REVENI_INFERRED, ReveniInferred
 from returnbridge.connectors.reveni.models import WebhookEvent
@@ -67,14 +66,6 @@ def verify_signature(
         raise WebhookError(f"{inferred.webhook_signature_header} does not match the body")
 
 
-def _unreadable(exc: ValueError) -> str:
-    """What json.loads refused beyond JSON's grammar: an integer longer than Python converts
-    (`sys.get_int_max_str_digits()`), or whatever else it says."""
-    if "integer string conversion" in str(exc):
-        return f"a number too long (over {sys.get_int_max_str_digits()} digits)"
-    return str(exc)
-
-
 def parse_envelope(
     body: bytes | str | dict[str, Any], inferred: ReveniInferred = DEFAULT_REVENI_INFERRED
 ) -> WebhookEvent:
@@ -82,17 +73,9 @@ def parse_envelope(
     the problem."""
     if isinstance(body, bytes | str):
         try:
-            body = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise WebhookError(f"body is not JSON: {exc}") from None
-        except RecursionError:
-            raise WebhookError(
-                "body is not JSON returnbridge can read: JSON nested too deep"
-            ) from None
-        except ValueError as exc:
-            raise WebhookError(
-                f"body is not JSON returnbridge can read: {_unreadable(exc)}"
-            ) from None
+            body = wire_json.loads(body)
+        except wire_json.UnreadableJson as exc:
+            raise WebhookError(str(exc)) from None
     if not isinstance(body, dict):
         raise WebhookError("body must be a JSON object")
     try:

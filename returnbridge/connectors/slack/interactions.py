@@ -29,8 +29,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
+from returnbridge.connectors import wire_json
 from returnbridge.connectors.slack.buttons import (
     ACTION_IDS,
     ACTIONS_PREFIX,
@@ -149,21 +150,12 @@ def encode_payload(payload: Mapping[str, Any]) -> bytes:
 
 
 def decode_payload(body: bytes) -> dict[str, Any]:
-    """The JSON object of a form body `payload=<json>`; InteractionError naming the problem."""
+    """The JSON object of a form body `payload=<json>`; InteractionError naming the problem
+    (deep nesting and huge integers included)."""
     try:
-        fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InteractionError(f"body is not a url-encoded form: {exc}") from None
-    values = fields.get("payload")
-    if not values or len(values) != 1:
-        raise InteractionError("form body must carry exactly one `payload` field")
-    try:
-        payload = json.loads(values[0])
-    except json.JSONDecodeError as exc:
-        raise InteractionError(f"`payload` is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InteractionError("`payload` must be a JSON object")
-    return payload
+        return wire_json.form_payload(body)
+    except wire_json.UnreadableJson as exc:
+        raise InteractionError(str(exc)) from None
 
 
 @dataclass(frozen=True)
