@@ -39,8 +39,10 @@ first) needs for the same metered mutations divided by the time we took, over th
 and over its first phase (the first 900 mutations, before the hourly cap can bind); and the most
 mutations and requests in any 10 s and any hour (never above the budget). Results go to
 `bench/results/sync_budget-<UTC time>.json` (gitignored); `--append-docs` appends the tables
-and definitions to docs/benchmarks.md. Targets: at least 90 % of the allowed mutation rate, zero
-429s, with one process and with several.
+and definitions to docs/benchmarks.md. Targets: at least 95 % of the allowed mutation rate, zero
+429s, with one process and with several (the sync plans alongside execution: writes start once
+the first batch of orders is planned, and what a `createReturn` waiting for the hourly window
+does not block is planned and sent meanwhile).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ from returnbridge.sync.ledger_budget import LedgerBudgetGate
 from returnbridge.sync.run import ReturnSync, SyncReport
 from returnbridge.sync.runtime import open_sync
 
-TARGET_RATE = 0.90
+TARGET_RATE = 0.95
 MAX_SYNC_RUNS = 8  # a drain normally takes one run; more only while actions are owed
 # With several processes, one's actions may be sent by another: a run then leaves returns
 # unfinished that the next run of the same process plans on (a few short runs more).
@@ -552,7 +554,8 @@ def verdict(report: dict[str, Any]) -> str:
     return (
         f"gate: most mutation slots in any 10 s / 1 h, per run: {slots} (cap "
         f"{report['samples'][0]['cap_10s']} / {report['samples'][0]['cap_1h']}); "
-        f"mutation rate {m['rate_vs_allowed']:.1%} of the allowed rate (target >= 90 %: "
+        f"mutation rate {m['rate_vs_allowed']:.1%} of the allowed rate "
+        f"(target >= {TARGET_RATE:.0%}: "
         f"{'met' if rate_ok else 'MISSED'}); 429s: "
         f"{sum(s['rate_limited'] for s in report['samples'])} over all runs (target 0: "
         f"{'met' if zero else 'MISSED'})"

@@ -22,9 +22,10 @@ here pass typed inputs and read typed answers."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Final, Protocol, TypeVar
 
@@ -37,7 +38,12 @@ from returnbridge.connectors.centra.inputs import (
     ReturnLineInput,
     StockDelta,
 )
-from returnbridge.connectors.centra.models import PaymentEntryStatus, ReturnUpdateResult
+from returnbridge.connectors.centra.models import (
+    Address,
+    Order,
+    PaymentEntryStatus,
+    ReturnUpdateResult,
+)
 from returnbridge.connectors.errors import RejectedError
 from returnbridge.core.actions import Action, CreateReturn, ExchangeOrder, Refund, Restock
 from returnbridge.sync.readback import Found, InProgress, Problem, Refused, amount_problems
@@ -79,8 +85,74 @@ class Channel(Protocol):
         ...
 
 
-async def send(centra: CentraClient, action: Action, channel: Channel) -> Sent:
-    """Send `action`'s one write; Centra's id of the effect and a response summary."""
+class ExchangeOrigins:
+    """The origin order and shipping address of the exchange orders one executor run sends,
+    read together: the first exchange that needs its origin reads those of every exchange
+    waiting (`waiting()`: their origin order numbers), one batched read each of orders and
+    addresses (at most one request's batch, `orders_per_query`), paid by that exchange's
+    channel. `orders`: orders the sync read this run (an origin found there is not read again:
+    returnbridge's effects do not change an order's currency or market). An address is used once
+    and forgotten, so a resend reads it again."""
+
+    def __init__(
+        self,
+        centra: CentraClient,
+        waiting: Callable[[], Iterable[int]],
+        *,
+        orders: Mapping[int, Order] | None = None,
+    ) -> None:
+        self.centra = centra
+        self._waiting = waiting
+        self._known = orders if orders is not None else {}
+        self._orders: dict[int, Order | None] = {}
+        self._addresses: dict[int, Address | None] = {}
+        self._lock = asyncio.Lock()
+
+    def _batch(self, number: int, missing: Callable[[int], bool]) -> list[int]:
+        size = max(1, int(getattr(self.centra, "orders_per_query", 50)))
+        batch = [number]
+        for other in self._waiting():
+            if len(batch) >= size:
+                break
+            if other not in batch and missing(other):
+                batch.append(other)
+        return batch
+
+    async def origin(self, number: int, channel: Channel) -> Order | None:
+        async with self._lock:
+            known = self._known.get(number)
+            if known is not None:
+                return known
+            if number not in self._orders:
+                batch = self._batch(
+                    number, lambda n: n not in self._orders and self._known.get(n) is None
+                )
+                await channel.read()
+                found = await self.centra.orders_by_number(batch)
+                for n in batch:
+                    self._orders[n] = found.get(n)
+            return self._orders.pop(number)
+
+    async def address(self, number: int, channel: Channel) -> Address | None:
+        async with self._lock:
+            if number not in self._addresses:
+                batch = self._batch(number, lambda n: n not in self._addresses)
+                await channel.read()
+                found = await self.centra.shipping_addresses(batch)
+                for n in batch:
+                    self._addresses[n] = found.get(n)
+            return self._addresses.pop(number)
+
+
+async def send(
+    centra: CentraClient,
+    action: Action,
+    channel: Channel,
+    origins: ExchangeOrigins | None = None,
+) -> Sent:
+    """Send `action`'s one write; Centra's id of the effect and a response summary. `origins`:
+    an exchange's origin order and address, read together with the other exchanges' (else
+    read alone)."""
     payload = action.payload
     if isinstance(payload, CreateReturn):
         return await _create_return(centra, payload, channel)
@@ -89,7 +161,7 @@ async def send(centra: CentraClient, action: Action, channel: Channel) -> Sent:
     if isinstance(payload, Refund):
         return await _refund(centra, payload, channel)
     assert isinstance(payload, ExchangeOrder)
-    return await _exchange(centra, action, payload, channel)
+    return await _exchange(centra, action, payload, channel, origins)
 
 
 async def _create_return(centra: CentraClient, payload: CreateReturn, channel: Channel) -> Sent:
@@ -159,17 +231,21 @@ def refund_answer(payload: Refund, answer: ReturnUpdateResult) -> Sent:
 
 
 async def _exchange(
-    centra: CentraClient, action: Action, payload: ExchangeOrder, channel: Channel
+    centra: CentraClient,
+    action: Action,
+    payload: ExchangeOrder,
+    channel: Channel,
+    origins: ExchangeOrigins | None = None,
 ) -> Found:
     """The zero-value exchange order, under the first candidate number not held by another
     exchange (a number already holding ours is left to the read-back)."""
     origin_number = payload.origin_order_number
-    await channel.read()
-    origin = (await centra.orders_by_number([origin_number])).get(origin_number)
+    if origins is None:
+        origins = ExchangeOrigins(centra, list)
+    origin = await origins.origin(origin_number, channel)
     if origin is None:
         raise CannotSend("exchange_order_failed", f"origin order {origin_number} not found")
-    await channel.read()
-    address = (await centra.shipping_addresses([origin_number])).get(origin_number)
+    address = await origins.address(origin_number, channel)
     if address is None or not address.email or not address.country:
         raise CannotSend(
             "exchange_order_failed",

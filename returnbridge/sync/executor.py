@@ -16,6 +16,15 @@ executors never both send it), calls Centra, and records the outcome. Its parts,
 Budget: the client's governor holds our share of Centra's limits in this process; the optional
 `BudgetGate` (sync/budget.py) holds it across processes: a `mutation` slot before every write, a
 `request` slot before every read the executor makes.
+
+Pools: `concurrency` actions at once *per budget kind* of their first call (GraphQL mutations;
+plain requests: Order API writes and read-backs), so that actions waiting for the mutation budget
+(an hourly window spent) never keep the Order API writes, which the request budget pays, from
+going meanwhile.
+
+Feed: the sync plans alongside execution (`sync/run.py`): `run(feed=...)` keeps going while the
+feed is open (new actions are recorded while it runs and wake it), tells the feed what settled and
+when it has nothing due left to start, and ends once the feed is closed and nothing is due.
 """
 
 from __future__ import annotations
@@ -26,21 +35,36 @@ import random
 import sys
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any
 
 from returnbridge.clock import Clock, Now, as_clock
 from returnbridge.connectors.centra.client import CentraClient
 from returnbridge.core.codes import FAILURE_CODE
 from returnbridge.ledger import ActionRecord, Ledger
 from returnbridge.sync.budget import BudgetGate, BudgetKind, NoGate
-from returnbridge.sync.calls import request_summary
+from returnbridge.sync.calls import ExchangeOrigins, request_summary
 from returnbridge.sync.outcomes import Outcomes
 from returnbridge.sync.report import ExecutionReport, ExecutorConfig
-from returnbridge.sync.session import BudgetUnavailable, Session
+from returnbridge.sync.session import BudgetUnavailable, Feed, Session
 
 # Actions whose one write goes to the REST Order API (a refund, an exchange order): Centra meters
 # mutations on the GraphQL Integration API, so these draw a plain request from the budget (as
 # the client's governor governs them), never one of the mutations.
 ORDER_API_WRITES = frozenset({"refund", "exchange_order"})
+# The executor's pools: one per budget kind of an action's first call.
+POOLS: tuple[BudgetKind, ...] = ("mutation", "request")
+# The kinds whose first call draws from each pool (read-backs, of any kind, are requests).
+POOL_KINDS: dict[BudgetKind, tuple[str, ...]] = {
+    "mutation": ("create_return", "restock"),
+    "request": tuple(sorted(ORDER_API_WRITES)),
+}
+# How long a look that found nothing due for a pool with room holds (unless the feed records
+# more, or an action settles otherwise than done).
+RECHECK_SECONDS = 5.0
+# A wait for the budget this long is a stall (an hourly window spent: the 10 s window never
+# holds an action this long): a feed is told, so that the sync plans what the stalled actions do
+# not block.
+STALL_SECONDS = 30.0
 
 __all__ = [
     "FAILURE_CODE",
@@ -48,10 +72,19 @@ __all__ = [
     "ExecutionReport",
     "Executor",
     "ExecutorConfig",
+    "Feed",
     "request_summary",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def first_call(record: ActionRecord) -> BudgetKind:
+    """The budget kind of an action's first call: a read-back (in doubt) or an Order API write
+    is a request; else a GraphQL mutation."""
+    if record.state == "in_doubt" or record.kind in ORDER_API_WRITES:
+        return "request"
+    return "mutation"
 
 
 class Executor:
@@ -80,6 +113,7 @@ class Executor:
         keys: Collection[str] | None = None,
         until_idle: bool = True,
         deadline_seconds: float | None = None,
+        feed: Feed | None = None,
     ) -> ExecutionReport:
         """Run what is due (only `keys`, when given) until nothing is, or the deadline.
 
@@ -87,7 +121,8 @@ class Executor:
         `until_idle`, waits for the backoffs this run set (bounded by `max_attempts` and
         `read_back_attempts`), and for other actions' not_before within the deadline, but never
         past the deadline; otherwise returns once nothing is due now. Actions in flight with
-        Centra at the deadline finish; those still waiting for the budget are dropped.
+        Centra at the deadline finish; those still waiting for the budget are dropped. With a
+        `feed` (see `Feed`), also waits for what the feed records until it is closed.
         """
         session = Session(
             report=ExecutionReport(),
@@ -96,7 +131,15 @@ class Executor:
             ledger=self.ledger,
             clock=self.clock,
             lease_seconds=self.config.lease_seconds,
+            feed=feed,
         )
+        session.origins = ExchangeOrigins(
+            self.centra,
+            lambda: self._exchange_origins(session),
+            orders=None if feed is None else feed.orders,
+        )
+        if feed is not None:
+            feed.report = session.report
         outcomes = Outcomes(self.centra, self.ledger, self.config, self.clock, self._rng)
         start = self.clock.now()
         deadline = None if deadline_seconds is None else start + timedelta(seconds=deadline_seconds)
@@ -108,33 +151,99 @@ class Executor:
                 if deadline is not None and now >= deadline:
                     session.report.deadline_reached = True
                     break
+                if feed is not None:
+                    if feed.aborted:
+                        break
+                    if feed.changed.is_set():
+                        session.none_due.clear()  # the feed recorded more
+                    feed.changed.clear()
+                fresh = False
                 if not session.stopped:
-                    self._start_due(now, session, outcomes, running)
+                    fresh = self._start_due(now, session, outcomes, running)
                 if running:
-                    free = len(running) < self.config.concurrency
+                    free = self._free(session, running)
                     wake = self._next_wake(now, session, deadline) if free else None
+                    if feed is not None:
+                        stalled, stall_at = self._stall(now, session)
+                        feed.state(hungry=not fresh or stalled, idle=False)
+                        if stall_at is not None:  # look again when the wait becomes a stall
+                            wake = stall_at if wake is None else min(wake, stall_at)
                     if deadline is not None:
                         wake = deadline if wake is None else min(wake, deadline)
                     timeout = None if wake is None else max(0.0, (wake - now).total_seconds())
-                    await self._collect(running, asyncio.FIRST_COMPLETED, timeout)
+                    await self._collect(running, timeout, feed)
                     continue
-                if not until_idle or session.stopped:
+                if session.stopped or (not until_idle and (feed is None or not feed.open)):
                     break
                 wake = self._next_wake(now, session, deadline)
+                if feed is not None and feed.open:
+                    # Nothing in hand: wait for what the feed plans (or this run's backoffs).
+                    feed.state(hungry=True, idle=wake is None)
+                    if deadline is not None:
+                        wake = deadline if wake is None else min(wake, deadline)
+                    timeout = None if wake is None else max(0.0, (wake - now).total_seconds())
+                    await self._collect(running, timeout, feed)
+                    continue
                 if wake is None or (deadline is not None and wake > deadline):
                     break
                 await self.clock.sleep(max(0.0, (wake - now).total_seconds()))
         finally:
             await self._drain(session, running)
+            if feed is not None:
+                feed.state(hungry=True, idle=True)
         return session.report
+
+    def _exchange_origins(self, session: Session) -> list[int]:
+        """The origin order numbers of the exchange orders waiting to be sent (this run's keys
+        only, in a keyed run): read together, when the first of them is sent."""
+        numbers: list[int] = []
+        for record in self.ledger.actions(kinds=["exchange_order"], states=["pending"]):
+            if session.wanted is not None and record.key not in session.wanted:
+                continue
+            try:
+                payload = record.action().payload
+            except (KeyError, TypeError, ValueError):
+                continue  # blocked when it is taken, not read for
+            number = getattr(payload, "origin_order_number", None)
+            if isinstance(number, int):
+                numbers.append(number)
+        return numbers
+
+    @staticmethod
+    def _stall(now: datetime, session: Session) -> tuple[bool, datetime | None]:
+        """Whether an action has waited for the budget for `STALL_SECONDS` (an hourly window
+        spent, not the 10 s window), and else when the longest wait would count so."""
+        if not session.budget_waits:
+            return False, None
+        at = min(session.budget_waits.values()) + timedelta(seconds=STALL_SECONDS)
+        return (True, None) if at <= now else (False, at)
+
+    def _free(self, session: Session, running: dict[asyncio.Task[None], str]) -> bool:
+        """Whether a pool has room for another action."""
+        taken = [session.pools.get(key) for key in running.values()]
+        return any(taken.count(kind) < self.config.concurrency for kind in POOLS)
 
     @staticmethod
     async def _collect(
-        running: dict[asyncio.Task[None], str], when: str, wait_seconds: float | None
+        running: dict[asyncio.Task[None], str], wait_seconds: float | None, feed: Feed | None
     ) -> None:
-        finished, _ = await asyncio.wait(running, timeout=wait_seconds, return_when=when)
+        """Wait until a running action finishes (or the feed records more, or the timeout)."""
+        waiting: set[asyncio.Future[Any]] = set(running)
+        changed: asyncio.Task[Any] | None = None
+        if feed is not None and feed.open:
+            changed = asyncio.ensure_future(feed.changed.wait())
+            waiting.add(changed)
+        try:
+            finished, _ = await asyncio.wait(
+                waiting, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if changed is not None and not changed.done():
+                changed.cancel()
         for task in finished:
-            del running[task]
+            if task is changed:
+                continue
+            del running[task]  # type: ignore[arg-type]
             if not task.cancelled():
                 task.result()  # a ledger failure is not the action's: let it surface
 
@@ -159,34 +268,81 @@ class Executor:
         session: Session,
         outcomes: Outcomes,
         running: dict[asyncio.Task[None], str],
-    ) -> None:
-        free = self.config.concurrency - len(running)
-        if free <= 0:
-            return
+    ) -> bool:
+        """Start due actions while their pool has room; whether any due action was not in hand
+        already (started now, or left waiting for room)."""
         busy = set(running.values())
+        free = {kind: self.config.concurrency for kind in POOLS}
+        for key in busy:
+            kind = session.pools.get(key)
+            if kind is not None:
+                free[kind] -= 1
         # The ledger filters by state, time and dependencies; restricting to `keys` happens here,
         # so a keyed run reads every due row (fine for the targeted runs it is for).
         wanted = session.wanted
-        limit = sys.maxsize if wanted is not None else free + len(session.parked) + len(busy)
-        for record in self.ledger.due(now=now, limit=limit, priority=self.config.priority):
-            if free <= 0:
-                break
-            key = record.key
-            if key in busy or key in session.parked:
+        held = session.feed.held if session.feed is not None else None
+        fresh = False
+        seen: set[str] = set()
+        limit = sys.maxsize if wanted is not None else 2 * self.config.concurrency
+        limit += len(session.parked) + len(busy)
+
+        def look(priority: tuple[str, ...]) -> list[ActionRecord]:
+            nonlocal fresh
+            records = self.ledger.due(now=now, limit=limit, priority=priority)
+            for record in records:
+                key = record.key
+                if key in seen or key in busy or key in session.parked:
+                    continue
+                seen.add(key)
+                if wanted is not None and key not in wanted:
+                    continue
+                if held and record.reveni_return_id in held:
+                    continue  # the sync has yet to plan its return this run
+                fresh = True
+                kind = first_call(record)
+                if free[kind] <= 0:
+                    continue
+                task = asyncio.create_task(self._take(record, session, outcomes), name=key)
+                running[task] = key
+                session.pools[key] = kind
+                busy.add(key)
+                free[kind] -= 1
+            return records
+
+        records = look(self.config.priority)
+        if len(records) < limit:
+            return fresh  # every due action was seen
+        # A pool with room, while the first due actions wait for the other one (a backlog of
+        # restocks waiting for the hourly window, say): look again with its kinds first. A look
+        # that finds none of them holds for `RECHECK_SECONDS`, or until the feed records more
+        # or an action settles otherwise than done.
+        for kind in POOLS:
+            if free[kind] <= 0:
                 continue
-            if wanted is not None and key not in wanted:
+            checked = session.none_due.get(kind)
+            if checked is not None and now - checked < timedelta(seconds=RECHECK_SECONDS):
                 continue
-            task = asyncio.create_task(self._take(record, session, outcomes), name=key)
-            running[task] = key
-            busy.add(key)
-            free -= 1
+            kinds = POOL_KINDS[kind]
+            found = [r for r in look(kinds) if r.kind in kinds and r.key not in session.parked]
+            if found:
+                session.none_due.pop(kind, None)
+            else:
+                session.none_due[kind] = now
+        return fresh
 
     def _next_wake(
         self, now: datetime, session: Session, deadline: datetime | None
     ) -> datetime | None:
         """The earliest future not_before worth waiting for: of the backoffs this run set, or
         (with a deadline) of any unsettled action; None if there is none."""
-        records = self.ledger.actions(keys=session.wanted, states=("pending", "in_doubt"))
+        keys: Collection[str] | None = session.wanted
+        if deadline is None:
+            # Only this run's backoffs count: read just those (not every unsettled action).
+            wanted = session.wanted
+            keys = set(session.scheduled) if wanted is None else session.scheduled & wanted
+            if not keys:
+                return None
+        records = self.ledger.actions(keys=keys, states=("pending", "in_doubt"))
         times = [
             r.not_before
             for r in records
@@ -199,10 +355,8 @@ class Executor:
 
     async def _take(self, record: ActionRecord, session: Session, outcomes: Outcomes) -> None:
         """Pass the budget for the action's first call, then claim it and run it."""
-        # The first call: a read-back (in doubt) or an Order API write, a request; else a
-        # GraphQL mutation.
-        in_doubt = record.state == "in_doubt"
-        kind: BudgetKind = "request" if in_doubt or record.kind in ORDER_API_WRITES else "mutation"
+        kind = first_call(record)
+        session.budget_waits[record.key] = self.clock.now()
         try:
             await session.acquire(kind)
         except BudgetUnavailable as exc:
@@ -210,6 +364,8 @@ class Executor:
             session.report.budget_unavailable = str(exc)
             session.stopped = True
             return
+        finally:
+            session.budget_waits.pop(record.key, None)
         # Waiting for the budget took time: take the action as it is now, if still due.
         current = self.ledger.action(record.key)
         if current is None or current.state != record.state or not _due(current, self.clock.now()):
@@ -230,6 +386,14 @@ class Executor:
             session.claim_attempts.pop(record.key, None)
             session.prepaid.pop(record.key, None)
             session.claimed.discard(record.key)
+            session.pools.pop(record.key, None)
+            if session.report.outcomes.get(record.key) != "done":
+                session.none_due.clear()  # a retry or a read-back may be due soon
+            if session.feed is not None:
+                report = session.report
+                session.feed.settled(
+                    record.key, report.outcomes.get(record.key), report.return_ids.get(record.key)
+                )
 
     async def _hold_lease(self, claimed: ActionRecord) -> None:
         """Renew the claim's lease while the action is being worked on (waits for the client's

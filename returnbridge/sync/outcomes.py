@@ -137,7 +137,7 @@ class Outcomes:
         started = self.clock.now()
         summary = calls.request_summary(action)
         try:
-            found = await calls.send(self.centra, action, session.channel(rec.key))
+            found = await calls.send(self.centra, action, session.channel(rec.key), session.origins)
         except LostClaim:
             log.warning("action %s: claim lost before sending; left to its new holder", rec.key)
         except InDoubtError as exc:

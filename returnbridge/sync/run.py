@@ -50,6 +50,7 @@ from returnbridge.sync.executor import (
     ExecutionReport,
     Executor,
     ExecutorConfig,
+    Feed,
     request_summary,
 )
 from returnbridge.sync.outcomes import PSP_PENDING
@@ -66,6 +67,10 @@ INBOX_READS_AT_ONCE = 8
 HELD_REFUND = "held: a refund made by hand in Centra looks like this one"
 
 CURSOR = "reveni_returns"
+
+# The first round reads and plans a batch of orders first (`orders_per_query`), then this many
+# times more each time: writes start after the first batch, and few reads are added.
+CHUNK_GROWTH = 3
 
 
 @dataclass(frozen=True)
@@ -483,33 +488,37 @@ class ReturnSync:
         )
 
     async def process(self, collected: Collected, report: SyncReport) -> dict[str, ReturnPlan]:
-        """Rounds of read, plan, record and execute, while a round unlocks more: a created
-        Centra return unlocks the restock, refund and exchange that wait for it."""
+        """Rounds of read, plan and record, alongside one executor run that sends what is due
+        meanwhile: a created Centra return unlocks the restock, refund and exchange that wait
+        for it, planned again while the executor goes on with the rest.
+
+        The first round reads and plans the returns a few orders at a time (a first batch of
+        orders, then `CHUNK_GROWTH` times more each time), so writes start once the first batch
+        is planned. Returns waiting for something one of their actions did are planned again
+        (their next round), together, as soon as the executor has nothing due left to start
+        (what it has in hand may be waiting for the budget: an hourly window spent): what those
+        stragglers do not block is planned and sent meanwhile, and the reads stay batched."""
         plans: dict[str, ReturnPlan] = {}
-        settled: dict[str, str] = {}  # action key -> state after execution, this run
+        rounds: dict[str, int] = {}  # return id -> rounds it was planned in
         orders: dict[int, Order] = {}
-        todo = dict(collected.returns)
-        for _ in range(self.config.max_rounds):
-            if not todo:
-                break
-            report.rounds += 1
-            histories, stock = await self.read_centra(todo.values(), orders=orders)
-            round_plans = self.plan(todo, histories, stock)
-            plans.update(round_plans)
-            self.record(round_plans, report)
-            execution = await self.executor.run()
-            report.executed.append(execution)
-            settled.update(execution.outcomes)
-            if execution.credentials_refused:
-                report.credentials_refused = execution.credentials_refused
-                break
-            unlocked = set(execution.done_returns)
-            # Plan again only what waits for something this round has done.
-            todo = {
-                rid: ret
-                for rid, ret in todo.items()
-                if round_plans[rid].waiting and rid in unlocked
-            }
+        feed = Feed(orders=orders, held=set(collected.returns))
+        execution = asyncio.create_task(self.executor.run(feed=feed))
+        try:
+            await self._plan_alongside(
+                collected.returns, plans, rounds, orders, feed, execution, report
+            )
+        except BaseException:
+            feed.abort()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await execution
+            raise
+        feed.close()
+        result = await execution
+        report.executed.append(result)
+        report.rounds = max(rounds.values(), default=0)
+        if result.credentials_refused:
+            report.credentials_refused = result.credentials_refused
+        settled: dict[str, str] = dict(result.outcomes)  # action key -> state after execution
         report.unfinished = sorted(rid for rid, plan in plans.items() if unfinished(plan, settled))
         log.info(
             "sync: %d actions planned (%d found done in Centra), %d done, %d failed, "
@@ -528,6 +537,81 @@ class ReturnSync:
             len(report.unfinished),
         )
         return plans
+
+    async def _plan_alongside(
+        self,
+        returns: Mapping[str, ReveniReturn],
+        plans: dict[str, ReturnPlan],
+        rounds: dict[str, int],
+        orders: dict[int, Order],
+        feed: Feed,
+        execution: asyncio.Task[ExecutionReport],
+        report: SyncReport,
+    ) -> None:
+        """The planning side of `process`: record plans while `execution` runs."""
+
+        async def plan_round(todo: dict[str, ReveniReturn]) -> None:
+            histories, stock = await self.read_centra(todo.values(), orders=orders)
+            round_plans = self.plan(todo, histories, stock)
+            plans.update(round_plans)
+            self.record(round_plans, report)
+            for rid in round_plans:
+                rounds[rid] = rounds.get(rid, 0) + 1
+            feed.held -= todo.keys()
+            feed.wake()
+
+        def stopping() -> bool:
+            return execution.done() or (
+                feed.report is not None and feed.report.credentials_refused is not None
+            )
+
+        for chunk in self._first_round(returns):
+            if stopping():
+                return
+            await plan_round(chunk)
+        while not stopping():
+            feed.progress.clear()
+            ready = {
+                rid
+                for rid in feed.done_returns
+                if rid in plans
+                and plans[rid].waiting
+                and rounds.get(rid, 0) < self.config.max_rounds
+            }
+            feed.done_returns &= ready  # the others have nothing waiting: forget them
+            if ready and feed.hungry:
+                feed.take_done()
+                await plan_round({rid: returns[rid] for rid in sorted(ready)})
+                continue
+            if feed.idle and not ready:
+                return
+            waiter = asyncio.ensure_future(feed.progress.wait())
+            try:
+                await asyncio.wait({waiter, execution}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+
+    def _first_round(self, returns: Mapping[str, ReveniReturn]) -> list[dict[str, ReveniReturn]]:
+        """The returns of the first round in chunks of whole orders (the planner shares an
+        order's quantities between its returns): a batch of orders first, then `CHUNK_GROWTH`
+        times as many each time."""
+        by_order: dict[int | None, dict[str, ReveniReturn]] = {}
+        for rid, ret in returns.items():
+            by_order.setdefault(ret.order.number, {})[rid] = ret
+        size = max(1, int(getattr(self.centra, "orders_per_query", 50)))
+        chunks: list[dict[str, ReveniReturn]] = []
+        current: dict[str, ReveniReturn] = {}
+        count = 0
+        for group in by_order.values():
+            current.update(group)
+            count += 1
+            if count >= size:
+                chunks.append(current)
+                current, count = {}, 0
+                size *= CHUNK_GROWTH
+        if current:
+            chunks.append(current)
+        return chunks
 
     def commit(
         self, collected: Collected, plans: Mapping[str, ReturnPlan], report: SyncReport

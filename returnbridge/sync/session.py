@@ -15,14 +15,17 @@ call (`pay`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from returnbridge.clock import Clock
+from returnbridge.connectors.centra.models import Order
 from returnbridge.connectors.errors import TransientError
 from returnbridge.ledger import Ledger
 from returnbridge.sync.budget import BudgetGate, BudgetKind
+from returnbridge.sync.calls import ExchangeOrigins
 from returnbridge.sync.report import ExecutionReport
 
 T = TypeVar("T")
@@ -34,6 +37,63 @@ class BudgetUnavailable(TransientError):
 
 class LostClaim(Exception):
     """The claim's lease was taken over by another worker before the write: do not send."""
+
+
+@dataclass
+class Feed:
+    """Between a sync that plans while the executor runs and that executor run.
+
+    The planner side records actions in the ledger and calls `wake`; `close` once it plans no
+    more (`abort`: stop starting work, as a deadline does). The executor side notes each action
+    it settled (`done_returns`: returns with an action done, not yet taken by the planner),
+    `hungry` (nothing due that it is not already working on, or an action stalled waiting for
+    the budget: `executor.STALL_SECONDS`) and `idle` (nothing running,
+    nothing due, no backoff of its own to wait for), and sets `progress` on each change.
+    `orders`: orders the sync has read this run (an exchange's origin order is taken from here
+    instead of being read again). `held`: returns the sync has yet to plan this run: their
+    actions wait (an earlier run's pending action goes only once planning has seen what Centra
+    shows now: a refund made by hand blocks it)."""
+
+    orders: Mapping[int, Order] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
+    open: bool = True
+    aborted: bool = False
+    hungry: bool = False
+    idle: bool = False
+    done_returns: set[str] = field(default_factory=set)
+    report: ExecutionReport | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        """New actions may be due: look again."""
+        self.idle = False
+        self.hungry = False
+        self.changed.set()
+
+    def close(self) -> None:
+        """Nothing more will be planned: finish what is due, then return."""
+        self.open = False
+        self.changed.set()
+
+    def abort(self) -> None:
+        """Start nothing more; let what is in flight finish."""
+        self.aborted = True
+        self.close()
+
+    def settled(self, key: str, state: str | None, return_id: str | None) -> None:
+        if state == "done" and return_id is not None:
+            self.done_returns.add(return_id)
+        self.progress.set()
+
+    def take_done(self) -> set[str]:
+        taken, self.done_returns = self.done_returns, set()
+        return taken
+
+    def state(self, *, hungry: bool, idle: bool) -> None:
+        if (hungry, idle) != (self.hungry, self.idle):
+            self.hungry, self.idle = hungry, idle
+            self.progress.set()
 
 
 @dataclass
@@ -56,6 +116,11 @@ class Session:
     claim_attempts: dict[str, int] = field(default_factory=dict)  # the claims' attempt counts
     scheduled: set[str] = field(default_factory=set)  # keys this run gave a backoff
     stopped: bool = False  # the budget gate failed: start nothing new
+    feed: Feed | None = None  # the sync planning alongside this run, if any
+    pools: dict[str, BudgetKind] = field(default_factory=dict)  # running key -> its pool
+    budget_waits: dict[str, datetime] = field(default_factory=dict)  # key -> waiting since
+    none_due: dict[str, datetime] = field(default_factory=dict)  # pool -> found none due at
+    origins: ExchangeOrigins | None = None  # exchanges' origin orders, read together
 
     async def acquire(self, kind: BudgetKind) -> None:
         """A new slot of the cross-process budget (BudgetUnavailable when the gate fails)."""

@@ -16,8 +16,8 @@ from returnbridge.cli import app
 from returnbridge.connectors.centra import CentraClient
 from returnbridge.connectors.centra.inputs import StockLevel
 from returnbridge.demo import scenario_clock
+from returnbridge.ledger import ActionRecord
 from returnbridge.scenarios import builtin_scenario
-from returnbridge.sync.executor import ExecutionReport
 from returnbridge.sync.run import ReturnSync
 from returnbridge.sync.runtime import open_sync
 
@@ -145,14 +145,18 @@ def _run_sending_no_refunds(it: Integration) -> None:
     async def once() -> None:
         clock = scenario_clock(it.scenario)
         async with open_sync(it.settings, ledger=it.ledger, clock=clock) as sync:
-            send = sync.executor.run
+            # The executor runs alongside planning (one run per sync run): it is shown no due
+            # refund, whenever the planner records one.
+            due = it.ledger.due
 
-            async def no_refunds(**kwargs: Any) -> ExecutionReport:
-                due = it.ledger.actions(states=["pending", "in_doubt"])
-                return await send(keys=[a.key for a in due if a.kind != "refund"], **kwargs)
+            def no_refunds(**kwargs: Any) -> list[ActionRecord]:
+                return [a for a in due(**kwargs) if a.kind != "refund"]
 
-            sync.executor.run = no_refunds  # type: ignore[method-assign]
-            await sync.run()
+            sync.executor.ledger.due = no_refunds  # type: ignore[method-assign]
+            try:
+                await sync.run()
+            finally:
+                del sync.executor.ledger.due
 
     asyncio.run(once())
 
