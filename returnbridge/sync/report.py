@@ -15,14 +15,17 @@ class ExecutorConfig:
 
     `priority`: kinds run first, in this order; by default no kind goes first
     (docs/architecture.md#the-executor), the oldest action is. `concurrency`: actions in
-    flight at once in this process. `max_attempts`: sends of one action before a retryable
-    failure becomes `failed` (read-backs do not count). Backoff is exponential with jitter from
-    `backoff_seconds`, capped at `backoff_max_seconds`. `lease_seconds`: how long a claim is held
-    before another worker may treat it as crashed (keep it above the client's timeout plus the
-    longest governor wait). `read_back_attempts`: inconclusive read-backs in a row before
-    `action_in_doubt` is raised. `in_doubt_settle_seconds`: how long after an uncertain call a
-    read-back that finds nothing is believed. `psp_recheck_seconds`: how often a refund waiting
-    for an asynchronous PSP's answer is read back.
+    flight at once in this process for each of Centra's budgets (GraphQL mutations; plain
+    requests: Order API writes and read-backs), so up to twice this in all: a restock
+    waiting for the mutation window never holds a refund back. `max_attempts`: sends of one
+    action before a retryable failure becomes `failed` (read-backs do not count). Backoff is
+    exponential with jitter from `backoff_seconds`, capped at `backoff_max_seconds`.
+    `lease_seconds`: how long a claim is held before another worker may treat it as crashed
+    (keep it above the client's timeout plus the longest governor wait).
+    `read_back_attempts`: inconclusive read-backs in a row before `action_in_doubt` is
+    raised. `in_doubt_settle_seconds`: how long after an uncertain call a read-back that
+    finds nothing is believed. `psp_recheck_seconds`: how often a refund waiting for an
+    asynchronous PSP's answer is read back.
     """
 
     priority: tuple[str, ...] = ()

@@ -22,7 +22,12 @@ class SyncSettings(BaseModel):
         description="Action kinds first in this order when the budget is short "
         "(create_return, refund, restock, exchange_order); default: oldest first.",
     )
-    concurrency: int = Field(4, ge=1, description="Centra writes in flight at once.")
+    concurrency: int = Field(
+        4,
+        ge=1,
+        description="Centra writes in flight at once for each budget (GraphQL mutations; "
+        "Order API writes and read-backs): up to twice this in all.",
+    )
     shared_budget: bool = Field(
         True,
         description="Hold Centra's budget share across processes in the ledger database (every "
