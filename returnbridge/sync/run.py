@@ -7,9 +7,10 @@ with no Prefect in it.
     plan      the pure planner: missing effects and exceptions per return
     record    the ledger: new actions as pending, effects Centra already shows as done,
               exceptions raised or healed
-    execute   the executor sends what is due, exactly once per ledger key
-    (repeat read/plan/record/execute while a round made effects that unlock further ones:
-     a created Centra return unlocks its restock, refund and exchange)
+    execute   one executor run alongside the planning sends what is due, exactly once per
+              ledger key, for every return planned so far
+    (repeat read/plan/record for returns whose waiting effects the executor unlocked: a
+     created Centra return unlocks its restock, refund and exchange)
     commit    advance the cursor and mark the inbox processed, in one ledger transaction,
               only after everything above is in the ledger
 
