@@ -8,8 +8,13 @@ by an open ledger exception (an exception resolved since must not hide a gap), i
 
     since = min(state.as_of, now) - config.grace
     scope = warehouse.changed_scope(state.load_id, updated_after=since)
-    fresh = compute_gaps(warehouse.snapshot(scope=scope), config=config, now=now)
+    fresh = compute_gaps(
+        warehouse.snapshot(scope=scope, reads=rule_reads(config)), config=config, now=now
+    )
     gaps = scope.carry(state.gaps, fresh, now=now)
+
+Either way the snapshot holds only what the rules read (`rules.rule_reads`: their columns, and
+the rows that can matter to one, filtered in DuckDB), never the whole tables.
 
 `changed_scope` holds what the loads since changed, closed over what the rules read together,
 and what the clock changes. The rules read the clock in three places only: an instant return
@@ -42,7 +47,7 @@ import polars as pl
 
 from returnbridge.core.codes import CODES
 from returnbridge.reconcile import rules as rules_module
-from returnbridge.reconcile.rules import RULES, GapConfig, compute_gaps
+from returnbridge.reconcile.rules import RULES, GapConfig, compute_gaps, rule_reads
 from returnbridge.reconcile.tables import GAPS, SNAPSHOT_TABLES
 from returnbridge.reconcile.warehouse import GapState, Warehouse
 
@@ -153,9 +158,10 @@ def current_gaps(
         if full
         else full_reason(state, now=now, rules=rules, last_load=last_load, max_age=max_age)
     )
+    reads = rule_reads(config)
     clock.lap("state_s")
     if reason is not None or state is None:
-        snapshot = warehouse.snapshot()
+        snapshot = warehouse.snapshot(reads=reads)
         clock.lap("snapshot_s")
         gaps = compute_gaps(snapshot, config=config, now=now)
         clock.lap("gaps_s")
@@ -174,7 +180,7 @@ def current_gaps(
             state.load_id, updated_after=since, pending_entry_types=(types.request, types.refund)
         )
         clock.lap("scope_s")
-        snapshot = warehouse.snapshot(scope=scope)
+        snapshot = warehouse.snapshot(scope=scope, reads=reads)
         clock.lap("snapshot_s")
         fresh = compute_gaps(snapshot, config=config, now=now)
         clock.lap("gaps_s")

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import Final
+from typing import Final, Literal
 
 import polars as pl
 
@@ -47,7 +47,10 @@ from returnbridge.core.actions import RESTOCK_DESCRIPTION
 from returnbridge.core.codes import CODES, EXPLAINED_BY
 from returnbridge.core.validation import NOT_RETURNABLE
 from returnbridge.reconcile.tables import GAPS, LEDGER_EXCEPTIONS, UTC_TS
-from returnbridge.reconcile.warehouse import Snapshot
+from returnbridge.reconcile.warehouse import Snapshot, TableRead
+
+# Polars' engines the rules can collect with (`Inputs.engine`).
+EngineType = Literal["in-memory", "streaming", "auto"]
 
 # Reveni statuses in which Centra effects are due: the planner's.
 ACCEPTING: Final = sorted(planner.ACCEPTING)
@@ -98,6 +101,10 @@ class Inputs:
     snapshot: Snapshot
     config: GapConfig
     now: datetime
+    # Polars' engine for the shared pieces: the in-memory one measured faster here than the
+    # streaming default, on the day's scope and on a million orders alike
+    # (docs/benchmarks.md); "streaming" trades time for memory on a larger snapshot.
+    engine: EngineType = "in-memory"
 
     @property
     def cutoff(self) -> datetime:
@@ -123,7 +130,7 @@ class Inputs:
                 "updated_at",
                 (pl.col("updated_at") <= self.cutoff).alias("settled"),
             )
-            .collect()
+            .collect(engine=self.engine)
         )
 
     @cached_property
@@ -161,7 +168,7 @@ class Inputs:
                 pl.col("restocked").fill_null(0),
                 pl.col("changes").fill_null(0),
             )
-            .collect()
+            .collect(engine=self.engine)
         )
 
     @cached_property
@@ -184,7 +191,7 @@ class Inputs:
                 on="centra_return_id",
                 how="left",
             )
-            .collect()
+            .collect(engine=self.engine)
         )
 
     @cached_property
@@ -196,12 +203,15 @@ class Inputs:
         refunded_units = s.reveni_items.lazy().filter(
             pl.col("accepted_units") > 0, pl.col("exchange_n").is_null()
         )
+        # each return's first live refund: sorted within its group, not the whole table first
         live = (
             s.reveni_refunds.lazy()
             .filter(pl.col("status") != "failed")
-            .sort("created_at", "refund_id")
-            .group_by("reveni_return_id", maintain_order=True)
-            .agg(pl.all().first(), pl.len().alias("live_refunds"))
+            .group_by("reveni_return_id")
+            .agg(
+                pl.all().sort_by("created_at", "refund_id").first(),
+                pl.len().alias("live_refunds"),
+            )
         )
         entries = self.refund_entries.lazy().filter(pl.col("reveni_return_id").is_not_null())
         manual = pl.col("payment_method") == c.manual_refund_payment_method
@@ -260,7 +270,7 @@ class Inputs:
                     | (~pl.col("psp") & pl.col("psp_credit"))
                 ).alias("credited_twice")
             )
-            .collect()
+            .collect(engine=self.engine)
         )
 
     @cached_property
@@ -309,7 +319,7 @@ class Inputs:
                     & (pl.col("state") == RefundState.SETTLED.value)
                 ).alias("repeats"),
             )
-            .collect()
+            .collect(engine=self.engine)
         )
 
 
@@ -335,8 +345,17 @@ def refund_attempt_rows(payments: pl.LazyFrame, types: RefundTypes) -> pl.LazyFr
     is_request = pl.col("entry_type") == types.request
     referenced = pl.col("external_reference").is_not_null()
     requests = _ranked(entries.filter(is_request), _ATTEMPT_KEY, by=("created_at", "entry_id"))
+    # Only settlements under the key of some request can pair: rank those alone (whole key
+    # groups are kept, so their ranks are the same), not every refund entry.
     settlements = _ranked(
-        entries.filter(~is_request & referenced), _ATTEMPT_KEY, by=("created_at", "entry_id")
+        entries.filter(~is_request & referenced).join(
+            entries.filter(is_request).select(_ATTEMPT_KEY).unique(),
+            on=_ATTEMPT_KEY,
+            how="semi",
+            nulls_equal=True,
+        ),
+        _ATTEMPT_KEY,
+        by=("created_at", "entry_id"),
     ).select(
         *_ATTEMPT_KEY,
         "rank",
@@ -367,6 +386,65 @@ def _ranked(
     return frame.sort(*by).with_columns(
         pl.int_range(pl.len()).over(keys).cast(pl.Int64).alias("rank")
     )
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def rule_reads(config: GapConfig) -> dict[str, TableRead]:
+    """What the rules read of the warehouse (`Warehouse.snapshot(reads=...)`): the columns
+    each rule below names, and only the rows that can matter to one, filtered in DuckDB. A
+    snapshot read so gives exactly the gaps of a whole one (tests/reconcile hold them equal);
+    a rule reading a new column or other rows must name it here.
+
+    - payment entries: only the refund types (`refund_attempt_rows` reads no other);
+    - stock changes: only returnbridge's restocks (the description's prefix);
+    - Centra returns: only those carrying an external id (a Reveni return's);
+    - Centra orders: only those a Reveni return or an exchange can name (its order, an
+      exchange item's number, an order marked as an exchange); a scope already reads only
+      those;
+    - Centra return lines: none (no rule reads them)."""
+    types = ", ".join(_sql_text(t) for t in sorted(config.refund_types.all))
+    return {
+        "reveni_returns": _read(
+            "reveni_return_id order_number status instant awaiting_inspection created_at updated_at"
+        ),
+        "reveni_items": _read(
+            "reveni_return_id sku accepted_units restock exchange_n exchange_sku "
+            "exchange_units exchange_order_number"
+        ),
+        "reveni_refunds": _read(
+            "reveni_return_id refund_id method paid_by status amount_minor currency created_at"
+        ),
+        "centra_orders": _read(
+            "order_number status currency created_at grand_total_minor exchange_of",
+            where_unscoped=(
+                "exchange_of IS NOT NULL"
+                " OR order_number IN (SELECT order_number FROM reveni_returns)"
+                " OR order_number IN (SELECT exchange_order_number FROM reveni_items)"
+            ),
+        ),
+        "centra_payments": _read(
+            "entry_id order_number centra_return_id entry_type status amount_minor currency "
+            "payment_method external_reference created_at",
+            where=f"entry_type IN ({types})",
+        ),
+        "centra_returns": _read(
+            "centra_return_id external_id exchange_part grand_total_minor",
+            where="external_id IS NOT NULL",
+        ),
+        "centra_stock_changes": _read(
+            "stock_change_id description sku delta",
+            where=f"starts_with(description, {_sql_text(config.restock_prefix)})",
+        ),
+    }
+
+
+def _read(
+    columns: str, *, where: str | None = None, where_unscoped: str | None = None
+) -> TableRead:
+    return TableRead(tuple(columns.split()), where=where, where_unscoped=where_unscoped)
 
 
 # ---------------------------------------------------------------------------------- the rules
@@ -774,12 +852,14 @@ def compute_gaps(
     now: datetime,
     explained: pl.DataFrame | None = None,
     codes: Iterable[str] | None = None,
+    engine: EngineType = "in-memory",
 ) -> pl.DataFrame:
     """Every gap of the snapshot (tables.GAPS), those explained by an open ledger exception
-    (`explained`, tables.LEDGER_EXCEPTIONS) left out, sorted by owner, code and age."""
+    (`explained`, tables.LEDGER_EXCEPTIONS) left out, sorted by owner, code and age. `engine`:
+    Polars' engine for the pieces the rules share (`Inputs.engine`)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    inputs = Inputs(snapshot, config or GapConfig(), now)
+    inputs = Inputs(snapshot, config or GapConfig(), now, engine)
     wanted = list(RULES) if codes is None else list(codes)
     unknown = [c for c in wanted if c not in RULES]
     if unknown:

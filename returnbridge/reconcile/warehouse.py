@@ -90,6 +90,9 @@ GAP_RUNS: Final = pl.Schema(
     ]
 )
 
+# A load of at least this many rows hands back the buffer memory it used (`_release_buffers`).
+_LARGE_LOAD_ROWS: Final = 1_000_000
+
 # The restock stock change's description (`core.actions.RESTOCK_DESCRIPTION`) names its return.
 _RESTOCK_PREFIX: Final = "returnbridge restock "
 _RESTOCK_PREFIX_LENGTH: Final = len(_RESTOCK_PREFIX)
@@ -97,7 +100,8 @@ _RESTOCK_PREFIX_LENGTH: Final = len(_RESTOCK_PREFIX)
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The current state: one Polars frame per table of `SNAPSHOT_TABLES`, in its schema."""
+    """The current state: one Polars frame per table of `SNAPSHOT_TABLES`, in its schema (read
+    for the gap rules, `Warehouse.snapshot(reads=...)`: only the columns they read)."""
 
     reveni_returns: pl.DataFrame
     reveni_items: pl.DataFrame
@@ -125,6 +129,19 @@ class Snapshot:
 
     def rows(self) -> dict[str, int]:
         return {table: frame.height for table, frame in self.frames().items()}
+
+
+@dataclass(frozen=True)
+class TableRead:
+    """What a reader of the snapshot (the gap rules: `rules.rule_reads`) needs of one table:
+    its `columns`, and the SQL conditions its rows must meet, evaluated in DuckDB so that the
+    rows it never reads never leave the warehouse. `where`: always; `where_unscoped`: only in a
+    read of the whole warehouse (a condition a scope already implies, not worth its cost
+    there)."""
+
+    columns: tuple[str, ...]
+    where: str | None = None
+    where_unscoped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +223,7 @@ class Warehouse:
     ) -> None:
         self.path = str(path)
         self._clock = clock or utc_now
+        self._memory_limit = memory_limit
         config: dict[str, Any] = {}
         if threads is not None:
             config["threads"] = threads
@@ -424,6 +442,8 @@ class Warehouse:
         # compacts what the parallel insert wrote, work that would otherwise fall on whoever
         # next closes (or checkpoints) the warehouse.
         self._rows("CHECKPOINT")
+        if sum(rows.values()) >= _LARGE_LOAD_ROWS:
+            self._release_buffers()
         return LoadReport(
             source=source,
             snapshot_date=snapshot_date,
@@ -433,9 +453,21 @@ class Warehouse:
             load_id=load_id,
         )
 
+    def _release_buffers(self) -> None:
+        """Hand back the memory DuckDB's buffer pool kept of what was just written (it is in
+        the file now): lowering the memory limit evicts it, the limit is then as it was. After
+        a large load this is a few hundred MB the reads that follow would otherwise add to."""
+        self._rows("SET memory_limit = '32MB'")
+        if self._memory_limit is None:
+            self._rows("RESET memory_limit")
+        else:
+            self._rows("SET memory_limit = ?", [self._memory_limit])
+
     def _replace(self, table: str, sources: Mapping[str, str]) -> int:
         """Delete the rows of `table` that the load replaces: those whose key is in the new
         rows, or (for a child) in its parent's new rows. The count deleted."""
+        if not self._value(f"SELECT EXISTS (SELECT 1 FROM {table})"):
+            return 0  # nothing to replace (a first load): no second read of the new keys
         keys = TABLE_KEYS[table]
         key_list = ", ".join(keys)
         parent = PARENTS.get(table)
@@ -475,31 +507,48 @@ class Warehouse:
 
     # ------------------------------------------------------------------------------ reads
 
-    def snapshot(self, *, scope: Scope | None = None) -> Snapshot:
+    def snapshot(
+        self, *, scope: Scope | None = None, reads: Mapping[str, TableRead] | None = None
+    ) -> Snapshot:
         """The current state of every table, DuckDB -> Arrow -> Polars. With `scope`, only the
-        rows the gap rules read about the scope's returns and orders (`changed_scope`)."""
-        if scope is None:
-            return Snapshot(
-                **{
-                    table: self._frame(f"SELECT {', '.join(schema.names())} FROM {table}", schema)
-                    for table, schema in SNAPSHOT_TABLES.items()
-                }
+        rows the gap rules read about the scope's returns and orders (`changed_scope`). With
+        `reads` (table -> `TableRead`, what a reader such as the gap rules reads of it), only
+        those columns of those rows, filtered in DuckDB; a table `reads` does not name is read
+        as empty."""
+        selects: dict[str, str] = {}
+        schemas: dict[str, pl.Schema] = {}
+        for table, schema in SNAPSHOT_TABLES.items():
+            read = None if reads is None else reads.get(table)
+            if reads is not None and read is None:
+                continue
+            conditions = [] if scope is None else [f"({_SCOPED[table]})"]
+            if read is not None:
+                schema = pl.Schema({name: schema[name] for name in read.columns})
+                if read.where is not None:
+                    conditions.append(f"({read.where})")
+                if read.where_unscoped is not None and scope is None:
+                    conditions.append(f"({read.where_unscoped})")
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+            selects[table] = f"SELECT {', '.join(schema.names())} FROM {table}{where}"
+            schemas[table] = schema
+        if scope is not None:
+            self._con.register(
+                "_scope_returns", pa.table({"rid": scope.reveni_return_ids.to_arrow()})
             )
-        self._con.register("_scope_returns", pa.table({"rid": scope.reveni_return_ids.to_arrow()}))
-        self._con.register("_scope_orders", pa.table({"num": scope.order_numbers.to_arrow()}))
+            self._con.register("_scope_orders", pa.table({"num": scope.order_numbers.to_arrow()}))
         try:
             return Snapshot(
                 **{
-                    table: self._frame(
-                        f"SELECT {', '.join(schema.names())} FROM {table} WHERE " + _SCOPED[table],
-                        schema,
-                    )
+                    table: self._frame(selects[table], schemas[table])
+                    if table in selects
+                    else empty(schema)
                     for table, schema in SNAPSHOT_TABLES.items()
                 }
             )
         finally:
-            self._con.unregister("_scope_returns")
-            self._con.unregister("_scope_orders")
+            if scope is not None:
+                self._con.unregister("_scope_returns")
+                self._con.unregister("_scope_orders")
 
     def rows_of(self, table: str, where: str, params: list[Any] | None = None) -> pl.DataFrame:
         """The rows of snapshot table `table` that satisfy the SQL condition `where` (with

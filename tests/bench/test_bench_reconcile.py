@@ -28,6 +28,8 @@ def test_the_benchmark_measures_every_path_and_each_finds_the_planted_gaps() -> 
         assert sample[mode]["gaps"] == planted, mode
         assert sample[mode]["seconds"] > 0 and sample[mode]["peak_rss_mb"] > 0
     assert sample["incremental"]["digest"] == sample["naive"]["digest"]
+    assert sample["sql"]["keys"] == sample["full"]["keys"]  # the SQL yardstick's very gaps
+    assert report["median"]["sql_ratio"] > 0
     assert 0 < sample["incremental"]["scope"]["returns"] < 1_500 + 25
     assert report["checks"] == {"all_found": True, "differences": []}
     assert report["median"]["baseline_ratio"] > 0
