@@ -392,13 +392,15 @@ class ReturnSync:
                 for e in plan.exceptions
                 if e.code == "duplicate_refund"
             },
+            now=self.clock(),
         )
         report.exceptions_new += len(changes.new)
         report.exceptions_healed += len(changes.healed)
         # A person's retry asked for this re-check; what it still finds is open again. A
         # released refund's `duplicate_refund` stays retrying: that is how the release lasts.
         self.ledger.retried(
-            e.id for e in changes.seen if e.status == "retrying" and e.code != "duplicate_refund"
+            (e.id for e in changes.seen if e.status == "retrying" and e.code != "duplicate_refund"),
+            now=self.clock(),
         )
         return [a.key for a in actions]
 
