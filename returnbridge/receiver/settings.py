@@ -9,7 +9,7 @@ Rotating a webhook secret loses nothing: set the new one as
 then make it the current one and unset the next. In between, a webhook signed with either passes.
 
 Each source (reveni, centra, slack) has its own rate limit:
-`RETURNBRIDGE_RECEIVER__RATE_LIMIT_PER_MINUTE` (default 600, 0: off), with
+`RETURNBRIDGE_RECEIVER__RATE_LIMIT_PER_MINUTE` (default 3000, 0: off), with
 `RETURNBRIDGE_RECEIVER__RATE_LIMIT_BURST` requests at once (default: a minute's worth).
 """
 
@@ -63,7 +63,7 @@ class ReceiverSettings(BaseSettings):
     )
     max_body_bytes: int = Field(256 * 1024, ge=1, description="Larger request bodies get 413.")
     rate_limit_per_minute: int = Field(
-        600,
+        3000,
         ge=0,
         description="Requests a minute each source (reveni, centra, slack) may send, signed or "
         "not; over it: 429 with Retry-After, nothing stored. 0: no limit.",

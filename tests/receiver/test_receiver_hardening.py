@@ -354,7 +354,7 @@ def test_centra_request_with_nothing_storable_is_400(
 
 def test_defaults_are_generous() -> None:
     settings = ReceiverSettings()
-    assert (settings.rate_limit_per_minute, settings.rate_limit_burst) == (600, None)
+    assert (settings.rate_limit_per_minute, settings.rate_limit_burst) == (3000, None)
 
 
 def test_over_the_limit_is_429_with_retry_after_and_nothing_stored(
