@@ -157,12 +157,7 @@ class SlackActions:
         except (KeyError, ExceptionClosed, ValueError) as exc:
             return self._refused(click.channel, user.id, click.exception_id, _why(exc))
         except Exception as exc:
-            log.error(
-                "Slack %s of #%d: ledger unavailable (%s)",
-                action,
-                click.exception_id,
-                _describe(exc),
-            )
+            _ledger_down(action, click.exception_id, exc)
             return self._refused(click.channel, user.id, click.exception_id, _LEDGER_DOWN)
         line = interactions.done_line(
             "assign" if action == "assign" else "retry",
@@ -181,12 +176,7 @@ class SlackActions:
         try:
             record = await run_in_threadpool(self.ledger.exception, click.exception_id)
         except Exception as exc:
-            log.error(
-                "Slack %s of #%d: ledger unavailable (%s)",
-                action,
-                click.exception_id,
-                _describe(exc),
-            )
+            _ledger_down(action, click.exception_id, exc)
             return self._refused(click.channel, user.id, click.exception_id, _LEDGER_DOWN)
         if record is None:
             why = _why(KeyError(f"no exception with id {click.exception_id} in the ledger"))
@@ -228,12 +218,7 @@ class SlackActions:
         except ValueError as exc:
             return JSONResponse(interactions.note_errors(str(exc)))
         except Exception as exc:
-            log.error(
-                "Slack %s of #%d: ledger unavailable (%s)",
-                submission.action,
-                submission.exception_id,
-                _describe(exc),
-            )
+            _ledger_down(submission.action, submission.exception_id, exc)
             return JSONResponse(interactions.note_errors(_LEDGER_DOWN))
         line = interactions.done_line(submission.action, user, note=submission.note)
         log.info("Slack: %s by %s: %s", submission.action, user.actor, outcome.message)
@@ -334,6 +319,11 @@ class SlackActions:
             )
             return
         client.update(channel, ts, text or done.outcome.message, updated)
+
+
+def _ledger_down(action: str, exception_id: int, exc: BaseException) -> None:
+    """Log a Slack action the ledger could not take (the person is told `_LEDGER_DOWN`)."""
+    log.error("Slack %s of #%d: ledger unavailable (%s)", action, exception_id, _describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

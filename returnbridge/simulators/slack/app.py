@@ -291,6 +291,17 @@ def parse_blocks(raw: Any) -> list[dict[str, Any]]:
     return raw
 
 
+def _content(params: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A message's text and blocks from a call's parameters; SlackError `no_text` when it has
+    neither (chat.postMessage, chat.update and chat.postEphemeral refuse that alike)."""
+    blocks = parse_blocks(params.get("blocks"))
+    text = params.get("text")
+    text = "" if text is None else str(text)
+    if not text and not blocks:
+        raise SlackError("no_text")
+    return text, blocks
+
+
 def _flag(value: Any) -> bool | None:
     """A boolean parameter as JSON (`false`) or form (`"0"`, `"false"`) sends it."""
     if value is None:
@@ -411,11 +422,7 @@ def web_api(state: SlackState) -> Router:
             params = await _params(request)
             _check_auth(state, request, params)
             name, cid = state.resolve_channel(str(params.get("channel") or ""))
-            blocks = parse_blocks(params.get("blocks"))
-            text = params.get("text")
-            text = "" if text is None else str(text)
-            if not text and not blocks:
-                raise SlackError("no_text")
+            text, blocks = _content(params)
         except SlackError as exc:
             with state.lock:
                 state.calls.append(
@@ -494,11 +501,7 @@ def web_api(state: SlackState) -> Router:
             if not ts:
                 raise SlackError("message_not_found")
             record = state.message(cid, ts)
-            blocks = parse_blocks(params.get("blocks"))
-            text = params.get("text")
-            text = "" if text is None else str(text)
-            if not text and not blocks:
-                raise SlackError("no_text")
+            text, blocks = _content(params)
         except SlackError as exc:
             return refused(method, exc)
         with state.lock:
@@ -569,11 +572,7 @@ def web_api(state: SlackState) -> Router:
             user = str(params.get("user") or "")
             if not user:
                 raise SlackError("user_not_found")
-            blocks = parse_blocks(params.get("blocks"))
-            text = params.get("text")
-            text = "" if text is None else str(text)
-            if not text and not blocks:
-                raise SlackError("no_text")
+            text, blocks = _content(params)
         except SlackError as exc:
             return refused(method, exc)
         ts = state.next_ts()
