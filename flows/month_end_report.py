@@ -70,8 +70,8 @@ async def month_end_report(
         invoice, notes = await read_invoice(month_end, invoice_path)
         report = month_figures(month_end, invoice, notes)
         result = MonthEndResult(report=report)
-        record_settlement(month_end, report, result)
         rendered = render_report(month_end, report, result, None)
+        record_settlement(month_end, report, result)
         email_report(month_end, rendered, result, send, resend)
     await publish_artifacts(result)
     if result.mail == "failed":

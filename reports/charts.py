@@ -302,22 +302,21 @@ def trend_chart(report: MonthEndReport) -> InlineImage | None:
         money.set_ylim(0, max(1.0, *refunded) * 1.15)
         money.yaxis.set_major_formatter(FuncFormatter(_axis_money))
         money.locator_params(axis="y", nbins=4)
-        money.set_ylabel(f"Refunded ({currency})", fontsize=7, color=LINE_COLOUR)
+        money.set_ylabel(f"Approved ({currency})", fontsize=7, color=LINE_COLOUR)
         money.tick_params(labelsize=7, colors=LINE_COLOUR, length=2)
         for side in ("top", "left", "bottom"):
             money.spines[side].set_visible(False)
         money.spines["right"].set_color("#8c959f")
         axes.set_title(
-            f"{currency}: returns (bars), refunded (line)",
+            f"{currency}: returns (bars), refunds approved (line)",
             fontsize=8.5,
             color=TEXT_COLOUR,
             loc="left",
         )
     described = "; ".join(
         f"{currency}: {format_count(sum(p.returns for p in series[currency].values()))} returns, "
-        f"{format_count(sum(p.refunds for p in series[currency].values()))} refunds, "
-        f"{format_money(sum(p.refunds_minor for p in series[currency].values()), currency)} "
-        "refunded"
+        f"{format_count(sum(p.refunds for p in series[currency].values()))} refunds approved in "
+        f"Reveni, {format_money(sum(p.refunds_minor for p in series[currency].values()), currency)}"
         for currency in currencies
     )
     return InlineImage(

@@ -89,6 +89,14 @@ DEFAULT_LINE_LIMIT = 50
 FEE_KINDS = tuple(kind for kind in InvoiceKind if kind is not InvoiceKind.DISBURSEMENT)
 # what counts as refunded: paid out by someone, not merely asked for or refused
 REFUNDED = (PaidBy.REVENI_INSTANT, PaidBy.PSP_SUCCEEDED, PaidBy.STORE_CREDIT)
+# The market table and the trend count refunds as Reveni approved them; section 1 counts money
+# as it left. Said under both, so nobody adds one to the other.
+APPROVED_NOTE = (
+    "Refunds as Reveni approved them, by Reveni's date. Section 1 is money as it left: the "
+    "payment provider's refunds by Centra's date, so a refund the provider refused or one "
+    "held by an exception is here and not there, and one paid this month for an earlier "
+    "month's return is there under this month and here under its own."
+)
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,8 @@ class TieOutBlock:
     balanced: bool
     verdict: str
     centra: tuple[FigureRow, ...]
+    reveni: tuple[FigureRow, ...] = ()  # charged vs Reveni's own data (none when not read)
+    tone: str = "good"  # good: settled; warn: balanced, lines unmatched; bad: not balanced
 
 
 @dataclass(frozen=True)
@@ -242,6 +252,7 @@ class TallyRow:
     tone: str
     still_open: bool
     old: tuple[bool, ...]  # per ageing bucket: open ones older than 30 days
+    runbook_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +269,8 @@ class Headline:
     refunded: Money | None
     balanced: bool | None
     at_risk: Money | None
+    tie_text: str = "no disbursements"  # "balanced", "balanced; 25.00 EUR unmatched", ...
+    tie_tone: str = "muted"  # good, warn, bad, muted (the CSS pill)
 
 
 @dataclass(frozen=True)
@@ -270,6 +283,7 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class View:
+    approved_note: str
     month: str
     month_title: str
     timezone: str
@@ -503,6 +517,12 @@ def _tie_out(tie: TieOut) -> TieOutBlock:
     c = tie.currency
     parts = tie.matched_minor + tie.covered_minor + tie.awaiting_minor + tie.unmatched_minor
     off = tie.disbursements_minor - parts
+    covered_label = "Covered by Reveni (return rejected)"
+    if tie.covered_charged_minor or tie.covered_credited_minor:
+        covered_label += (
+            f": {format_money(tie.covered_charged_minor, c)} charged, "
+            f"{format_money(-tie.covered_credited_minor, c)} credited back"
+        )
     rows = (
         FigureRow(
             "Disbursements on Reveni's invoice",
@@ -510,7 +530,7 @@ def _tie_out(tie: TieOut) -> TieOutBlock:
             tone="total",
         ),
         FigureRow("Matched to a Centra credit", amount=_money(tie.matched_minor, c)),
-        FigureRow("Covered by Reveni (return rejected)", amount=_money(tie.covered_minor, c)),
+        FigureRow(covered_label, amount=_money(tie.covered_minor, c)),
         FigureRow("Awaiting inspection", amount=_money(tie.awaiting_minor, c)),
         FigureRow(
             "Unmatched or amount differs",
@@ -520,17 +540,47 @@ def _tie_out(tie: TieOut) -> TieOutBlock:
         FigureRow(
             "Matched + covered + awaiting + unmatched", amount=_money(parts, c), tone="subtotal"
         ),
-        FigureRow(
-            "Difference",
-            amount=_money(off, c),
-            tone="good" if tie.balanced else "bad",
-        ),
+        FigureRow("Difference", amount=_money(off, c), tone="good" if off == 0 else "bad"),
     )
-    if tie.balanced:
-        verdict = f"Balanced {_to_the_unit(c)}."
-    else:
+    reveni: tuple[FigureRow, ...] = ()
+    difference = tie.reveni_difference_minor
+    if tie.reveni_paid_minor is not None and difference is not None:
+        reveni = (
+            FigureRow(
+                "Charged on the invoice for instant refunds (before credits back)",
+                amount=_money(tie.charged_minor, c),
+            ),
+            FigureRow(
+                "Instant refunds Reveni's returns data says it paid in the invoice's period",
+                amount=_money(tie.reveni_paid_minor, c),
+            ),
+            FigureRow(
+                "Difference", amount=_money(difference, c), tone="good" if not difference else "bad"
+            ),
+        )
+    unmatched = tie.unmatched_minor + tie.centra_unmatched_minor
+    if off:
+        tone = "bad"
         verdict = (
             f"NOT balanced: the disbursements are {format_money(off, c)} away from their parts."
+        )
+    elif difference:
+        tone = "bad"
+        verdict = (
+            f"NOT balanced: the invoice charges {format_money(tie.charged_minor, c)} for instant "
+            "refunds, Reveni's own returns data shows "
+            f"{format_money(tie.reveni_paid_minor or 0, c)} paid in the period "
+            f"({format_money(difference, c)} differs)."
+        )
+    elif tie.settled:
+        tone = "good"
+        checked = " and agrees with Reveni's returns data" if reveni else ""
+        verdict = f"Balanced {_to_the_unit(c)}{checked}; every line settled."
+    else:
+        tone = "warn"
+        verdict = (
+            f"Balanced {_to_the_unit(c)}, but {format_money(unmatched, c)} is unmatched: see the "
+            "lines that need a person."
         )
     centra = (
         FigureRow(
@@ -542,7 +592,7 @@ def _tie_out(tie: TieOut) -> TieOutBlock:
             tone="bad" if tie.centra_unmatched_minor else "",
         ),
     )
-    return TieOutBlock(c, rows, tie.balanced, verdict, centra)
+    return TieOutBlock(c, rows, tie.balanced, verdict, centra, reveni, tone)
 
 
 def _line_row(line: SettlementLine) -> LineRow:
@@ -705,6 +755,7 @@ def _tallies(report: MonthEndReport) -> tuple[tuple[TallyRow, ...], TallyRow | N
                 tone="",
                 still_open=t.open_at_end > 0,
                 old=tuple(index >= 2 and n > 0 for index, n in enumerate(ageing)),
+                runbook_url=t.runbook_url,
             )
         )
         opened += t.opened
@@ -778,9 +829,30 @@ def _headlines(report: MonthEndReport) -> tuple[Headline, ...]:
                 refunded=_money(refunded[currency], currency) if currency in refunded else None,
                 balanced=None if tie is None else tie.balanced,
                 at_risk=_money(risk, currency) if risk else None,
+                tie_text=_tie_text(tie),
+                tie_tone=_tie_tone(tie),
             )
         )
     return tuple(out)
+
+
+def _tie_text(tie: TieOut | None) -> str:
+    if tie is None:
+        return "no disbursements"
+    if not tie.balanced:
+        return "NOT balanced"
+    unmatched = tie.unmatched_minor + tie.centra_unmatched_minor
+    if unmatched:
+        return f"balanced; {format_money(unmatched, tie.currency)} unmatched"
+    return "balanced"
+
+
+def _tie_tone(tie: TieOut | None) -> str:
+    if tie is None:
+        return "muted"
+    if not tie.balanced:
+        return "bad"
+    return "good" if tie.settled else "warn"
 
 
 def _warnings(report: MonthEndReport) -> tuple[str, ...]:
@@ -836,6 +908,11 @@ def _view(report: MonthEndReport, limit: int | None) -> View:
                 "resolved",
             ),
             _problem(
+                "Refunds made in Centra with no Reveni refund behind them",
+                report.problems.centra_only_refunds,
+                "resolved",
+            ),
+            _problem(
                 "Settlement lines unmatched", report.problems.settlement_unmatched, "resolved"
             ),
         ),
@@ -844,6 +921,7 @@ def _view(report: MonthEndReport, limit: int | None) -> View:
         ageing_labels=tuple(label for label, _, _ in AGEING_BUCKETS),
         at_risk=_monies(report.problems.money_at_risk),
         trend_currencies=trend_currencies,
+        approved_note=APPROVED_NOTE,
         trend=trend_rows,
         line_limit=limit,
     )

@@ -356,6 +356,7 @@ FACTS: Mapping[str, str] = MappingProxyType(
         "centra_amount": "the other side of a money mismatch: Centra's amount (decimal)",
         "centra_currency": "the currency of `centra_amount`",
         "deadline": "when it must be done by (ISO 8601 date-time, UTC)",
+        "period": "the month a month-end exception is about (YYYY-MM, the brand's timezone)",
     }
 )
 

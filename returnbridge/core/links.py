@@ -76,6 +76,11 @@ class LinkSettings(BaseModel):
             raise ValueError(f"{value!r} names {unknown}; the fields are {list(FIELDS)}")
         return value
 
+    def runbook_for(self, code: str) -> str | None:
+        """The runbook entry of `code` alone (a report's table of codes has no order or return
+        to fill other fields with: a template naming them gives no link)."""
+        return _fill(self.runbook, {"code": code})
+
     def links_for(self, item: Linkable) -> dict[str, str]:
         """The links of `item` by name (`runbook`, `centra`, `reveni`), only those that can be
         made."""

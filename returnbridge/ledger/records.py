@@ -32,7 +32,8 @@ SYSTEM_ACTOR: Final = "returnbridge"
 InboxSource = Literal["reveni", "centra"]
 # How an inbox event naming a return Reveni does not have is settled (`inbox.outcome`).
 UNKNOWN_RESOURCE: Final = "unknown_resource"
-MailStatus = Literal["pending", "sending", "sent", "failed"]
+# superseded: taken out of the queue unsent, a newer message replaces it (`mail_supersede`)
+MailStatus = Literal["pending", "sending", "sent", "failed", "superseded"]
 MAIL_STATUSES: Final[tuple[str, ...]] = get_args(MailStatus)
 
 

@@ -979,14 +979,39 @@ class Ledger:
             )
             if current.status == "sent" or held:
                 return current
+            # The recipients stay as stored: the key names the list, and a partly delivered
+            # message holds only those still owed it (`mail_failed`); a re-render must not
+            # send it again to the ones who have it.
+            kept = {name: value for name, value in render.items() if name != "recipients"}
             return conn.execute(
                 sa.update(t)
                 .where(t.c.id == current.id)
-                .values(**render, status="pending", lease_until=None, updated_at=now)
+                .values(**kept, status="pending", lease_until=None, updated_at=now)
                 .returning(*t.c)
             ).one()
 
         return _mail_record(self._write(run))
+
+    def mail_supersede(self, id: int, reason: str) -> MailRecord | None:
+        """Take outbox message `id` out of the queue unsent (status `superseded`, `reason` as
+        its last error): a newer message replaces it. Only a pending or failed one, or one
+        whose sender's lease has passed; None otherwise (sent, or being sent)."""
+        now = self._now(None)
+        t = schema.mail_outbox
+        expired = sa.and_(
+            t.c.status == "sending", sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now)
+        )
+
+        def run(conn: Connection) -> AnyRow | None:
+            return conn.execute(
+                sa.update(t)
+                .where(t.c.id == id, sa.or_(t.c.status.in_(_MAIL_CLAIMABLE), expired))
+                .values(status="superseded", last_error=reason, lease_until=None, updated_at=now)
+                .returning(*t.c)
+            ).one_or_none()
+
+        found = self._write(run)
+        return None if found is None else _mail_record(found)
 
     def mail_claim(self, id: int, *, lease_seconds: float = 300) -> MailRecord | None:
         """Take outbox message `id` to `sending` for `lease_seconds`, counting the attempt:

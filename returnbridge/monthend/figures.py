@@ -20,15 +20,16 @@ holds what went wrong. Everything is dated in the brand's timezone: a refund mad
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
 
 from returnbridge.connectors.centra.refunds import RefundState, RefundTypes
-from returnbridge.core.codes import CODES
+from returnbridge.core.codes import title_of
 from returnbridge.ledger.records import ExceptionRecord
 from returnbridge.monthend.model import (
     AGEING_BUCKETS,
@@ -143,9 +144,10 @@ def by_market(wh: Warehouse, month: Month) -> tuple[MarketFigures, ...]:
 
 
 def psp_attempts(wh: Warehouse, month: Month, config: FigureConfig) -> pl.DataFrame:
-    """The refunds asked of Centra's payment provider in the month on orders with a Reveni
-    return, one row per attempt (`state` settled / pending / failed, the settlement's amount),
-    without returnbridge's non-PSP credits (Reveni or store credit paid those)."""
+    """The refunds of Centra's payment provider on orders with a Reveni return that ended in
+    the month (settled or failed then), or are still pending with their request in the month:
+    one row per attempt (`state` settled / pending / failed, the settlement's amount), without
+    returnbridge's non-PSP credits (Reveni or store credit paid those)."""
     types = sorted(config.refund_types.all)
     marks = ", ".join("?" for _ in types)
     since = month.start - _PAIRING_WINDOW
@@ -168,14 +170,20 @@ def psp_attempts(wh: Warehouse, month: Month, config: FigureConfig) -> pl.DataFr
     )["refund_id"]
     # the month's bounds in UTC, the entries' timezone: Polars compares datetimes of one zone
     start, end = month.start.astimezone(UTC), month.end.astimezone(UTC)
+    # An attempt is dated by the entry that decided it (`entry_id`: the settlement of a paired
+    # request, else the entry itself): a refund requested on 31 October and paid on 2 November
+    # is November's money out; still pending at the report, it is October's pending one.
+    decided = entries.lazy().select("entry_id", pl.col("created_at").alias("decided_at"))
     return (
         refund_attempt_rows(entries.lazy(), config.refund_types)
+        .join(decided, on="entry_id", how="left")
         .filter(
-            pl.col("created_at") >= start,
-            pl.col("created_at") < end,
+            pl.col("decided_at") >= start,
+            pl.col("decided_at") < end,
             pl.col("payment_method").ne_missing(config.manual_refund_payment_method),
             ~pl.col("external_reference").is_in(reveni_ids.implode()).fill_null(False),
         )
+        .drop("decided_at")
         .collect()
     )
 
@@ -240,6 +248,19 @@ def reveni_paid_credits(
     return [CentraCredit(**row) for row in found.iter_rows(named=True)]
 
 
+def reveni_paid(wh: Warehouse, start: datetime, end: datetime) -> Minor:
+    """Per currency, the instant refunds Reveni's returns data says Reveni paid in [start, end)
+    (the invoice's period in Reveni's billing timezone): what its invoice should charge as
+    disbursements, from a source independent of the invoice."""
+    found = wh.query(
+        "SELECT currency, sum(amount_minor) AS minor FROM reveni_refunds "
+        "WHERE paid_by = 'reveni' AND status = 'paid' AND created_at >= ? AND created_at < ? "
+        "GROUP BY currency ORDER BY currency",
+        [start, end],
+    )
+    return {row["currency"]: int(row["minor"]) for row in found.iter_rows(named=True)}
+
+
 def return_facts(wh: Warehouse, return_ids: Iterable[str]) -> dict[str, ReturnFacts]:
     """What the warehouse knows of each return named (unknown ones are left out)."""
     named = sorted(set(return_ids))
@@ -293,18 +314,22 @@ class _Tally:
 
 
 def exception_tallies(
-    exceptions: Sequence[ExceptionRecord], month: Month
+    exceptions: Sequence[ExceptionRecord],
+    month: Month,
+    runbook: Callable[[str], str | None] = lambda code: None,
 ) -> tuple[tuple[ExceptionTally, ...], Minor]:
     """Per owner and code: opened and resolved in the month, open at its end (by age then, and
-    their money); and the money at risk: open Finance amounts at the month's end."""
+    their money); and the money at risk: open Finance amounts at the month's end. `runbook`
+    gives the runbook entry of a code (`settings.links`), or None."""
     end = month.end
     tallies: dict[tuple[str, str], _Tally] = {}
     at_risk: Minor = {}
     for exc in exceptions:
-        opened = month.contains(exc.first_seen)
+        first_seen = seen_in(exc, month)
+        opened = month.contains(first_seen)
         closed_at = exc.resolved_at if exc.status in ("resolved", "ignored") else None
         resolved = closed_at is not None and month.contains(closed_at)
-        open_at_end = exc.first_seen < end and (closed_at is None or closed_at >= end)
+        open_at_end = first_seen < end and (closed_at is None or closed_at >= end)
         if not (opened or resolved or open_at_end):
             continue
         tally = tallies.setdefault((exc.owner, exc.code), _Tally())
@@ -313,7 +338,7 @@ def exception_tallies(
         if not open_at_end:
             continue
         tally.open_at_end += 1
-        tally.ageing[_bucket((end - exc.first_seen).days)] += 1
+        tally.ageing[_bucket((end - first_seen).days)] += 1
         if exc.amount is not None and exc.currency:
             minor = _minor(exc.amount, exc.currency)
             add_minor(tally.open_minor, exc.currency, minor)
@@ -329,23 +354,53 @@ def exception_tallies(
             open_at_end=t.open_at_end,
             ageing=tuple(t.ageing),
             open_minor=dict(sorted(t.open_minor.items())),
+            runbook_url=runbook(code),
         )
         for (owner, code), t in sorted(tallies.items())
     )
     return out, dict(sorted(at_risk.items()))
 
 
+def seen_in(exc: ExceptionRecord, month: Month) -> datetime:
+    """When `exc` counts as opened: when returnbridge first saw it, or, for an exception the
+    month-end report raises about a month (fact `period`), that month's last instant at the
+    latest: October's unmatched settlement line, found on 1 November, is October's."""
+    period = exc.facts.get("period")
+    if not period:
+        return exc.first_seen
+    try:
+        about = Month.parse(period, month.zone)
+    except ValueError:
+        return exc.first_seen
+    return min(exc.first_seen, about.end - timedelta(microseconds=1))
+
+
+def problem_money(exc: ExceptionRecord) -> tuple[str, int] | None:
+    """The money of one problem, in minor units: for a refund amount mismatch with Centra's
+    amount known (fact `centra_amount`, same currency), the difference; else its amount."""
+    if exc.amount is None or not exc.currency:
+        return None
+    money = _minor(exc.amount, exc.currency)
+    centra = exc.facts.get("centra_amount")
+    same_currency = exc.facts.get("centra_currency", exc.currency) == exc.currency
+    if exc.code == "refund_amount_mismatch" and centra and same_currency:
+        with suppress(ArithmeticError, ValueError):  # unreadable: the amount as recorded
+            money = abs(money - _minor(Decimal(centra), exc.currency))
+    return exc.currency, money
+
+
 def money_problem(exceptions: Sequence[ExceptionRecord], code: str, month: Month) -> MoneyProblem:
-    """The exceptions of `code` opened in the month: how many, their money, and how many of
-    them (and how much) were resolved since (recovered)."""
+    """The exceptions of `code` opened in the month: how many, their money (`problem_money`),
+    and how many of them (and how much) were resolved since (recovered)."""
     count = recovered = 0
     minor: Minor = {}
     recovered_minor: Minor = {}
     for exc in exceptions:
-        if exc.code != code or not month.contains(exc.first_seen):
+        if exc.code != code or not month.contains(seen_in(exc, month)):
             continue
         count += 1
-        money = _minor(exc.amount, exc.currency) if exc.amount is not None and exc.currency else 0
+        found = problem_money(exc)
+        money = found[1] if found is not None else 0
         if exc.currency:
             add_minor(minor, exc.currency, money)
         if exc.status == "resolved":
@@ -363,8 +418,8 @@ def _bucket(age_days: int) -> int:
 
 
 def _title(code: str) -> str:
-    text = CODES[code].raised_when if code in CODES else code
-    return text[:1].upper() + text[1:]
+    """The plain title the digests, `exceptions list` and the runbook use for `code`."""
+    return title_of(code)
 
 
 def _minor(amount: Decimal, currency: str) -> int:

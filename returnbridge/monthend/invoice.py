@@ -77,7 +77,8 @@ _RATE = re.compile(r"^\d+(\.\d+)?$", re.ASCII)
 _CURRENCY = re.compile(r"^[A-Z]{3}$", re.ASCII)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 _DIGITS = re.compile(r"^\d+$", re.ASCII)
-_RETURN_ID = re.compile(r"^\S+$")
+_RETURN_ID = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+_MAX_INTEGER_DIGITS = 15  # 10^15 of a currency: far beyond any invoice; more is a broken file
 
 
 # ---------------------------------------------------------------------------- shared rules
@@ -306,7 +307,7 @@ def _csv_line(
     if return_id is None and kind is InvoiceKind.DISBURSEMENT:
         raise fail("return_id", "a disbursement needs the return id it refunds")
     if return_id is not None and not _RETURN_ID.fullmatch(return_id):
-        raise fail("return_id", f"{return_id!r} contains spaces or line breaks")
+        raise fail("return_id", f"{return_id!r} contains spaces, line breaks or control characters")
 
     order_text = value["order_number"]
     if order_text and not _DIGITS.fullmatch(order_text):
@@ -320,6 +321,11 @@ def _csv_line(
     amount_text = value["amount"]
     if not _DECIMAL.fullmatch(amount_text):
         raise fail("amount", f"{amount_text!r} is not a decimal number like 1234.50 or -25.00")
+    if len(amount_text.lstrip("-").split(".")[0].lstrip("0")) > _MAX_INTEGER_DIGITS:
+        shown = amount_text if len(amount_text) <= 24 else amount_text[:20] + "..."
+        raise fail(
+            "amount", f"{shown!r} has more than {_MAX_INTEGER_DIGITS} digits before the point"
+        )
     amount_minor = _finer(Decimal(amount_text), currency)
     if amount_minor is None:
         raise fail(

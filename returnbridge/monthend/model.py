@@ -305,9 +305,19 @@ class SettlementLine:
 
 @dataclass(frozen=True)
 class TieOut:
-    """Per currency: the invoice's disbursements split by how they matched. Balances when
-    `disbursements == matched + covered + awaiting + unmatched` to the minor unit
-    (`unmatched` includes lines whose amount differs)."""
+    """Per currency, two checks.
+
+    1. The split: the invoice's disbursements, line by line, by how they matched;
+       `disbursements == matched + covered + awaiting + unmatched` to the minor unit
+       (`unmatched` includes lines whose amount differs). Every line lands in one bucket, so
+       this holds unless a line was lost: it is the report's own arithmetic check.
+    2. Against Reveni's own data, an independent source: what the invoice *charges* for
+       disbursements (its positive lines, before Reveni credits covered refunds back) against
+       the instant refunds Reveni's returns data says it paid in the invoice's period
+       (`reveni_paid_minor`, None when not read). A line missing from or added to the invoice
+       shows here, whatever the split says.
+
+    `settled`: both hold and nothing is unmatched on either side."""
 
     currency: str
     disbursements_minor: int
@@ -318,12 +328,31 @@ class TieOut:
     # the Centra side: Reveni-paid credits in the month and those with no disbursement
     centra_credits_minor: int = 0
     centra_unmatched_minor: int = 0
+    # covered refunds gross: charged as a disbursement, credited back (negative) by Reveni
+    covered_charged_minor: int = 0
+    covered_credited_minor: int = 0
+    charged_minor: int = 0  # the positive disbursement lines: what Reveni says it paid out
+    reveni_paid_minor: int | None = None  # Reveni's returns data, the invoice's period
 
     @property
     def balanced(self) -> bool:
-        return self.disbursements_minor == (
+        """The split adds up and, when Reveni's data was read, agrees with the invoice."""
+        split = self.disbursements_minor == (
             self.matched_minor + self.covered_minor + self.awaiting_minor + self.unmatched_minor
         )
+        return split and self.reveni_difference_minor in (None, 0)
+
+    @property
+    def reveni_difference_minor(self) -> int | None:
+        """Charged on the invoice minus paid by Reveni's own data (None: not read)."""
+        if self.reveni_paid_minor is None:
+            return None
+        return self.charged_minor - self.reveni_paid_minor
+
+    @property
+    def settled(self) -> bool:
+        """Balanced, and no line unmatched on either side: nothing for Finance to look at."""
+        return self.balanced and self.unmatched_minor == 0 and self.centra_unmatched_minor == 0
 
 
 @dataclass(frozen=True)
@@ -331,10 +360,15 @@ class Settlement:
     lines: tuple[SettlementLine, ...]
     tie_out: tuple[TieOut, ...]
     notes: tuple[str, ...] = ()  # e.g. an invoice currency Centra never saw
+    period: str | None = None  # YYYY-MM (the brand's) the lines settle
 
     @property
     def balanced(self) -> bool:
         return all(t.balanced for t in self.tie_out)
+
+    @property
+    def settled(self) -> bool:
+        return all(t.settled for t in self.tie_out)
 
     @property
     def exceptions(self) -> tuple[SettlementLine, ...]:
@@ -365,6 +399,7 @@ class ExceptionTally:
     open_at_end: int
     ageing: tuple[int, ...]
     open_minor: Minor = field(default_factory=dict)
+    runbook_url: str | None = None  # the code's runbook entry (`settings.links.runbook`)
 
 
 @dataclass(frozen=True)
@@ -385,6 +420,8 @@ class Problems:
     settlement_unmatched: MoneyProblem
     exceptions: tuple[ExceptionTally, ...]
     money_at_risk: Minor  # open Finance exceptions' amounts at the month's end
+    # refunds made in Centra (by hand) with no Reveni refund behind them: paid out, unexplained
+    centra_only_refunds: MoneyProblem = field(default_factory=MoneyProblem)
 
 
 # ---------------------------------------------------------------------------- trend
@@ -464,7 +501,12 @@ class MonthEndReport:
                     entry["disbursements"] = money_text(tie.disbursements_minor, currency)
                     entry["matched"] = money_text(tie.matched_minor, currency)
                     entry["unmatched"] = money_text(tie.unmatched_minor, currency)
+                    entry["covered_charged"] = money_text(tie.covered_charged_minor, currency)
+                    entry["covered_credited"] = money_text(tie.covered_credited_minor, currency)
+                    if tie.reveni_paid_minor is not None:
+                        entry["reveni_paid"] = money_text(tie.reveni_paid_minor, currency)
                     entry["balanced"] = tie.balanced
+                    entry["settled"] = tie.settled
             risk = self.problems.money_at_risk.get(currency)
             if risk:
                 entry["money_at_risk"] = money_text(risk, currency)
@@ -474,6 +516,7 @@ class MonthEndReport:
             "exchanges": asdict(self.exchanges),
             "settlement_unmatched": len(self.settlement.exceptions),
             "balanced": self.settlement.balanced,
+            "settled": self.settlement.settled,
             "currencies": out,
         }
 

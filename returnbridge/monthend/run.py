@@ -26,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -38,7 +39,8 @@ from returnbridge.connectors.reveni.client import ReveniClient
 from returnbridge.connectors.reveni.errors import ReveniError
 from returnbridge.connectors.reveni.models import currency_exponent
 from returnbridge.core.codes import MONTH_END_CODES, ReturnException
-from returnbridge.ledger.records import ExceptionChanges
+from returnbridge.core.links import LinkSettings
+from returnbridge.ledger.records import ExceptionChanges, ExceptionRecord
 from returnbridge.ledger.store import Ledger
 from returnbridge.monthend import figures
 from returnbridge.monthend.figures import FigureConfig, Month
@@ -213,10 +215,15 @@ def build_report(
     manual_refund_payment_method: str = "manual",
     notes: Sequence[str] = (),
     now: datetime,
+    links: LinkSettings | None = None,
+    billing_zone: ZoneInfo | None = None,
 ) -> MonthEndReport:
-    """The report of `month` (its settlement matched, nothing recorded yet)."""
+    """The report of `month` (its settlement matched, nothing recorded yet); `links` gives each
+    exception code its runbook entry. `billing_zone`: the timezone of Reveni's billing periods
+    (inferred; default the brand's): the invoice of "2026-10" covers October there."""
     config = FigureConfig(refund_types, manual_refund_payment_method)
     exceptions = ledger.exceptions()
+    billed = Month(month.year, month.month, billing_zone or month.zone)
     # only disbursements settle against Centra: a fee line's return needs no credit or facts
     invoice_returns = (
         [
@@ -238,12 +245,21 @@ def build_report(
         month_start=month.start,
         month_end=month.end,
         centra_currencies=figures.centra_currencies(warehouse),
+        invoice_start=billed.start,
+        reveni_paid=(
+            None if invoice is None else figures.reveni_paid(warehouse, billed.start, billed.end)
+        ),
     )
-    tallies, at_risk = figures.exception_tallies(exceptions, month)
+    # the settlement_unmatched this report raises are the month's, though recorded after it
+    exceptions = with_settlement(exceptions, settlement, now=now)
+    tallies, at_risk = figures.exception_tallies(
+        exceptions, month, runbook=links.runbook_for if links is not None else lambda _: None
+    )
     problems = Problems(
         duplicate_refunds=figures.money_problem(exceptions, "duplicate_refund", month),
         gateway_failures=figures.money_problem(exceptions, "refund_failed_at_gateway", month),
         amount_mismatches=figures.money_problem(exceptions, "refund_amount_mismatch", month),
+        centra_only_refunds=figures.money_problem(exceptions, "unmatched_centra_refund", month),
         settlement_unmatched=_unmatched_problem(settlement),
         exceptions=tallies,
         money_at_risk=at_risk,
@@ -282,6 +298,55 @@ def build_report(
     )
 
 
+def with_settlement(
+    exceptions: Sequence[ExceptionRecord], settlement: Settlement, *, now: datetime
+) -> list[ExceptionRecord]:
+    """The ledger's exceptions as `record_settlement` will leave them: within the returns this
+    settlement saw, its `settlement_unmatched` replace those it will heal and join those it will
+    open (the recorded ones keep their id, status and history)."""
+    if not settlement.tie_out and not settlement.lines:
+        return list(exceptions)  # nothing matched: nothing recorded
+    seen = settlement_scope(exceptions, settlement)
+    found = {exc.key: exc for exc in settlement_exceptions(settlement)}
+
+    def key(record: ExceptionRecord) -> tuple[str, str | None, int | None, str | None]:
+        return (record.code, record.reveni_return_id, record.order_number, record.sku)
+
+    out: list[ExceptionRecord] = []
+    recorded: set[tuple[str, str | None, int | None, str | None]] = set()
+    for record in exceptions:
+        if record.code in MONTH_END_CODES and record.reveni_return_id in seen:
+            if key(record) not in found:
+                continue  # healed by this settlement
+            recorded.add(key(record))
+        out.append(record)
+    for exc_key, exc in found.items():
+        if exc_key in recorded:
+            continue
+        out.append(
+            ExceptionRecord(
+                id=0,
+                code=exc.code,
+                owner=exc.owner.value,
+                reveni_return_id=exc.reveni_return_id,
+                order_number=exc.order_number,
+                sku=exc.sku,
+                amount=exc.amount,
+                currency=exc.currency,
+                detail=exc.detail,
+                status="open",
+                first_seen=now,
+                last_seen=now,
+                attempts=0,
+                action_key=None,
+                resolved_at=None,
+                resolution_note=None,
+                facts=dict(exc.facts),
+            )
+        )
+    return out
+
+
 def _unmatched_problem(settlement: Settlement) -> MoneyProblem:
     minor: dict[str, int] = {}
     for line in settlement.exceptions:
@@ -315,6 +380,7 @@ def settlement_exceptions(settlement: Settlement) -> list[ReturnException]:
                     f"{line.detail or line.match.value}"
                     for line in lines
                 ),
+                facts=(("period", settlement.period),) if settlement.period else (),
             )
         )
     return found
@@ -327,13 +393,29 @@ def record_settlement(
     saw that now match are healed. None when there was nothing to match (no invoice)."""
     if not settlement.tie_out and not settlement.lines:
         return None
-    seen = {line.reveni_return_id for line in settlement.lines if line.reveni_return_id}
     return ledger.observe_exceptions(
         settlement_exceptions(settlement),
-        scope_return_ids=sorted(seen),
+        scope_return_ids=sorted(settlement_scope(ledger.exceptions(), settlement)),
         scope_codes=sorted(MONTH_END_CODES),
         now=now,
     )
+
+
+def settlement_scope(exceptions: Sequence[ExceptionRecord], settlement: Settlement) -> set[str]:
+    """The returns whose month-end exceptions this settlement decides: those its lines name,
+    and those of the open ones raised about its period (fact `period`) by an earlier run, e.g.
+    with a wrong invoice file: made again with the right one, they heal."""
+    scope = {line.reveni_return_id for line in settlement.lines if line.reveni_return_id}
+    if settlement.period:
+        scope |= {
+            exc.reveni_return_id
+            for exc in exceptions
+            if exc.code in MONTH_END_CODES
+            and exc.reveni_return_id
+            and not exc.closed
+            and exc.facts.get("period") == settlement.period
+        }
+    return scope
 
 
 # ------------------------------------------------------------------------------ 4. render, save
@@ -343,10 +425,15 @@ def save_html(rendered: Rendered, directory: Path, month: str, out: Path | None 
     """The self-contained HTML, written whole (a temp file renamed), at `out` or
     `directory/month-end-YYYY-MM.html`."""
     path = out or directory / f"month-end-{month}.html"
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory: name the HTML file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(rendered.html_file, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(rendered.html_file, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # written and renamed: gone already; failed: not left behind
     return path
 
 
@@ -399,18 +486,32 @@ def mail_report(
     )
     if record.status == "sent":
         sent_at = record.sent_at.isoformat() if record.sent_at else "before"
-        return (
-            "already_sent",
-            f"already sent on {sent_at} (--resend sends again)",
-            record.message_id,
-        )
+        detail = f"already sent on {sent_at} (--resend sends again)"
+        if record.subject != subject:
+            # e.g. sent while Reveni's invoice could not be read, made again with it
+            detail = (
+                f"already sent on {sent_at} as {record.subject!r}; this report differs "
+                f"({subject!r}): --resend sends it as a new e-mail"
+            )
+        return "already_sent", detail, record.message_id
     smtp = sender or SmtpSender(mail)
     delivery: MailDelivery = deliver(ledger, smtp, record)
-    # and any other month's report a failed send left in the outbox (this one was just tried)
+    # and any other month's report a failed send left in the outbox (this one was just tried);
+    # this month's kept for another recipient list is superseded by this one, never sent
     for other in ledger.mail_unsent(key_prefix=f"{MAIL_KIND}:"):
-        if other.id != record.id:
-            earlier = deliver(ledger, smtp, other)
-            log.info("month-end: earlier e-mail %s: %s", earlier.key, earlier.status)
+        if other.id == record.id:
+            continue
+        if other.key.startswith(f"{MAIL_KIND}:{month}:"):
+            reason = f"superseded by {record.message_id} (the recipient list changed)"
+            if ledger.mail_supersede(other.id, reason) is not None:
+                log.warning(
+                    "month-end: the kept e-mail %s to the earlier recipient list is not sent: %s",
+                    other.message_id,
+                    reason,
+                )
+            continue
+        earlier = deliver(ledger, smtp, other)
+        log.info("month-end: earlier e-mail %s: %s", earlier.key, earlier.status)
     if delivery.status == "sent":
         return "sent", f"sent to {', '.join(recipients)}", record.message_id
     return delivery.status, delivery.error or "", record.message_id

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from returnbridge.clock import Now, utc_now
 from returnbridge.connectors.centra.refunds import RefundTypes
@@ -103,6 +104,8 @@ class MonthEnd:
                 refund_types=RefundTypes.of(self.settings.centra.inferred),
                 notes=[*warehouse_notes, *notes],
                 now=self.clock(),
+                links=self.settings.links,
+                billing_zone=ZoneInfo(self.settings.reveni.inferred.billing.timezone),
             )
         money: dict[str, int] = {}
         for row in report.money_out:
@@ -228,7 +231,8 @@ async def run_month_end(
         invoice, notes = await month_end.invoice(invoice_file)
         report = month_end.figures(invoice, notes)
         result = MonthEndResult(report=report)
-        month_end.record(report, result)
+        # saved before anything is recorded: a report that cannot be written changes nothing
         rendered = month_end.publish(report, result, out)
+        month_end.record(report, result)
         month_end.mail(rendered, result, send=send, resend=resend)
         return result

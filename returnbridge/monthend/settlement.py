@@ -83,6 +83,8 @@ def match_settlement(
     month_start: datetime,
     month_end: datetime,
     centra_currencies: Collection[str] = (),
+    invoice_start: datetime | None = None,
+    reveni_paid: Mapping[str, int] | None = None,
 ) -> Settlement:
     """Match `invoice`'s disbursement lines against Centra's `credits` of Reveni-paid refunds.
 
@@ -90,10 +92,16 @@ def match_settlement(
     refund billed this month may be credited after the month end and still matches); only
     those created in [`month_start`, `month_end`) are listed on the Centra side. `facts`: per
     Reveni return id, what the warehouse knows. `centra_currencies`: the currencies Centra has
-    orders in (empty: unknown, no check).
+    orders in (empty: unknown, no check). `invoice_start`: the first instant of the invoice's
+    period in Reveni's billing timezone (default `month_start`): a refund Reveni paid before it
+    was billed on an earlier invoice. `reveni_paid`: per currency, the instant refunds Reveni's
+    returns data says it paid in the invoice's period (the tie-out's independent check; None:
+    not read).
 
     Disbursement lines, per (return, currency): a return Reveni covers (its facts say so, or
-    the invoice credits it with a negative line) -> every line COVERED. Otherwise each line is
+    the invoice credits it back to zero) -> every line COVERED. A partial credit (a negative
+    line leaving part of the refund to the brand, e.g. one rejected item of two): the negative
+    lines are COVERED and the rest pairs with Centra's credit of the net. Otherwise each line is
     paired with one credit: same amount -> MATCHED, else another amount -> AMOUNT_DIFFERS;
     with no credit left, a return awaiting inspection whose order Centra has -> AWAITING_CREDIT
     (a timing difference), else UNMATCHED with the reason. Centra credits of the month not
@@ -109,8 +117,9 @@ def match_settlement(
             lines=(),
             tie_out=(),
             notes=(f"no invoice for {month_start:%Y-%m}: settlement not matched",),
+            period=f"{month_start:%Y-%m}",
         )
-    matcher = _Matcher(credits, facts, month_start, month_end)
+    matcher = _Matcher(credits, facts, invoice_start or month_start, month_end)
     disbursements = [line for line in invoice.lines if line.kind is InvoiceKind.DISBURSEMENT]
     groups: dict[tuple[str | None, str], list[InvoiceLine]] = defaultdict(list)
     for line in disbursements:
@@ -121,10 +130,13 @@ def match_settlement(
     in_month = [credit for credit in credits if month_start <= credit.created_at < month_end]
     lines += matcher.leftover_credits(in_month)
     lines.sort(key=_order)
-    notes = _notes(disbursements, facts, centra_currencies)
+    notes = _notes(invoice.lines, facts, centra_currencies)
     reveni_credits = [credit for credit in in_month if credit.entry_id not in matcher.skipped]
     return Settlement(
-        lines=tuple(lines), tie_out=_tie_out(lines, reveni_credits), notes=tuple(notes)
+        lines=tuple(lines),
+        tie_out=_tie_out(lines, reveni_credits, reveni_paid),
+        notes=tuple(notes),
+        period=f"{month_start:%Y-%m}",
     )
 
 
@@ -155,18 +167,18 @@ class _Matcher:
         self,
         credits: Sequence[CentraCredit],
         facts: Mapping[str, ReturnFacts],
-        month_start: datetime,
+        period_start: datetime,
         month_end: datetime,
     ) -> None:
         self.facts = facts
-        self.month_start = month_start
+        self.month_start = period_start
         self.pool: dict[tuple[str, str], list[CentraCredit]] = defaultdict(list)
         self.by_return: dict[str, list[CentraCredit]] = defaultdict(list)
 
         def preference(credit: CentraCredit) -> tuple[int, datetime, int]:
             # the month's credits first, then later ones; one from before the month most
             # likely settled an earlier invoice's line
-            when = 2 if credit.created_at < month_start else int(credit.created_at >= month_end)
+            when = 2 if credit.created_at < period_start else int(credit.created_at >= month_end)
             return (when, credit.created_at, credit.entry_id)
 
         for credit in sorted(credits, key=preference):
@@ -182,9 +194,13 @@ class _Matcher:
     ) -> list[SettlementLine]:
         fact = self.facts.get(return_id) if return_id is not None else None
         negative = [line for line in group if line.amount_minor < 0]
-        if (fact is not None and fact.covered) or negative:
+        net = sum(line.amount_minor for line in group)
+        rows = ", ".join(str(line.row) for line in negative)
+        # covered: credited back to zero (or below: charged on an earlier invoice), or a return
+        # Reveni covers that this invoice does not credit at all; a credit back that leaves part
+        # of the refund charged is a partial cover, settled below
+        if (negative and net <= 0) or (fact is not None and fact.covered and not negative):
             if negative:
-                rows = ", ".join(str(line.row) for line in negative)
                 why = f"Reveni credits this instant refund on the invoice (row {rows})"
             else:
                 why = "Reveni covers this instant refund (return rejected): no credit due"
@@ -192,6 +208,29 @@ class _Matcher:
         out: list[SettlementLine] = []
         pool = self.pool.get((return_id, currency), []) if return_id is not None else []
         free = [credit for credit in pool if credit.entry_id not in self.consumed]
+        if negative:
+            why = f"Reveni credits part of this instant refund back on the invoice (row {rows})"
+            out += [self._line(line, fact, Match.COVERED, None, why) for line in negative]
+            group = [line for line in group if line.amount_minor >= 0]
+            if len(group) == 1 and free:
+                # the brand bears the refund less Reveni's credit: Centra's credit is the net
+                paired = next((c for c in free if c.amount_minor == net), free[0])
+                self.consumed.add(paired.entry_id)
+                if paired.amount_minor == net:
+                    match = Match.MATCHED
+                    detail = (
+                        f"credit {paired.entry_id} of {money_text(net, currency)} {currency}, "
+                        f"the refund less what Reveni credits back (row {rows})"
+                    )
+                else:
+                    match = Match.AMOUNT_DIFFERS
+                    detail = (
+                        f"invoice {money_text(net, currency)} {currency} after Reveni's credit "
+                        f"(row {rows}), Centra credit {paired.entry_id} "
+                        f"{money_text(paired.amount_minor, currency)} {currency}"
+                    )
+                out.append(self._line(group[0], fact, match, paired.amount_minor, detail))
+                return out
         left: list[InvoiceLine] = []
         for line in group:  # equal amounts first
             credit = next((c for c in free if c.amount_minor == line.amount_minor), None)
@@ -217,6 +256,19 @@ class _Matcher:
             elif fact is not None and fact.awaiting_inspection and fact.order_in_centra:
                 why = "return not inspected yet: credited in Centra once Reveni accepts it"
                 out.append(self._line(line, fact, Match.AWAITING_CREDIT, None, why))
+            elif twin := next(
+                (
+                    done
+                    for done in out
+                    if done.match is Match.MATCHED and done.amount_minor == line.amount_minor
+                ),
+                None,
+            ):
+                why = (
+                    f"billed again: row {twin.row} bills the same refund, and Centra's one "
+                    f"credit ({twin.detail}) matched it"
+                )
+                out.append(self._line(line, fact, Match.UNMATCHED, None, why))
             else:
                 why = self._why_unmatched(line, fact)
                 out.append(self._line(line, fact, Match.UNMATCHED, None, why))
@@ -313,12 +365,21 @@ class _Matcher:
 
 
 def _notes(
-    disbursements: Sequence[InvoiceLine],
+    lines: Sequence[InvoiceLine],
     facts: Mapping[str, ReturnFacts],
     centra_currencies: Collection[str],
 ) -> list[str]:
+    """What a reader must know about the invoice's lines before trusting the settlement."""
     notes: list[str] = []
+    # the notes never depend on the order of the input
+    lines = sorted(
+        lines,
+        key=lambda ln: (ln.row, ln.amount_minor, ln.kind.value, ln.currency, ln.return_id or ""),
+    )
+    disbursements = [line for line in lines if line.kind is InvoiceKind.DISBURSEMENT]
     if centra_currencies:
+        # disbursements only: Reveni bills its fees in its own currency (EUR), whatever the
+        # brand sells in
         strange: dict[str, int] = defaultdict(int)
         for line in disbursements:
             if line.currency not in centra_currencies:
@@ -335,19 +396,56 @@ def _notes(
     nameless = sum(1 for line in disbursements if line.return_id is None)
     if nameless:
         notes.append(f"{nameless} disbursement line(s) name no return")
+    credited_fees = [
+        line.row
+        for line in lines
+        if line.kind is not InvoiceKind.DISBURSEMENT and line.amount_minor < 0
+    ]
+    if credited_fees:
+        rows = ", ".join(map(str, credited_fees[:10])) + (
+            ", ..." if len(credited_fees) > 10 else ""
+        )
+        notes.append(
+            f"{len(credited_fees)} fee line(s) with a negative amount, a credit (row {rows})"
+        )
+    seen: dict[tuple[object, ...], int] = {}
+    repeated: list[str] = []
+    for line in lines:
+        same = (
+            line.kind,
+            line.return_id,
+            line.order_number,
+            line.amount_minor,
+            line.currency,
+            line.vat_rate,
+            line.event_date,
+        )
+        if same in seen:
+            repeated.append(f"{line.row} repeats {seen[same]}")
+        else:
+            seen[same] = line.row
+    if repeated:
+        shown = "; ".join(repeated[:10]) + ("; ..." if len(repeated) > 10 else "")
+        notes.append(
+            f"{len(repeated)} invoice line(s) repeat an earlier line exactly (row {shown}): "
+            "billed twice?"
+        )
     return notes
 
 
 def _tie_out(
-    lines: Sequence[SettlementLine], credits: Sequence[CentraCredit]
+    lines: Sequence[SettlementLine],
+    credits: Sequence[CentraCredit],
+    reveni_paid: Mapping[str, int] | None = None,
 ) -> tuple[TieOut, ...]:
     """Per currency, every disbursement line in exactly one bucket (AMOUNT_DIFFERS counts as
     unmatched, with the amount the invoice disbursed), and the Centra credits of the month:
     all Reveni's (a credit a disbursement line took counts even when the facts say Reveni paid
-    nothing: the line shows it was)."""
+    nothing: the line shows it was); and what the invoice charges against `reveni_paid`."""
     currencies = sorted(
         {line.currency for line in lines if line.side is Side.DISBURSEMENT}
         | {credit.currency for credit in credits}
+        | {currency for currency, minor in (reveni_paid or {}).items() if minor}
     )
     bucket = {
         Match.MATCHED: "matched",
@@ -359,14 +457,20 @@ def _tie_out(
     out: list[TieOut] = []
     for currency in currencies:
         sums = dict.fromkeys(("matched", "covered", "awaiting", "unmatched"), 0)
-        disbursed = 0
+        disbursed = charged = covered_charged = covered_credited = 0
         centra_unmatched = 0
         for line in lines:
             if line.currency != currency:
                 continue
             if line.side is Side.DISBURSEMENT:
                 disbursed += line.amount_minor
+                charged += max(line.amount_minor, 0)
                 sums[bucket[line.match]] += line.amount_minor
+                if line.match is Match.COVERED:
+                    if line.amount_minor >= 0:
+                        covered_charged += line.amount_minor
+                    else:
+                        covered_credited += line.amount_minor
             elif line.match is Match.UNMATCHED:
                 centra_unmatched += line.amount_minor
         out.append(
@@ -379,6 +483,10 @@ def _tie_out(
                 unmatched_minor=sums["unmatched"],
                 centra_credits_minor=sum(c.amount_minor for c in credits if c.currency == currency),
                 centra_unmatched_minor=centra_unmatched,
+                covered_charged_minor=covered_charged,
+                covered_credited_minor=covered_credited,
+                charged_minor=charged,
+                reveni_paid_minor=None if reveni_paid is None else reveni_paid.get(currency, 0),
             )
         )
     return tuple(out)

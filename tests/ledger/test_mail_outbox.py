@@ -106,12 +106,14 @@ def test_a_re_render_before_sending_replaces_the_message(
         body="body v2",
     )
     assert again.id == first.id
-    assert (again.status, again.subject, again.body, again.recipients) == (
+    assert (again.status, again.subject, again.body) == (
         "pending",
         "[returnbridge] corrected",
         "body v2",
-        ("finance@example.com",),
     )
+    # the recipients stay as stored: the key names the list, and a partly delivered message
+    # holds only those still owed it, whom a re-render must not widen
+    assert again.recipients == first.recipients
     assert again.attempts == 1  # the history stays
     assert (again.created_at, again.updated_at) == (T0, clock.now)
     assert len(ledger.mail_records()) == 1

@@ -281,6 +281,36 @@ def test_a_half_sent_message_is_visible_and_only_the_rest_is_retried(
     assert received.message_id == half.message_id
 
 
+def test_a_half_sent_message_queued_again_by_the_next_run_goes_only_to_the_rest(
+    ledger: Ledger, sender: SmtpSender, server: MailStandIn
+) -> None:
+    """The next run of the report queues its message again (re-rendered) before delivering
+    it: the recipient who has it is not sent it a second time."""
+    server.refuse("ops@example.com")
+    assert _run(ledger, sender).status == "failed"
+    assert [m.recipients for m in server.messages] == [("finance@example.com",)]
+
+    again = _run(ledger, sender)  # ops still refused: finance must not get it again
+    assert again.status == "failed" and again.recipients == ("ops@example.com",)
+    server.reset()
+    assert _run(ledger, sender).status == "sent"
+    assert [m.recipients for m in server.messages] == [("ops@example.com",)]
+
+
+def test_a_superseded_message_is_never_sent(
+    ledger: Ledger, sender: SmtpSender, server: MailStandIn
+) -> None:
+    server.stop()
+    failed = _run(ledger, sender)
+    assert failed.status == "failed"
+    superseded = ledger.mail_supersede(failed.id, "superseded by <x@example.com>")
+    assert superseded is not None and superseded.status == "superseded"
+    assert ledger.mail_supersede(failed.id, "again") is None  # only pending or failed ones
+    server.start()
+    assert deliver_unsent(ledger, sender) == []
+    assert server.messages == []
+
+
 def test_an_unexpected_error_keeps_the_message_and_is_raised(
     ledger: Ledger, server: MailStandIn
 ) -> None:

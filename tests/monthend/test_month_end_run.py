@@ -127,6 +127,67 @@ def test_an_unmatched_disbursement_is_raised_for_finance_and_healed_once_credite
         assert len(ledger.exceptions(code="settlement_unmatched")) == 1
 
 
+def test_the_months_settlement_exceptions_count_in_its_tallies_and_money_at_risk(
+    tmp_path: Path,
+) -> None:
+    """The report raises settlement_unmatched after October ended (on 1 November), yet they are
+    October's: in its exceptions table and money at risk the first time, once when made again,
+    and open (not opened) in November's report."""
+    w = World()
+    return_with_refund(
+        w, "r_inst", 1001, 29900, method="bank_transfer", paid_by="reveni", instant=True
+    )
+    warehouse = load_world(tmp_path / "warehouse.duckdb", w)
+    invoice = write_invoice(tmp_path / "invoice.csv", "disbursement,r_inst,1001,299.00,SEK,,")
+
+    def settlement_tally(report: MonthEndReport) -> tuple[int, int]:
+        (tally,) = [t for t in report.problems.exceptions if t.code == "settlement_unmatched"]
+        return tally.opened, tally.open_at_end
+
+    october = Month(2026, 10, STOCKHOLM)
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        first = _report(warehouse, ledger, october, invoice)
+        assert ledger.exceptions(code="settlement_unmatched") == []  # not recorded yet
+        assert settlement_tally(first) == (1, 1)
+        assert first.problems.money_at_risk == {"SEK": 29900}
+        assert first.problems.settlement_unmatched.minor == {"SEK": 29900}  # the same money
+        record_settlement(ledger, first.settlement, now=LOADED_AT)
+        (raised,) = ledger.exceptions(code="settlement_unmatched")
+        assert raised.facts == {"period": "2026-10"}
+
+        again = _report(warehouse, ledger, october, invoice)
+        assert settlement_tally(again) == (1, 1)
+        assert again.problems.money_at_risk == {"SEK": 29900}
+
+        november = _report(warehouse, ledger, Month(2026, 11, STOCKHOLM), None)
+        assert settlement_tally(november) == (0, 1)
+
+
+def test_the_invoice_is_checked_against_the_refunds_reveni_s_own_data_says_it_paid(
+    tmp_path: Path,
+) -> None:
+    w = World()
+    return_with_refund(
+        w, "r_inst", 1001, 29900, method="bank_transfer", paid_by="reveni", instant=True
+    )
+    warehouse = load_world(tmp_path / "warehouse.duckdb", w)
+    october = Month(2026, 10, UTC_ZONE)
+    agrees = write_invoice(tmp_path / "agrees.csv", "disbursement,r_inst,1001,299.00,SEK,,")
+    padded = write_invoice(
+        tmp_path / "padded.csv",
+        "disbursement,r_inst,1001,299.00,SEK,,",
+        "disbursement,r_inst,1001,50.00,SEK,,",
+    )
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        (tie,) = _report(warehouse, ledger, october, agrees).settlement.tie_out
+        assert (tie.charged_minor, tie.reveni_paid_minor, tie.balanced) == (29900, 29900, True)
+        report = _report(warehouse, ledger, october, padded)
+        (tie,) = report.settlement.tie_out
+        assert (tie.charged_minor, tie.reveni_paid_minor) == (34900, 29900)
+        assert not tie.balanced and not report.settlement.balanced
+        assert report.totals()["currencies"]["SEK"]["reveni_paid"] == "299.00"
+
+
 def test_an_invoice_in_a_strange_currency_naming_an_unknown_return_is_noted_and_raised(
     tmp_path: Path,
 ) -> None:
@@ -219,6 +280,62 @@ def test_a_bad_invoice_file_stops_the_run_before_anything_is_written(tmp_path: P
     assert not (tmp_path / "reports").exists()
     with Ledger(settings.sync.ledger_url) as ledger:
         assert ledger.exceptions() == [] and ledger.mail_records() == []
+
+
+def test_made_again_with_the_right_invoice_the_wrong_ones_exceptions_heal(tmp_path: Path) -> None:
+    w = World()
+    return_with_refund(
+        w, "r_inst", 1001, 29900, method="bank_transfer", paid_by="reveni", instant=True
+    )
+    centra_return = w.centra_return("r_inst", 1001, [("SKU-r_inst", 1)], total=29900)
+    w.credit(1001, centra_return, 29900, payment_method="manual", reference="rf_r_inst")
+    warehouse = load_world(tmp_path / "warehouse.duckdb", w)
+    right = write_invoice(tmp_path / "right.csv", "disbursement,r_inst,1001,299.00,SEK,,")
+    wrong = write_invoice(
+        tmp_path / "wrong.csv",
+        "disbursement,r_inst,1001,299.00,SEK,,",
+        "disbursement,r_typo,1001,45.00,SEK,,",  # a return id mistyped in the export
+    )
+    october = Month(2026, 10, UTC_ZONE)
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        record_settlement(ledger, _report(warehouse, ledger, october, wrong).settlement)
+        (typo,) = ledger.exceptions(code="settlement_unmatched")
+        assert typo.reveni_return_id == "r_typo" and typo.status == "open"
+        report = _report(warehouse, ledger, october, right)
+        assert not any(t.code == "settlement_unmatched" for t in report.problems.exceptions)
+        changes = record_settlement(ledger, report.settlement)
+        assert changes is not None and [e.id for e in changes.healed] == [typo.id]
+        assert ledger.exception(typo.id).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_an_out_path_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None:
+    w = World()
+    return_with_refund(
+        w, "r_inst", 1001, 29900, method="bank_transfer", paid_by="reveni", instant=True
+    )
+    settings = Settings(
+        sync=SyncSettings(ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}"),
+        reconcile=ReconcileSettings(
+            warehouse_path=load_world(tmp_path / "warehouse.duckdb", w), timezone="UTC"
+        ),
+        monthend=MonthEndSettings(invoice_source="off", report_dir=tmp_path / "reports"),
+    )
+    invoice = write_invoice(tmp_path / "invoice.csv", "disbursement,r_inst,1001,299.00,SEK,,")
+    folder = tmp_path / "reports-folder"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match="reports-folder is a directory"):
+        asyncio.run(
+            run_month_end(
+                settings,
+                render=render_month_end,
+                month="2026-10",
+                invoice_file=invoice,
+                out=folder,
+            )
+        )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+    with Ledger(settings.sync.ledger_url) as ledger:  # the unmatched line was not recorded
+        assert ledger.exceptions() == []
 
 
 # ----------------------------------------------------------------- the run, both simulators
@@ -449,3 +566,63 @@ def test_a_report_with_no_recipients_is_saved_not_sent(closed: ClosedMonth, tmp_
     assert result.mail == "not_sent" and "RETURNBRIDGE_MONTHEND__RECIPIENTS" in result.mail_detail
     assert result.html_path == tmp_path / "kept.html" and result.html_path.is_file()
     assert result.report.generated_at == closed.at.astimezone(UTC)
+
+
+def test_a_new_recipient_list_supersedes_the_kept_e_mail_to_the_old_one(
+    closed: ClosedMonth, tmp_path: Path
+) -> None:
+    smtp = MailStandIn().start()
+    try:
+        mail = smtp.settings()
+        smtp.stop()
+        with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+            kept = closed.run(mail, ledger=ledger)
+            assert kept.mail == "failed"
+            smtp.start()
+            moved = asyncio.run(
+                run_month_end(
+                    closed.settings(mail, recipients=["controller@example.com"]),
+                    render=render_month_end,
+                    month="2026-10",
+                    ledger=ledger,
+                    clock=lambda: closed.at,
+                )
+            )
+            records = {r.message_id: r for r in ledger.mail_records()}
+            received = smtp.messages
+    finally:
+        smtp.stop()
+    assert moved.mail == "sent"
+    assert [m.recipients for m in received] == [("controller@example.com",)]
+    old = records[kept.message_id]
+    assert old.status == "superseded" and "recipient list changed" in (old.last_error or "")
+
+
+def test_already_sent_says_when_the_report_has_changed_since(
+    closed: ClosedMonth, tmp_path: Path
+) -> None:
+    """Sent while the invoice could not be had, made again with it: the run says the report
+    differs and how to send it, instead of a bare "already sent"."""
+    with MailStandIn() as smtp, Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        without = closed.settings(smtp.settings())
+        without.monthend = without.monthend.model_copy(update={"invoice_source": "off"})
+
+        def run(settings: Settings) -> MonthEndResult:
+            return asyncio.run(
+                run_month_end(
+                    settings,
+                    render=render_month_end,
+                    month="2026-10",
+                    ledger=ledger,
+                    clock=lambda: closed.at,
+                )
+            )
+
+        first = run(without)
+        same = run(without)
+        with_invoice = run(closed.settings(smtp.settings()))
+    assert first.mail == "sent" and "no invoice" in (first.subject or "")
+    assert same.mail == "already_sent" and "differs" not in same.mail_detail
+    assert with_invoice.mail == "already_sent"
+    assert "this report differs" in with_invoice.mail_detail
+    assert "--resend" in with_invoice.mail_detail

@@ -23,7 +23,8 @@ from monthend_support import (
 from reconcile_builders import Item, World
 
 from returnbridge.connectors.centra.refunds import RefundTypes
-from returnbridge.core.codes import CODES, ReturnException
+from returnbridge.core.codes import TITLES, ReturnException
+from returnbridge.core.links import LinkSettings
 from returnbridge.ledger import Ledger
 from returnbridge.monthend import figures
 from returnbridge.monthend.figures import FigureConfig, Month
@@ -261,8 +262,7 @@ LEDGER_HISTORY: list[tuple[str, str, datetime, str | None, datetime | None, str]
 
 
 def _title(code: str) -> str:
-    text = CODES[code].raised_when
-    return text[0].upper() + text[1:]
+    return TITLES[code]
 
 
 def test_exceptions_are_tallied_by_owner_and_code_with_their_age_and_money_at_risk(
@@ -296,7 +296,28 @@ def test_exceptions_are_tallied_by_owner_and_code_with_their_age_and_money_at_ri
         for (owner, code), figures_ in expected.items()
     )
     assert at_risk == {"EUR": 2000, "SEK": 13500}
-    assert tallies[2].title == "Refund confirmed in Reveni, no Centra credit"
+    # the plain title the digests, `exceptions list` and the runbook show
+    assert tallies[2].title == "Refund paid in Reveni, missing in Centra"
+    assert all(t.runbook_url is None for t in tallies)  # no links asked for
+
+
+def test_each_code_links_to_its_runbook_entry_when_links_are_set(tmp_path: Path) -> None:
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        ledger.raise_exception(
+            ReturnException("refund_missing", "r_a", 1000, amount=Decimal("5.00"), currency="EUR"),
+            now=_utc(2026, 10, 3),
+        )
+        links = LinkSettings(runbook="https://wiki.example/returns#{code}")
+        tallies, _ = figures.exception_tallies(
+            ledger.exceptions(), Month(2026, 10, STOCKHOLM), runbook=links.runbook_for
+        )
+        assert [t.runbook_url for t in tallies] == ["https://wiki.example/returns#refund_missing"]
+        # a template that needs an order number gives no link for a code alone
+        per_order = LinkSettings(runbook="https://wiki.example/{order_number}#{code}")
+        tallies, _ = figures.exception_tallies(
+            ledger.exceptions(), Month(2026, 10, STOCKHOLM), runbook=per_order.runbook_for
+        )
+        assert [t.runbook_url for t in tallies] == [None]
 
 
 # --------------------------------------------------------------------------- by market
@@ -365,3 +386,53 @@ def test_an_empty_warehouse_has_no_trend() -> None:
     with Warehouse(":memory:") as empty:
         assert figures.trend(empty, Month(2026, 10, STOCKHOLM)) == ()
         assert figures.money_out(empty, Month(2026, 10, STOCKHOLM), CONFIG) == ()
+
+
+def test_a_refund_amount_mismatch_counts_the_difference_as_its_money(tmp_path: Path) -> None:
+    """Reveni refunds 120.00, Centra computes 130.00: 10.00 differs (the 120.00 not yet paid
+    stays the exception's open money, owed to the customer)."""
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        ledger.raise_exception(
+            ReturnException(
+                "refund_amount_mismatch",
+                "r_m",
+                1011,
+                amount=Decimal("120.00"),
+                currency="EUR",
+                facts=(("centra_amount", "130.00"), ("centra_currency", "EUR")),
+            ),
+            now=_utc(2026, 10, 30),
+        )
+        ledger.raise_exception(  # no Centra side recorded: its amount, as before
+            ReturnException(
+                "refund_amount_mismatch", "r_n", 1012, amount=Decimal("5.00"), currency="EUR"
+            ),
+            now=_utc(2026, 10, 30),
+        )
+        october = Month(2026, 10, STOCKHOLM)
+        problem = figures.money_problem(ledger.exceptions(), "refund_amount_mismatch", october)
+        tallies, at_risk = figures.exception_tallies(ledger.exceptions(), october)
+    assert (problem.count, problem.minor) == (2, {"EUR": 1000 + 500})
+    assert tallies[0].open_minor == {"EUR": 12000 + 500} and at_risk == {"EUR": 12500}
+
+
+def test_a_psp_refund_is_money_out_of_the_month_it_was_paid_in(tmp_path: Path) -> None:
+    """Asked of the payment provider on 31 October, paid on 2 November: pending at October's
+    end (while unanswered), November's money out once paid; never lost between the two."""
+    w = World()
+    return_with_refund(w, "r_async", 1001, 20000)
+    asked, paid = datetime(2026, 10, 31, 15, tzinfo=UTC), datetime(2026, 11, 2, 9, tzinfo=UTC)
+    w.credit(1001, None, 20000, entry_type="REFUND_REQUEST", status="PENDING",
+             reference="psp-1001", at=asked)  # fmt: skip
+    october, november = Month(2026, 10, STOCKHOLM), Month(2026, 11, STOCKHOLM)
+    with Warehouse(load_world(tmp_path / "unanswered.duckdb", w)) as wh:
+        assert figures.money_out(wh, october, CONFIG) == (
+            MoneyOut(PaidBy.PSP_PENDING, "SEK", 1, 20000),
+        )
+        assert figures.money_out(wh, november, CONFIG) == ()
+    w.credit(1001, None, 20000, reference="psp-1001", at=paid)
+    with Warehouse(load_world(tmp_path / "answered.duckdb", w)) as wh:
+        assert figures.money_out(wh, october, CONFIG) == ()
+        assert figures.money_out(wh, november, CONFIG) == (
+            MoneyOut(PaidBy.PSP_SUCCEEDED, "SEK", 1, 20000),
+        )

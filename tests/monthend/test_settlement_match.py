@@ -87,7 +87,16 @@ def only(result: Settlement) -> SettlementLine:
 
 
 def tie(result: Settlement, currency: str = "EUR") -> TieOut:
-    return next(t for t in result.tie_out if t.currency == currency)
+    """The split of `currency`'s tie-out (the gross and Reveni-data fields are checked by the
+    tests of the independent check below)."""
+    found = next(t for t in result.tie_out if t.currency == currency)
+    return replace(
+        found,
+        covered_charged_minor=0,
+        covered_credited_minor=0,
+        charged_minor=0,
+        reveni_paid_minor=None,
+    )
 
 
 # ---------------------------------------------------------------------------- matched
@@ -103,7 +112,7 @@ def test_a_disbursement_and_its_credit_match() -> None:
     )
     assert (line.reveni_return_id, line.order_number, line.row) == ("r_1", 1001, 1)
     assert result.exceptions == () and result.notes == ()
-    assert result.tie_out == (TieOut("EUR", 4995, 4995, 0, 0, 0, 4995, 0),)
+    assert len(result.tie_out) == 1 and tie(result) == TieOut("EUR", 4995, 4995, 0, 0, 0, 4995, 0)
 
 
 def test_a_credit_posted_after_the_month_end_still_matches() -> None:
@@ -297,13 +306,16 @@ def test_the_month_is_the_callers_timezone() -> None:
 def test_no_invoice_matches_nothing() -> None:
     result = settle(None, [credit(7, "r_1", 4995)], [facts("r_1")])
     assert result == Settlement(
-        lines=(), tie_out=(), notes=("no invoice for 2026-10: settlement not matched",)
+        lines=(),
+        tie_out=(),
+        notes=("no invoice for 2026-10: settlement not matched",),
+        period="2026-10",
     )
 
 
 def test_fees_are_not_settled() -> None:
     fee = InvoiceLine(1, InvoiceKind.INSTANT_TRANSACTION_FEE, 150, "EUR", return_id="r_1")
-    assert settle(doc(fee), [], [facts("r_1")]) == Settlement(lines=(), tie_out=())
+    assert settle(doc(fee), [], [facts("r_1")]) == Settlement((), (), period="2026-10")
 
 
 def test_lines_come_in_one_order_whatever_the_input_order() -> None:
@@ -354,3 +366,119 @@ def test_the_month_must_be_aware_and_forward() -> None:
         match_settlement(doc(), [], {}, month_start=START.replace(tzinfo=None), month_end=END)
     with pytest.raises(ValueError, match="not after"):
         match_settlement(doc(), [], {}, month_start=END, month_end=START)
+
+
+# ---------------------------------------------------------------------------- Reveni's own data
+
+
+def test_what_the_invoice_charges_is_checked_against_what_reveni_says_it_paid() -> None:
+    invoice = doc(disb(1, "r_1", 4995), disb(2, "r_3", 2500), disb(3, "r_3", -2500))
+    known = [facts("r_1"), facts("r_3")]
+    agreed = settle(invoice, [credit(7, "r_1", 4995)], known, reveni_paid={"EUR": 7495})
+    (t,) = agreed.tie_out
+    assert (t.charged_minor, t.reveni_paid_minor, t.reveni_difference_minor) == (7495, 7495, 0)
+    assert (t.covered_charged_minor, t.covered_credited_minor) == (2500, -2500)
+    assert t.balanced and t.settled and agreed.settled
+
+    # a disbursement line Reveni's returns data knows nothing of: the split still adds up,
+    # the invoice does not agree with Reveni's own record, so it is not balanced
+    padded = match_settlement(
+        doc(disb(1, "r_1", 4995), disb(5, "r_1", 1000)),
+        [credit(7, "r_1", 4995)],
+        {"r_1": facts("r_1")},
+        month_start=START,
+        month_end=END,
+        reveni_paid={"EUR": 4995},
+    )
+    (t,) = padded.tie_out
+    assert t.disbursements_minor == t.matched_minor + t.unmatched_minor  # the split holds
+    assert t.reveni_difference_minor == 1000
+    assert not t.balanced and not padded.balanced and not padded.settled
+
+
+def test_a_currency_reveni_paid_in_with_no_invoice_line_shows_the_gap() -> None:
+    result = match_settlement(
+        doc(), [], {}, month_start=START, month_end=END, reveni_paid={"SEK": 29900}
+    )
+    (t,) = result.tie_out
+    assert (t.currency, t.charged_minor, t.reveni_difference_minor) == ("SEK", 0, -29900)
+    assert not result.balanced
+
+
+def test_balanced_but_unmatched_is_not_settled() -> None:
+    result = settle(doc(disb(1, "r_1", 4995)), [], [facts("r_1")], reveni_paid={"EUR": 4995})
+    (t,) = result.tie_out
+    assert t.balanced and t.unmatched_minor == 4995 and not t.settled
+
+
+def test_reveni_crediting_part_of_a_refund_leaves_the_rest_to_match_centra_s_credit() -> None:
+    """One item of two rejected at inspection: Reveni credits 50.00 back, the brand credits the
+    customer's 70.00 in Centra."""
+    invoice = doc(disb(1, "r_4", 12000), disb(2, "r_4", -5000))
+    result = settle(invoice, [credit(8, "r_4", 7000)], [facts("r_4", reveni_paid_minor=12000)])
+    assert [(ln.side, ln.row, ln.match) for ln in result.lines] == [
+        (Side.DISBURSEMENT, 2, Match.COVERED),
+        (Side.DISBURSEMENT, 1, Match.MATCHED),
+    ]
+    assert result.exceptions == ()
+    matched = result.lines[1]
+    assert matched.counterpart_minor == 7000 and "credit 8" in matched.detail
+    t = result.tie_out[0]
+    assert (t.disbursements_minor, t.matched_minor, t.covered_minor) == (7000, 12000, -5000)
+    assert t.settled
+
+
+def test_a_partial_credit_with_no_matching_centra_credit_is_unmatched() -> None:
+    invoice = doc(disb(1, "r_4", 12000), disb(2, "r_4", -5000))
+    result = settle(invoice, [credit(8, "r_4", 12000)], [facts("r_4")])
+    assert [ln.match for ln in result.lines] == [Match.AMOUNT_DIFFERS, Match.COVERED]
+    assert len(result.exceptions) == 1
+
+
+def test_the_invoice_period_is_reveni_s_billing_timezone_not_the_brand_s() -> None:
+    """Reveni paid at 00:30 on 1 October in Stockholm, 22:30 on 30 September in UTC: billed
+    on September's invoice (Reveni bills by UTC month). Centra's credit in October is a credit
+    of an earlier invoice, not a credit missing a disbursement."""
+    stockholm = ZoneInfo("Europe/Stockholm")
+    start, end = datetime(2026, 10, 1, tzinfo=stockholm), datetime(2026, 11, 1, tzinfo=stockholm)
+    paid = facts("r_1", reveni_paid_at=datetime(2026, 9, 30, 22, 30, tzinfo=UTC))
+    options: dict[str, Any] = {"month_start": start, "month_end": end}
+    brand_month = settle(doc(), [credit(7, "r_1", 4995)], [paid], **options)
+    assert only(brand_month).match is Match.UNMATCHED  # what the brand's month alone says
+    billed = settle(doc(), [credit(7, "r_1", 4995)], [paid], invoice_start=START, **options)
+    assert only(billed).match is Match.EARLIER_INVOICE
+    assert billed.exceptions == ()
+
+
+def test_a_credit_back_that_leaves_most_of_a_refund_charged_is_not_covered() -> None:
+    """5,000.00 charged, 1.00 credited back, Centra credits 89.00: over-billing, not a cover."""
+    invoice = doc(disb(1, "r_5", 500000), disb(2, "r_5", -100))
+    result = settle(invoice, [credit(9, "r_5", 8900)], [facts("r_5")])
+    assert [ln.match for ln in result.lines] == [Match.AMOUNT_DIFFERS, Match.COVERED]
+    assert result.exceptions and result.exceptions[0].counterpart_minor == 8900
+    assert not result.settled
+
+
+def test_a_covered_return_credited_back_only_in_part_is_unmatched() -> None:
+    """Reveni covers the refund (return rejected) but credits back 1.00 of 299.00."""
+    covered = facts("r_6", status="rejected", covered=True)
+    result = settle(doc(disb(1, "r_6", 29900), disb(2, "r_6", -100)), [], [covered])
+    assert [ln.match for ln in result.lines] == [Match.UNMATCHED, Match.COVERED]
+    assert "rejected" in result.lines[0].detail
+    assert tie(result).unmatched_minor == 29900
+
+
+def test_a_disbursement_billed_twice_says_so() -> None:
+    invoice = doc(disb(1, "r_1", 4995), disb(2, "r_1", 4995))
+    result = settle(invoice, [credit(7, "r_1", 4995)], [facts("r_1")])
+    (twice,) = result.exceptions
+    assert twice.row == 2 and "billed again: row 1 bills the same refund" in twice.detail
+    assert "credit 7" in twice.detail
+    assert result.notes == ("1 invoice line(s) repeat an earlier line exactly (row 2 repeats 1): "
+                            "billed twice?",)  # fmt: skip
+
+
+def test_a_credited_fee_line_is_noted_and_fees_in_reveni_s_own_currency_are_not() -> None:
+    credit_note = InvoiceLine(5, InvoiceKind.TRANSACTION_FEE, -90, "EUR")
+    result = settle(doc(credit_note), [], [], centra_currencies={"SEK"})  # fees: EUR
+    assert result.notes == ("1 fee line(s) with a negative amount, a credit (row 5)",)

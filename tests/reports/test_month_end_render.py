@@ -219,12 +219,14 @@ def test_header_shows_month_timezone_times_and_notes(rendered: RenderedReport) -
 
 def test_headline_per_currency(rendered: RenderedReport) -> None:
     rows = rows_of(section(rendered.html_email, "header"))
-    assert ["EUR", eur(123_450 + 456_789 + 15_000), eur(123_450), "balanced", eur(14_350)] in rows
+    # balanced, with what is unmatched on either side (invoice 50.00 + Centra 15.00 EUR)
+    eur_tie = f"balanced; {eur(5_000 + 1_500)} unmatched"
+    assert ["EUR", eur(123_450 + 456_789 + 15_000), eur(123_450), eur_tie, eur(14_350)] in rows
     assert [
         "SEK",
         sek(1_246_500 + 2_345_600 + 29_900),
         sek(1_246_500),
-        "balanced",
+        f"balanced; {sek(12_000)} unmatched",
         sek(38_000),
     ] in rows
 
@@ -333,7 +335,10 @@ def test_tie_out_per_currency_and_its_verdict(rendered: RenderedReport) -> None:
     for expected in (
         ["Disbursements on Reveni's invoice", eur(123_450)],
         ["Matched to a Centra credit", eur(100_000)],
-        ["Covered by Reveni (return rejected)", eur(10_000)],
+        [
+            f"Covered by Reveni (return rejected): {eur(10_000)} charged, {eur(0)} credited back",
+            eur(10_000),
+        ],
         ["Awaiting inspection", eur(8_450)],
         ["Unmatched or amount differs", eur(5_000)],
         ["Matched + covered + awaiting + unmatched", eur(123_450)],
@@ -346,8 +351,20 @@ def test_tie_out_per_currency_and_its_verdict(rendered: RenderedReport) -> None:
     ):
         assert expected in rows, expected
     text = text_of(part)
-    assert "EUR: Balanced to the cent." in text
-    assert "SEK: Balanced to the cent." in text
+    # balanced, yet not settled: amber, pointing at the lines (never a green "balanced" next
+    # to an unmatched line)
+    assert f"EUR: Balanced to the cent, but {eur(6_500)} is unmatched" in text
+    assert f"SEK: Balanced to the cent, but {sek(12_000)} is unmatched" in text
+    verdict = re.search(r'<p style="([^"]*)">EUR: Balanced', part)
+    assert verdict is not None and "color:#9a6700" in verdict.group(1)  # amber
+    for expected in (
+        ["Charged on the invoice for instant refunds (before credits back)", eur(123_450)],
+        [
+            "Instant refunds Reveni's returns data says it paid in the invoice's period",
+            eur(123_450),
+        ],
+    ):
+        assert expected in rows, expected
     # the tie-out comes before the lines
     assert text.index("Tie-out EUR") < text.index("Lines that need a person")
 
@@ -364,7 +381,7 @@ def test_an_unbalanced_tie_out_says_so_in_red() -> None:
     assert "One SEK disbursement line could not be read" in text
     verdict = re.search(r'<p style="([^"]*)">SEK: NOT balanced', part)
     assert verdict is not None and "color:#cf222e" in verdict.group(1)  # red
-    assert "EUR: Balanced to the cent." in text
+    assert "EUR: Balanced to the cent, but" in text
 
 
 def test_lines_that_need_a_person_with_both_amounts(rendered: RenderedReport) -> None:
@@ -534,10 +551,10 @@ def test_trend_chart_and_table(rendered: RenderedReport) -> None:
     assert rows[0] == [
         "Month",
         "Returns",
-        "Refunds EUR",
-        "Refunded EUR",
-        "Refunds SEK",
-        "Refunded SEK",
+        "Approved EUR",
+        "Amount EUR",
+        "Approved SEK",
+        "Amount SEK",
     ]
     months = [row[0] for row in rows[1:]]
     assert months == [f"2025-{m}" for m in ("11", "12")] + [f"2026-{m:02d}" for m in range(1, 11)]
@@ -563,10 +580,12 @@ def test_text_part_has_the_key_figures_and_the_tie_out(
             text,
         ), row
     for line in (
-        f"EUR: refunded {eur(595_239)}; disbursed by Reveni {eur(123_450)}; balanced",
-        f"SEK: refunded {sek(3_622_000)}; disbursed by Reveni {sek(1_246_500)}; balanced",
+        f"EUR: refunded {eur(595_239)}; disbursed by Reveni {eur(123_450)}; balanced; "
+        f"{eur(6_500)} unmatched",
+        f"SEK: refunded {sek(3_622_000)}; disbursed by Reveni {sek(1_246_500)}; balanced; "
+        f"{sek(12_000)} unmatched",
         "6 settlement lines need a person.",
-        "=> Balanced to the cent.",
+        f"=> Balanced to the cent, but {eur(6_500)} is unmatched",
         "- ret_eur_005, order 1005 (Invoice row 5): invoice 30.00 EUR, Centra 29.00 EUR; "
         "Amount differs",
         f"Money at risk: {eur(14_350)}, {sek(38_000)}",
@@ -726,7 +745,7 @@ def test_charts_change_with_the_data(report: MonthEndReport) -> None:
     )
     chart = trend_chart(three)
     assert chart is not None and png_size(chart.png) == (640, 600)  # a second row of panels
-    assert "NOK: 5 returns, 5 refunds, 1\u2009000.00 NOK refunded" in chart.alt
+    assert "NOK: 5 returns, 5 refunds approved in Reveni, 1\u2009000.00 NOK" in chart.alt
 
 
 def test_no_chart_without_data() -> None:
@@ -769,3 +788,22 @@ def test_money_out_is_shown_per_market_in_both_parts() -> None:
     assert line.split()[1:3] == ["30", "28"] and line.rstrip().endswith("SEK")
     # no market table when the warehouse gave none
     assert "By market" not in render_month_end(sample_report()).html_email
+
+
+def test_each_exception_code_links_to_its_runbook_entry_and_nothing_else_is_remote() -> None:
+    report = sample_report()
+    linked = dataclasses.replace(
+        report.problems,
+        exceptions=tuple(
+            dataclasses.replace(t, runbook_url=f"https://wiki.example/runbook#{t.code}")
+            for t in report.problems.exceptions
+        ),
+    )
+    rendered = render_month_end(dataclasses.replace(report, problems=linked))
+    for part in (rendered.html_email, rendered.html_file):
+        for tally in report.problems.exceptions:
+            assert f'<a href="https://wiki.example/runbook#{tally.code}"' in part
+        # the runbook anchors are the only addresses: no remote image, style or font
+        addresses = re.findall(r'(\w+)="(https?://[^"]*)"', part)
+        assert addresses and {attribute for attribute, _ in addresses} == {"href"}
+        assert "url(" not in part.lower() and "<link" not in part.lower()

@@ -223,6 +223,15 @@ def tie_out_of(lines: tuple[SettlementLine, ...]) -> tuple[TieOut, ...]:
                 centra_unmatched_minor=sum(
                     x.amount_minor for x in credits if x.match is Match.UNMATCHED
                 ),
+                covered_charged_minor=sum(
+                    x.amount_minor for x in disb if x.match is Match.COVERED and x.amount_minor > 0
+                ),
+                covered_credited_minor=sum(
+                    x.amount_minor for x in disb if x.match is Match.COVERED and x.amount_minor < 0
+                ),
+                charged_minor=sum(max(x.amount_minor, 0) for x in disb),
+                # Reveni's own data agrees with what the invoice charges
+                reveni_paid_minor=sum(max(x.amount_minor, 0) for x in disb),
             )
         )
     return tuple(out)

@@ -262,6 +262,18 @@ class SmtpSender:
                 code=code,
                 reply=reply,
             )
+        lowered = f" {reply.lower()} "
+        wants_tls = "starttls" in lowered or " tls " in lowered or "5.7.10" in lowered
+        if code == 530 and wants_tls and self.settings.security == "none":
+            # "530 Must issue a STARTTLS command first": TLS is wanted, not a login
+            return MailAuthRefused(
+                f"{what}: the server wants TLS first",
+                address=self.address,
+                stage=stage,
+                code=code,
+                reply=reply,
+                hint=_SECURITY_HINT,
+            )
         if code in _AUTH_CODES or isinstance(exc, smtplib.SMTPAuthenticationError):
             if self.settings.user is None:
                 what = f"{what}: the server wants a login"

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ReveniBilling(BaseModel):
@@ -45,6 +46,17 @@ class ReveniBilling(BaseModel):
             "disbursed, or disbursed and then credited with a negative disbursement line."
         ),
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r} (an IANA name like UTC or Europe/Madrid)"
+            ) from None
+        return value
 
 
 class ReveniInferred(BaseModel):

@@ -510,3 +510,19 @@ def test_build_message_feeds_smtp_sender_with_a_stable_id(relay: MailStandIn) ->
     SmtpSender(relay.settings()).send(_message(message_id), sender=SENDER, recipients=RECIPIENTS)
     assert relay.messages[0].message_id == message_id
     assert isinstance(relay.messages[0].message, EmailMessage)
+
+
+def test_a_server_that_wants_starttls_first_says_so_not_that_it_wants_a_login(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """ "530 Must issue a STARTTLS command first" with security 'none': the fix is the
+    security setting, not a user and password."""
+    server_ctx, _ = tls
+    with MailStandIn(tls_context=server_ctx, require_starttls=True) as standin:
+        plain = standin.settings(security="none")
+        with pytest.raises(MailAuthRefused, match="wants TLS first") as caught:
+            SmtpSender(plain).send(_message(), sender=SENDER, recipients=RECIPIENTS)
+        assert standin.messages == []
+    text = str(caught.value)
+    assert caught.value.code == 530 and "STARTTLS" in text
+    assert "RETURNBRIDGE_MAIL__SECURITY" in text and "RETURNBRIDGE_MAIL__USER" not in text
