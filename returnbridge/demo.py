@@ -327,7 +327,8 @@ def demo_settings(
             psp_recheck_seconds=0.5,
         ),
         reconcile=ReconcileSettings(
-            warehouse_path=warehouse_path or Path("data/warehouse.duckdb"), timezone="UTC"
+            warehouse_path=warehouse_path or Path("data/warehouse.duckdb"),
+            timezone="Europe/Stockholm",
         ),
         slack=slack or SlackSettings(enabled=False),
         mail=mail or MailSettings(),

@@ -472,6 +472,11 @@ def mail_report(
             images=rendered.images,
             message_id=message_id,
             date=now(),
+            # RFC 3834: a machine's message, so auto-responders (out of office) do not answer
+            headers={
+                "Auto-Submitted": "auto-generated",
+                "X-Returnbridge-Report": f"month-end {month}",
+            },
         )
 
     record = queue_mail(

@@ -454,6 +454,9 @@ def test_the_e_mail_is_html_with_inline_charts_and_a_text_alternative(
     assert str(message["Message-ID"]).strip() == first_send.first.message_id
     assert parsedate_to_datetime(str(message["Date"])).tzinfo is not None
     assert "2026-10" in plain.get_content() and "MONEY OUT" in plain.get_content()
+    # a machine's message (RFC 3834): out-of-office replies do not answer it
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Returnbridge-Report"] == "month-end 2026-10"
 
 
 def test_no_customer_e_mail_address_reaches_the_report(first_send: FirstSend) -> None:
