@@ -6,15 +6,19 @@ Reads like the run: invoice, figures, settlement, render, e-mail, artifacts.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
+from prefect.states import Failed, State
 
 from reports.month_end import render_month_end
+from returnbridge.monthend.invoice import InvoiceFileError
 from returnbridge.monthend.run import MonthEndResult
-from returnbridge.monthend.runtime import open_month_end
+from returnbridge.monthend.runtime import month_of, open_month_end
 from tasks.month_end_steps import (
+    MailKept,
     email_report,
     month_figures,
     publish_artifacts,
@@ -34,25 +38,26 @@ class MailNotSent(RuntimeError):
     """The report was made but its e-mail was not sent: kept in the outbox for a retry."""
 
 
-# A failed e-mail fails the run, so Prefect retries it: the retry makes the same report again
-# (the settlement exceptions are the same ones) and sends the kept message, never a second one.
+# No retries of the run: a bad parameter (month, invoice file) fails once, at once, and frees
+# the deployment's one slot for the corrected run. Only the e-mail is retried, inside the run
+# (tasks/month_end_steps.py: 3 times, 15 minutes apart, the run alive and sending heartbeats);
+# after that the run fails and the kept message goes with the next daily reconciliation.
 @flow(
     name="month-end-report",
     flow_run_name=month_end_run_name,
     timeout_seconds=MONTH_END_TIMEOUT_SECONDS,
     log_prints=False,
-    retries=3,
-    retry_delay_seconds=900,
 )
 async def month_end_report(
     month: str | None = None,
     invoice_file: str | None = None,
     send: bool = True,
     resend: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """The month-end report: Reveni's invoice against Centra, e-mailed to Finance once per month
-    and recipient list. A run whose e-mail could not be sent fails after saving the report and
-    is retried (3 times, 15 minutes apart). Returns the report's figures.
+    and recipient list. Its e-mail is tried again 3 times, 15 minutes apart; a run whose e-mail
+    still could not be sent fails after saving the report (the message stays in the outbox).
+    A bad month or invoice file fails the run at once, saying which. Returns the figures.
 
     Args:
         month: The month (YYYY-MM, the brand's timezone); empty means the last complete month.
@@ -63,17 +68,31 @@ async def month_end_report(
     """
     await observed_run()
     settings = await run_settings()
-    invoice_path = Path(invoice_file) if invoice_file else None
+    try:
+        month_of(settings, month)
+    except ValueError as exc:
+        return refused(str(exc))  # "month: '2026-13' has no month 13"
+    invoice_path = Path(invoice_file.strip()) if invoice_file and invoice_file.strip() else None
     async with open_month_end(
         settings, render=render_month_end, month=month, use_invoice_api=invoice_path is None
     ) as month_end:
-        invoice, notes = await read_invoice(month_end, invoice_path)
+        try:
+            invoice, notes = await read_invoice(month_end, invoice_path)
+        except InvoiceFileError as exc:
+            return refused(f"invoice_file: {exc}")
         report = month_figures(month_end, invoice, notes)
         result = MonthEndResult(report=report)
         rendered = render_report(month_end, report, result, None)
         record_settlement(month_end, report, result)
-        email_report(month_end, rendered, result, send, resend)
+        with suppress(MailKept):  # the retries are spent: said below, after the artifacts
+            email_report(month_end, rendered, result, send, resend)
     await publish_artifacts(result)
+    if send and result.mail == "not_sent" and result.recipients:
+        # recipients named, no way to reach them: Finance would wait for a report that never comes
+        return refused(
+            f"the month-end report of {result.report.month} was saved ({result.html_path}) but "
+            f"not e-mailed to its {len(result.recipients)} recipient(s): {result.mail_detail}"
+        )
     if result.mail == "failed":
         raise MailNotSent(
             f"the month-end report of {result.report.month} was made ({result.html_path}) but "
@@ -81,3 +100,10 @@ async def month_end_report(
             "this run (or the next run) sends it."
         )
     return result.summary()
+
+
+def refused(problem: str) -> State:
+    """A run that cannot do what it was asked (a bad parameter, e-mail not set up): Failed with
+    `problem` as its message, one line in its log, no traceback, no retry."""
+    get_run_logger().error("month-end: %s", problem)
+    return Failed(message=problem)

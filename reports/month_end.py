@@ -935,6 +935,8 @@ def subject_of(report: MonthEndReport) -> str:
     balanced, 2 settlement exceptions": the verdict fits in an inbox line; one line, no
     customer data."""
     head = f"Returns month-end {report.month}"
+    if report.incomplete:  # never an empty month that is only missing its data
+        head = f"{head}: INCOMPLETE ({', '.join(report.incomplete)})"
     if report.empty:
         return f"{head}: no returns, refunds or invoice lines"
     ties = sorted(report.settlement.tie_out, key=lambda t: t.currency)

@@ -304,9 +304,10 @@ def run_environment(api_url: str, base: Mapping[str, str] | None = None) -> dict
 
 def crash_automation() -> Any:
     """The automation that marks a running flow run crashed once it has been silent (no
-    heartbeat, no final state) for `CRASH_AFTER` after it started running or last sent a
-    heartbeat: Prefect's documented zombie-run recipe, plus `Running` as a start so that a run
-    killed before its first heartbeat reached the server is caught too."""
+    heartbeat, no other state) for `CRASH_AFTER` after it started running (or retrying) or last
+    sent a heartbeat: Prefect's documented zombie-run recipe, plus `Running` as a start so that
+    a run killed before its first heartbeat reached the server is caught too. A run that leaves
+    Running alive (waiting to retry, paused) is not silent."""
     from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
@@ -321,13 +322,25 @@ def crash_automation() -> Any:
         ),
         trigger=EventTrigger(
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
+            # a retry runs as "Retrying" (a Running state of another name)
+            after={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Running",
+                "prefect.flow-run.Retrying",
+            },
+            # a run waiting to retry, paused or being cancelled sends no heartbeats and is not
+            # dead: any state it moves to ends the silence
             expect={
                 "prefect.flow-run.heartbeat",
                 "prefect.flow-run.Completed",
                 "prefect.flow-run.Failed",
                 "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Cancelling",
                 "prefect.flow-run.Crashed",
+                "prefect.flow-run.AwaitingRetry",
+                "prefect.flow-run.Scheduled",
+                "prefect.flow-run.Paused",
+                "prefect.flow-run.Suspended",
             },
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,

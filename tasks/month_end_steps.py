@@ -1,7 +1,8 @@
 """The month-end report's steps as Prefect tasks: thin calls into
 `returnbridge.monthend.runtime.MonthEnd`, so the Prefect UI shows where a run spends its time
-and where it failed. No task retries: a failed e-mail is kept in the ledger's outbox and sent by
-the next run, and nothing before it writes anything but the idempotent settlement exceptions.
+and where it failed. Only the e-mail is retried (a failed send is kept in the ledger's outbox and
+the retry sends that message); nothing before it writes anything but the HTML and the idempotent
+settlement exceptions.
 """
 
 from __future__ import annotations
@@ -50,12 +51,31 @@ def render_report(
     return month_end.publish(report, result, out)
 
 
-@task(name="email-report", persist_result=False)
+class MailKept(RuntimeError):
+    """The e-mail was not sent this time: kept in the outbox, tried again."""
+
+
+# A failed send is tried again inside the run (which stays Running and sends heartbeats): the
+# kept message, never a second one.
+MAIL_RETRIES = 3
+MAIL_RETRY_DELAY_SECONDS = 900
+
+
+@task(
+    name="email-report",
+    persist_result=False,
+    retries=MAIL_RETRIES,
+    retry_delay_seconds=MAIL_RETRY_DELAY_SECONDS,
+)
 def email_report(
     month_end: MonthEnd, rendered: Rendered, result: MonthEndResult, send: bool, resend: bool
 ) -> None:
-    """Through the outbox: once per month and recipient list."""
+    """Through the outbox: once per month and recipient list. A failed send raises `MailKept`
+    (the message stays in the outbox), so the task is tried again; a retry re-sends the kept
+    message only."""
     month_end.mail(rendered, result, send=send, resend=resend)
+    if result.mail == "failed":
+        raise MailKept(f"e-mail not sent, kept in the outbox: {result.mail_detail}")
 
 
 @task(name="send-kept-e-mails", persist_result=False)

@@ -459,6 +459,8 @@ class MonthEndReport:
     trend: tuple[TrendPoint, ...]
     notes: tuple[str, ...] = ()  # what a reader must know (incomplete data, no invoice, ...)
     by_market: tuple[MarketFigures, ...] = ()
+    # why the figures cannot be the whole month, in a few words each (the subject says them)
+    incomplete: tuple[str, ...] = ()
 
     @property
     def currencies(self) -> list[str]:

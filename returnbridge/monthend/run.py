@@ -266,6 +266,11 @@ def build_report(
     )
     data_as_of = warehouse.last_loaded_at()
     all_notes = list(notes)
+    incomplete: list[str] = []
+    if data_as_of is None:
+        incomplete.append("no warehouse data")
+    elif data_as_of < month.end:
+        incomplete.append("data loaded before the month ended")
     if data_as_of is None and not notes:
         all_notes.append(
             "The warehouse has never been loaded: the figures below are empty. Run the "
@@ -295,6 +300,7 @@ def build_report(
         trend=figures.trend(warehouse, month),
         notes=tuple(all_notes),
         by_market=figures.by_market(warehouse, month),
+        incomplete=tuple(incomplete),
     )
 
 

@@ -45,9 +45,9 @@ def month_of(settings: Settings, month: str | None, *, now: Now = utc_now) -> Mo
     """`month` (YYYY-MM) in the brand's timezone, or the last complete one; ValueError names
     a malformed month or one that has not started yet."""
     zone = settings.reconcile.zone
-    if month is None:
+    if month is None or not month.strip():  # the Prefect UI's cleared field sends ""
         return Month.last_complete(now(), zone)
-    found = Month.parse(month, zone)
+    found = Month.parse(month.strip(), zone)
     if found.start > now():
         raise ValueError(f"month: {month} has not started yet in {zone}")
     return found
@@ -119,7 +119,13 @@ class MonthEnd:
             ", ".join(f"{money_text(m, c)} {c}" for c, m in sorted(money.items())) or "none",
             len(report.settlement.lines),
             ", ".join(f"{n} {match}" for match, n in sorted(matches.items())) or "none",
-            "balanced" if report.settlement.balanced else "NOT balanced",
+            (
+                "no settlement"
+                if not report.settlement.tie_out
+                else "balanced"
+                if report.settlement.balanced
+                else "NOT balanced"
+            ),
             len(report.notes),
         )
         return report
@@ -165,7 +171,13 @@ class MonthEnd:
                 sender=self.sender,
                 now=self.clock,
             )
-        log.info("month-end %s: e-mail %s", result.report.month, _mail_outcome(result))
+        misconfigured = send and result.mail == "not_sent" and bool(result.recipients)
+        log.log(
+            logging.WARNING if misconfigured else logging.INFO,
+            "month-end %s: e-mail %s",
+            result.report.month,
+            _mail_outcome(result),
+        )
 
 
 def _mail_outcome(result: MonthEndResult) -> str:

@@ -42,8 +42,14 @@ async def test_the_crash_automation_is_created_once_and_kept_current(prefect_ser
     assert automation.model_dump() == created.model_dump()
     trigger = automation.trigger
     assert trigger.posture.value == "Proactive"
-    assert trigger.after == {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}
+    assert trigger.after == {
+        "prefect.flow-run.heartbeat",
+        "prefect.flow-run.Running",
+        "prefect.flow-run.Retrying",  # a retry runs under this name
+    }
     assert "prefect.flow-run.heartbeat" in trigger.expect
+    # a run waiting to retry or paused sends no heartbeats, yet is alive: not marked crashed
+    assert {"prefect.flow-run.AwaitingRetry", "prefect.flow-run.Paused"} <= trigger.expect
     assert trigger.for_each == {"prefect.resource.id"}
     assert trigger.within == CRASH_AFTER
     (action,) = automation.actions

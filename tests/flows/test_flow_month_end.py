@@ -8,8 +8,10 @@ import asyncio
 import importlib
 import inspect
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -77,23 +79,94 @@ async def test_the_flow_reports_the_month_once_and_publishes_its_artifacts(
         assert [m.status for m in ledger.mail_records()] == ["sent"]
 
 
-async def test_a_run_whose_e_mail_fails_fails_and_its_retry_sends_it_once(
-    prefect_server: None, configured: ClosedOctober, smtp: MailStandIn, tmp_path: Path
+async def test_a_failed_e_mail_is_tried_again_within_the_run_and_sent_once(
+    prefect_server: None,
+    configured: ClosedOctober,
+    smtp: MailStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flows.month_end_report as module
+    from tasks.month_end_steps import MAIL_RETRIES, MAIL_RETRY_DELAY_SECONDS, email_report
+
+    assert (email_report.retries, email_report.retry_delay_seconds) == (3, 900)
+    assert (MAIL_RETRIES, MAIL_RETRY_DELAY_SECONDS) == (3, 900)
+    assert module.month_end_report.retries in (None, 0)  # a bad parameter is never retried
+    monkeypatch.setattr(module, "email_report", email_report.with_options(retry_delay_seconds=0))
+
+    smtp.fail_next(1)  # 451 for the first try: the task's retry sends the kept message
+    summary = await module.month_end_report(month="2026-10", invoice_file=str(configured.invoice))
+    assert summary["mail"] == "sent"
+    assert [m.message_id for m in smtp.messages] == [summary["message_id"]]
+
+
+async def test_an_e_mail_still_failing_after_its_retries_fails_the_run_and_is_kept(
+    prefect_server: None,
+    configured: ClosedOctober,
+    smtp: MailStandIn,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from prefect.client.schemas.objects import StateType
 
-    from flows.month_end_report import MailNotSent, month_end_report
+    import flows.month_end_report as module
+    from tasks.month_end_steps import MAIL_RETRIES, email_report
 
-    smtp.fail_next(1)  # 451 for the first try
-    once = month_end_report.with_options(retries=0)
-    state = await once(month="2026-10", invoice_file=str(configured.invoice), return_state=True)
+    monkeypatch.setattr(module, "email_report", email_report.with_options(retry_delay_seconds=0))
+    smtp.fail_next(MAIL_RETRIES + 1)  # every try of this run
+    state = await module.month_end_report(
+        month="2026-10", invoice_file=str(configured.invoice), return_state=True
+    )
     assert state.type == StateType.FAILED
-    with pytest.raises(MailNotSent, match="kept in the ledger's outbox"):
+    with pytest.raises(module.MailNotSent, match="kept in the ledger's outbox"):
         await state.result()
     assert smtp.messages == []
-    again: dict[str, Any] = await once(month="2026-10", invoice_file=str(configured.invoice))
+    again: dict[str, Any] = await module.month_end_report(
+        month="2026-10", invoice_file=str(configured.invoice)
+    )
     assert again["mail"] == "sent" and len(smtp.messages) == 1
-    assert month_end_report.retries == 3  # the deployment's runs retry by themselves
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"month": "2026-13"}, "month: '2026-13' has no month 13"),
+        ({"month": "Oct 2026"}, "month: expected YYYY-MM, got 'Oct 2026'"),
+        ({"month": "2026-10", "invoice_file": "/nowhere/invoice.csv"}, "invoice_file: "),
+    ],
+)
+async def test_a_bad_parameter_fails_the_run_once_naming_it(
+    prefect_server: None,
+    configured: ClosedOctober,
+    smtp: MailStandIn,
+    tmp_path: Path,
+    parameters: dict[str, str],
+    message: str,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    from flows.month_end_report import month_end_report
+
+    state = await month_end_report(**parameters, return_state=True)  # type: ignore[call-overload]
+    assert state.type == StateType.FAILED
+    assert state.message is not None and state.message.startswith(message)
+    async with get_client() as client:
+        run = await client.read_flow_run(state.state_details.flow_run_id)
+    assert run.run_count == 1  # not retried
+    assert smtp.messages == []
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        assert ledger.exceptions(code="settlement_unmatched") == []
+
+
+async def test_an_empty_month_is_the_last_complete_one(
+    prefect_server: None, configured: ClosedOctober, smtp: MailStandIn
+) -> None:
+    """What the Prefect UI sends when the month field is cleared."""
+    from flows.month_end_report import month_end_report
+    from returnbridge.monthend.model import Month
+
+    expected = Month.last_complete(datetime.now(UTC), ZoneInfo("UTC")).text
+    summary = await month_end_report(month="", invoice_file=None, send=False)
+    assert summary["month"] == expected
 
 
 def test_the_deployment_runs_at_seven_on_the_first_one_run_at_a_time() -> None:
@@ -112,3 +185,25 @@ def test_the_deployment_runs_at_seven_on_the_first_one_run_at_a_time() -> None:
     assert schedule["timezone"] == ReconcileSettings().timezone  # the brand's default zone
     assert deployment["concurrency_limit"]["limit"] == 1
     assert deployment["concurrency_limit"]["collision_strategy"] == "CANCEL_NEW"
+
+
+async def test_recipients_without_a_mail_server_fail_the_run_after_saving_the_report(
+    prefect_server: None, tmp_path: Path
+) -> None:
+    """Finance named, no SMTP host: a green run would leave them waiting for a report that never
+    comes. Saved, then Failed saying which setting is missing."""
+    from prefect.client.schemas.objects import StateType
+
+    from flows.month_end_report import month_end_report
+
+    prepared = closed_october(tmp_path)
+    env = month_end_env(tmp_path, prepared.warehouse, recipients=FINANCE)
+    with environment(env):
+        state = await month_end_report(
+            month="2026-10", invoice_file=str(prepared.invoice), return_state=True
+        )
+    assert state.type == StateType.FAILED
+    assert state.message is not None
+    assert "not e-mailed to its 1 recipient(s)" in state.message
+    assert "RETURNBRIDGE_MAIL__HOST" in state.message
+    assert (tmp_path / "reports" / "month-end-2026-10.html").is_file()

@@ -226,7 +226,12 @@ def test_no_warehouse_yet_is_an_honest_empty_report(tmp_path: Path) -> None:
     assert report.money_out == () and report.trend == () and report.invoice is None
     assert any(note.startswith(f"No warehouse at {missing} yet") for note in report.notes)
     rendered = render_month_end(report)
-    assert rendered.subject == "Returns month-end 2026-10: no returns, refunds or invoice lines"
+    # never "an empty month" in an inbox when it is the data that is missing
+    assert report.incomplete == ("no warehouse data",)
+    assert rendered.subject == (
+        "Returns month-end 2026-10: INCOMPLETE (no warehouse data): no returns, refunds or "
+        "invoice lines"
+    )
     for text in (rendered.text, rendered.html_file, rendered.html_email):
         assert "the daily reconciliation has never run" in text
         assert "No returns, refunds or invoice lines in October 2026." in text

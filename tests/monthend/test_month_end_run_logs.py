@@ -28,12 +28,14 @@ SENDER = "returnbridge@example.com"
 
 
 def steps(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """The month-end's INFO lines for October, without the prefix, in order."""
+    """The month-end's INFO and WARNING lines for October, without the prefix, in order."""
     prefix = "month-end 2026-10: "
     return [
         r.getMessage().removeprefix(prefix)
         for r in caplog.records
-        if r.name == LOGGER and r.levelno == logging.INFO and r.getMessage().startswith(prefix)
+        if r.name == LOGGER
+        and r.levelno in (logging.INFO, logging.WARNING)
+        and r.getMessage().startswith(prefix)
     ]
 
 
@@ -127,3 +129,6 @@ def test_no_invoice_and_no_mail_server_are_said(
     assert lines[0] == "no invoice, the settlement is not matched (1 notes)"
     assert lines[3] == "nothing to match, no settlement recorded"
     assert lines[-1] == "e-mail not sent: no SMTP server (RETURNBRIDGE_MAIL__HOST)"
+    # recipients named and no server to reach them: a warning, not a routine line
+    (said,) = [r for r in caplog.records if "no SMTP server" in r.getMessage()]
+    assert said.levelno == logging.WARNING

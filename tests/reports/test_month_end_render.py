@@ -183,6 +183,17 @@ def test_subject_names_the_currency_that_does_not_balance() -> None:
     assert "NOT balanced (SEK)" in subject
 
 
+def test_subject_of_a_month_missing_its_data_says_incomplete_not_empty() -> None:
+    report = empty_report(incomplete=("no warehouse data",))
+    assert subject_of(report) == (
+        "Returns month-end 2026-10: INCOMPLETE (no warehouse data): no returns, refunds or "
+        "invoice lines"
+    )
+    assert subject_of(sample_report(incomplete=("data loaded before the month ended",))).startswith(
+        "Returns month-end 2026-10: INCOMPLETE (data loaded before the month ended): "
+    )
+
+
 def test_subject_of_a_month_without_invoice_or_exceptions() -> None:
     base = sample_report()
     quiet = dataclasses.replace(
