@@ -240,3 +240,15 @@ def test_a_vat_rate_outside_a_percent_is_refused() -> None:
 def test_a_bad_period_is_refused() -> None:
     with pytest.raises(ValueError, match="period: expected YYYY-MM"):
         invoice_from_api([wire()], "10/2026")
+
+
+def test_reveni_s_billing_timezone_must_be_a_known_zone() -> None:
+    """The invoice's period is read in it (the settlement's "earlier invoice"): a typo is a
+    settings error naming it, not a crash on the 1st."""
+    from pydantic import ValidationError
+
+    from returnbridge.connectors.reveni.inferred import ReveniBilling
+
+    assert ReveniBilling(timezone="Europe/Madrid").timezone == "Europe/Madrid"
+    with pytest.raises(ValidationError, match="unknown timezone 'Europe/Madird'"):
+        ReveniBilling(timezone="Europe/Madird")

@@ -50,6 +50,7 @@ class ReveniBilling(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
+        # as reconcile/settings.py checks the brand's zone (connectors/ may not import it)
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
