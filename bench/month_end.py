@@ -424,6 +424,16 @@ def measure(
         ),
         "settlement_unmatched_lines": len(settlement.exceptions),
         "balanced": settlement.balanced,
+        # the split of every currency adds up (the report's own arithmetic)...
+        "split_balanced": all(
+            t.disbursements_minor
+            == t.matched_minor + t.covered_minor + t.awaiting_minor + t.unmatched_minor
+            for t in settlement.tie_out
+        ),
+        # ...and what the invoice charges against Reveni's own data: the planted lines show here
+        "reveni_difference_minor": {
+            t.currency: t.reveni_difference_minor for t in settlement.tie_out
+        },
         "ledger": {
             "new": 0 if changes is None else len(changes.new),
             "still_open": 0 if changes is None else len(changes.seen),
@@ -606,6 +616,8 @@ def breakdown_table(report: dict[str, Any]) -> str:
 
 
 def counts_text(entry: dict[str, Any]) -> str:
+    from returnbridge.monthend.model import money_text
+
     first = entry["samples"][0]
     invoice = entry["invoice"]
     planted = invoice["planted"]
@@ -621,7 +633,13 @@ def counts_text(entry: dict[str, Any]) -> str:
         f"{planted['unknown']} naming unknown returns. Settlement: "
         f"{first['settlement_lines']:,} lines ({matches}), "
         f"{first['settlement_unmatched_lines']:,} unmatched (amount differs or unmatched), "
-        f"tie-out balanced: {'yes' if first['balanced'] else 'NO'}; recorded in the ledger: "
+        f"tie-out: split adds up {'yes' if first['split_balanced'] else 'NO'}, invoice against "
+        "Reveni's own data: "
+        + ", ".join(
+            f"{currency} {'agrees' if not off else f'{money_text(off, currency)} differs'}"
+            for currency, off in first["reveni_difference_minor"].items()
+        )
+        + "; recorded in the ledger: "
         f"{ledger['new']:,} new, {ledger['still_open']:,} still open, {ledger['healed']:,} "
         f"healed. HTML file {first['html_file_bytes'] / 1e6:.1f} MB, e-mail HTML "
         f"{first['html_email_bytes'] / 1e3:,.0f} kB, text {first['text_bytes'] / 1e3:,.1f} kB, "
