@@ -117,14 +117,21 @@ def render_markdown(result: MonthEndResult) -> str:
     report = result.report
     lines = [f"# Month-end {report.month} ({report.timezone})", "", f"**{result.subject}**", ""]
     lines += [f"> {note}" for note in report.notes]
-    lines += ["", "| currency | disbursed | matched | covered | awaiting | unmatched | balanced |"]
-    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    lines += [
+        "",
+        "| currency | disbursed | matched | covered | awaiting | unmatched | Reveni's data"
+        " differs | tie-out |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for tie in report.settlement.tie_out:
         c = tie.currency
+        off = tie.reveni_difference_minor
+        verdict = "settled" if tie.settled else "balanced, unmatched" if tie.balanced else "NO"
         lines.append(
             f"| {c} | {money_text(tie.disbursements_minor, c)} | {money_text(tie.matched_minor, c)}"
             f" | {money_text(tie.covered_minor, c)} | {money_text(tie.awaiting_minor, c)}"
-            f" | {money_text(tie.unmatched_minor, c)} | {'yes' if tie.balanced else 'NO'} |"
+            f" | {money_text(tie.unmatched_minor, c)}"
+            f" | {'-' if off is None else money_text(off, c)} | {verdict} |"
         )
     lines += ["", "| money out | currency | count | amount |", "|---|---|---:|---:|"]
     lines += [

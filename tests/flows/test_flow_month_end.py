@@ -65,6 +65,10 @@ async def test_the_flow_reports_the_month_once_and_publishes_its_artifacts(
     assert report.type == "markdown"
     assert "# Month-end 2026-10 (UTC)" in str(report.data)
     assert f"E-mail: sent (sent to {FINANCE})" in str(report.data)
+    # r_ghost's 149.00 is billed and Reveni's data has it, Centra has no credit: balanced,
+    # yet not settled
+    assert "| Reveni's data differs | tie-out |" in str(report.data)
+    assert "| 149.00 | 0.00 | balanced, unmatched |" in str(report.data)
     unmatched = latest["month-end-settlement-unmatched"]
     assert unmatched.type == "table" and "r_ghost" in str(unmatched.data)
 
