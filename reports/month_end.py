@@ -903,7 +903,7 @@ def _view(report: MonthEndReport, limit: int | None) -> View:
                 "Refunds the payment provider refused", report.problems.gateway_failures, "resolved"
             ),
             _problem(
-                "Refund amount mismatches (Reveni vs Centra)",
+                "Refund amount mismatches (money: the difference)",
                 report.problems.amount_mismatches,
                 "resolved",
             ),

@@ -231,6 +231,14 @@ class _Matcher:
                     )
                 out.append(self._line(group[0], fact, match, paired.amount_minor, detail))
                 return out
+        # what Reveni's own data says it paid for this return: a return awaiting inspection has
+        # no Centra credit yet to compare with, so its lines are held to that instead
+        billed = sum(line.amount_minor for line in group if line.amount_minor > 0)
+        paid = (
+            fact.reveni_paid_minor
+            if fact is not None and fact.currency == currency and fact.reveni_paid_minor
+            else None
+        )
         left: list[InvoiceLine] = []
         for line in group:  # equal amounts first
             credit = next((c for c in free if c.amount_minor == line.amount_minor), None)
@@ -253,9 +261,25 @@ class _Matcher:
                     f"{credit.entry_id} {money_text(credit.amount_minor, currency)} {currency}"
                 )
                 out.append(self._line(line, fact, Match.AMOUNT_DIFFERS, credit.amount_minor, why))
-            elif fact is not None and fact.awaiting_inspection and fact.order_in_centra:
+            elif (
+                fact is not None
+                and fact.awaiting_inspection
+                and fact.order_in_centra
+                and (paid is None or billed == paid)
+            ):
                 why = "return not inspected yet: credited in Centra once Reveni accepts it"
                 out.append(self._line(line, fact, Match.AWAITING_CREDIT, None, why))
+            elif (
+                fact is not None
+                and fact.awaiting_inspection
+                and paid is not None
+                and billed != paid
+            ):
+                why = (
+                    f"return not inspected yet, billed {money_text(billed, currency)} {currency}"
+                    f" where Reveni's data shows it paid {money_text(paid, currency)} {currency}"
+                )
+                out.append(self._line(line, fact, Match.UNMATCHED, None, why))
             elif twin := next(
                 (
                     done

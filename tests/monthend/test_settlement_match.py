@@ -338,7 +338,7 @@ def test_lines_come_in_one_order_whatever_the_input_order() -> None:
         facts("r_2"),
         facts("r_3"),
         facts("r_4", awaiting_inspection=True),
-        facts("r_5", awaiting_inspection=True),
+        facts("r_5", awaiting_inspection=True, reveni_paid_minor=800),
         facts("r_6"),
         facts("r_7", reveni_paid_at=IN_SEP),
     ]
@@ -482,3 +482,14 @@ def test_a_credited_fee_line_is_noted_and_fees_in_reveni_s_own_currency_are_not(
     credit_note = InvoiceLine(5, InvoiceKind.TRANSACTION_FEE, -90, "EUR")
     result = settle(doc(credit_note), [], [], centra_currencies={"SEK"})  # fees: EUR
     assert result.notes == ("1 fee line(s) with a negative amount, a credit (row 5)",)
+
+
+def test_a_return_awaiting_inspection_billed_more_than_reveni_paid_is_unmatched() -> None:
+    """5,000.00 billed for a refund Reveni's own data says was 49.95: no credit to compare
+    with yet, so the line is held to what Reveni paid."""
+    waiting = facts("r_2", status="pending", awaiting_inspection=True)
+    result = settle(doc(disb(1, "r_2", 500000)), [], [waiting])
+    line = only(result)
+    assert line.match is Match.UNMATCHED
+    assert "billed 5000.00 EUR where Reveni's data shows it paid 49.95 EUR" in line.detail
+    assert result.exceptions == (line,)

@@ -508,7 +508,7 @@ def test_problems_exceptions_and_money_at_risk(rendered: RenderedReport) -> None
         NONE,
     ] in rows
     assert [
-        "Refund amount mismatches (Reveni vs Centra)",
+        "Refund amount mismatches (money: the difference)",
         "2",
         f"{eur(100)} {sek(1_000)}",
         "1 resolved",
