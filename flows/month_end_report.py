@@ -79,7 +79,7 @@ async def month_end_report(
         try:
             invoice, notes = await read_invoice(month_end, invoice_path)
         except InvoiceFileError as exc:
-            return refused(f"invoice_file: {exc}")
+            return refused(f"invoice_file {invoice_path}: {exc}")
         report = month_figures(month_end, invoice, notes)
         result = MonthEndResult(report=report)
         rendered = render_report(month_end, report, result, None)

@@ -134,7 +134,10 @@ async def test_an_e_mail_still_failing_after_its_retries_fails_the_run_and_is_ke
     [
         ({"month": "2026-13"}, "month: '2026-13' has no month 13"),
         ({"month": "Oct 2026"}, "month: expected YYYY-MM, got 'Oct 2026'"),
-        ({"month": "2026-10", "invoice_file": "/nowhere/invoice.csv"}, "invoice_file: "),
+        (
+            {"month": "2026-10", "invoice_file": "/nowhere/invoice.csv"},
+            "invoice_file /nowhere/invoice.csv: invoice.csv: cannot read the file",
+        ),
     ],
 )
 async def test_a_bad_parameter_fails_the_run_once_naming_it(
