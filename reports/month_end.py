@@ -64,6 +64,7 @@ from returnbridge.monthend.model import (
     Match,
     MoneyProblem,
     MonthEndReport,
+    OpenItem,
     PaidBy,
     Settlement,
     SettlementLine,
@@ -282,7 +283,21 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class OpenItemRow:
+    exception: str  # "#12"
+    title: str
+    code: str
+    order: str
+    return_id: str
+    opened: str
+    amount: Money
+    centra: Money | None  # a mismatch's other side
+
+
+@dataclass(frozen=True)
 class View:
+    open_items: tuple[OpenItemRow, ...]
+    open_items_more: int
     approved_note: str
     month: str
     month_title: str
@@ -861,12 +876,27 @@ def _warnings(report: MonthEndReport) -> tuple[str, ...]:
     return tuple(report.notes)
 
 
+def _open_item(item: OpenItem) -> OpenItemRow:
+    return OpenItemRow(
+        exception=f"#{item.exception_id}" if item.exception_id else "new",
+        title=item.title,
+        code=item.code,
+        order=str(item.order_number) if item.order_number is not None else "",
+        return_id=item.reveni_return_id or "",
+        opened=item.opened.isoformat(),
+        amount=_money(item.minor, item.currency),
+        centra=None if item.centra_minor is None else _money(item.centra_minor, item.currency),
+    )
+
+
 def _view(report: MonthEndReport, limit: int | None) -> View:
     zone = _zone(report.timezone)
     groups, matched = _groups(report.settlement, limit)
     tallies, tally_total = _tallies(report)
     trend_currencies, trend_rows = _trend(report)
     title = month_title(report.month)
+    items = report.problems.open_items
+    shown_items = items if limit is None else items[:limit]
     return View(
         month=report.month,
         month_title=title,
@@ -920,6 +950,8 @@ def _view(report: MonthEndReport, limit: int | None) -> View:
         tally_total=tally_total,
         ageing_labels=tuple(label for label, _, _ in AGEING_BUCKETS),
         at_risk=_monies(report.problems.money_at_risk),
+        open_items=tuple(_open_item(item) for item in shown_items),
+        open_items_more=len(report.problems.open_items) - len(shown_items),
         trend_currencies=trend_currencies,
         approved_note=APPROVED_NOTE,
         trend=trend_rows,

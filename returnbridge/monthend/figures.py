@@ -40,6 +40,7 @@ from returnbridge.monthend.model import (
     MoneyOut,
     MoneyProblem,
     Month,
+    OpenItem,
     PaidBy,
     TrendPoint,
     add_minor,
@@ -359,6 +360,39 @@ def exception_tallies(
         for (owner, code), t in sorted(tallies.items())
     )
     return out, dict(sorted(at_risk.items()))
+
+
+def open_items(exceptions: Sequence[ExceptionRecord], month: Month) -> tuple[OpenItem, ...]:
+    """The open Finance exceptions with money at the month's end (what `money_at_risk` sums),
+    per currency largest first."""
+    end = month.end
+    items: list[OpenItem] = []
+    for exc in exceptions:
+        if exc.owner != "finance" or exc.amount is None or not exc.currency:
+            continue
+        first_seen = seen_in(exc, month)
+        closed_at = exc.resolved_at if exc.status in ("resolved", "ignored") else None
+        if not (first_seen < end and (closed_at is None or closed_at >= end)):
+            continue
+        centra = exc.facts.get("centra_amount")
+        centra_minor = None
+        if centra and exc.facts.get("centra_currency", exc.currency) == exc.currency:
+            with suppress(ArithmeticError, ValueError):
+                centra_minor = _minor(Decimal(centra), exc.currency)
+        items.append(
+            OpenItem(
+                exception_id=exc.id,
+                code=exc.code,
+                title=_title(exc.code),
+                order_number=exc.order_number,
+                reveni_return_id=exc.reveni_return_id,
+                currency=exc.currency,
+                minor=_minor(exc.amount, exc.currency),
+                opened=first_seen.astimezone(month.zone).date(),
+                centra_minor=centra_minor,
+            )
+        )
+    return tuple(sorted(items, key=lambda i: (i.currency, -i.minor, i.opened, i.exception_id)))
 
 
 def seen_in(exc: ExceptionRecord, month: Month) -> datetime:

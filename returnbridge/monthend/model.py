@@ -413,6 +413,21 @@ class MoneyProblem:
 
 
 @dataclass(frozen=True)
+class OpenItem:
+    """One open Finance exception with money at the month's end: what makes up money at risk."""
+
+    exception_id: int  # 0: raised by this report, recorded after it
+    code: str
+    title: str
+    order_number: int | None
+    reveni_return_id: str | None
+    currency: str
+    minor: int
+    opened: date  # in the brand's timezone
+    centra_minor: int | None = None  # a mismatch's other side
+
+
+@dataclass(frozen=True)
 class Problems:
     duplicate_refunds: MoneyProblem  # minor: money paid twice; recovered: resolved
     gateway_failures: MoneyProblem  # refunds the payment provider refused
@@ -422,6 +437,8 @@ class Problems:
     money_at_risk: Minor  # open Finance exceptions' amounts at the month's end
     # refunds made in Centra (by hand) with no Reveni refund behind them: paid out, unexplained
     centra_only_refunds: MoneyProblem = field(default_factory=MoneyProblem)
+    # the items of `money_at_risk`, largest first per currency
+    open_items: tuple[OpenItem, ...] = ()
 
 
 # ---------------------------------------------------------------------------- trend

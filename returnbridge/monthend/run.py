@@ -263,6 +263,7 @@ def build_report(
         settlement_unmatched=_unmatched_problem(settlement),
         exceptions=tallies,
         money_at_risk=at_risk,
+        open_items=figures.open_items(exceptions, month),
     )
     data_as_of = warehouse.last_loaded_at()
     all_notes = list(notes)

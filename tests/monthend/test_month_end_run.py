@@ -151,12 +151,15 @@ def test_the_months_settlement_exceptions_count_in_its_tallies_and_money_at_risk
         assert settlement_tally(first) == (1, 1)
         assert first.problems.money_at_risk == {"SEK": 29900}
         assert first.problems.settlement_unmatched.minor == {"SEK": 29900}  # the same money
+        (item,) = first.problems.open_items  # itemised: raised by this report, not yet an id
+        assert (item.exception_id, item.code, item.minor) == (0, "settlement_unmatched", 29900)
         record_settlement(ledger, first.settlement, now=LOADED_AT)
         (raised,) = ledger.exceptions(code="settlement_unmatched")
         assert raised.facts == {"period": "2026-10"}
 
         again = _report(warehouse, ledger, october, invoice)
         assert settlement_tally(again) == (1, 1)
+        assert [i.exception_id for i in again.problems.open_items] == [raised.id]
         assert again.problems.money_at_risk == {"SEK": 29900}
 
         november = _report(warehouse, ledger, Month(2026, 11, STOCKHOLM), None)

@@ -281,9 +281,8 @@ def test_exceptions_are_tallied_by_owner_and_code_with_their_age_and_money_at_ri
             record = ledger.raise_exception(exc, now=first_seen)
             if closed_at is not None:
                 ledger.resolve_exception(record.id, note="t", status=closed_as, now=closed_at)
-        tallies, at_risk = figures.exception_tallies(
-            ledger.exceptions(), Month(2026, 10, STOCKHOLM)
-        )
+        records = ledger.exceptions()
+        tallies, at_risk = figures.exception_tallies(records, Month(2026, 10, STOCKHOLM))
     # (owner, code): opened, resolved, open at the end, ageing (0-7, 8-30, 31-90, >90), money
     expected = {
         ("cx", "order_not_found"): (0, 1, 0, (0, 0, 0, 0), {}),
@@ -296,6 +295,14 @@ def test_exceptions_are_tallied_by_owner_and_code_with_their_age_and_money_at_ri
         for (owner, code), figures_ in expected.items()
     )
     assert at_risk == {"EUR": 2000, "SEK": 13500}
+    # what makes money at risk up, item by item, largest first per currency
+    items = figures.open_items(records, Month(2026, 10, STOCKHOLM))
+    assert [(i.code, i.currency, i.minor) for i in items] == [
+        ("duplicate_refund", "EUR", 2000),
+        *[("refund_missing", "SEK", m) for m in sorted(
+            (i.minor for i in items if i.currency == "SEK"), reverse=True)],
+    ]  # fmt: skip
+    assert sum(i.minor for i in items if i.currency == "SEK") == 13500
     # the plain title the digests, `exceptions list` and the runbook show
     assert tallies[2].title == "Refund paid in Reveni, missing in Centra"
     assert all(t.runbook_url is None for t in tallies)  # no links asked for

@@ -818,3 +818,33 @@ def test_each_exception_code_links_to_its_runbook_entry_and_nothing_else_is_remo
         addresses = re.findall(r'(\w+)="(https?://[^"]*)"', part)
         assert addresses and {attribute for attribute, _ in addresses} == {"href"}
         assert "url(" not in part.lower() and "<link" not in part.lower()
+
+
+def test_money_at_risk_is_itemised_largest_first_within_the_line_limit() -> None:
+    from returnbridge.monthend.model import OpenItem
+
+    report = sample_report()
+    day = report.period_start.date()
+    title = "Refund paid in Reveni, missing in Centra"
+    missing = [
+        OpenItem(n, "refund_missing", title, 1000 + n, f"ret_{n}", "EUR", 10_000 - n, day)
+        for n in range(1, 8)
+    ]
+    mismatch = OpenItem(
+        0, "refund_amount_mismatch", "Refund amounts differ", 1011, "ret_m", "SEK", 12_000, day,
+        centra_minor=13_000,
+    )  # fmt: skip
+    items = (*missing, mismatch)
+    itemised = dataclasses.replace(
+        report, problems=dataclasses.replace(report.problems, open_items=items)
+    )
+    rendered = render_month_end(itemised, line_limit=5)
+    part = section(rendered.html_email, "problems")
+    assert "What makes it up: 8 open Finance items" in text_of(part)
+    rows = rows_of(part)
+    assert ["#1", "Refund paid in Reveni, missing in Centra refund_missing", "1001", "ret_1",
+            "2026-10-01", eur(9_999), NONE] in rows  # fmt: skip
+    assert "… and 3 more (first 5 listed; the saved file has them all)" in text_of(part)
+    assert "ret_m" in section(rendered.html_file, "problems")  # the file lists every item
+    assert f"- new refund_amount_mismatch, order 1011 (ret_m): {sek(12_000)} (Centra " \
+        f"{sek(13_000)})" in render_month_end(itemised).text  # fmt: skip
