@@ -534,8 +534,9 @@ class MonthEndReport:
             "returns": self.returns_in_month,
             "exchanges": asdict(self.exchanges),
             "settlement_unmatched": len(self.settlement.exceptions),
-            "balanced": self.settlement.balanced,
-            "settled": self.settlement.settled,
+            # nothing settled (no invoice): neither balanced nor not, so null
+            "balanced": self.settlement.balanced if self.settlement.tie_out else None,
+            "settled": self.settlement.settled if self.settlement.tie_out else None,
             "currencies": out,
         }
 

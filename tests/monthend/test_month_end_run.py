@@ -637,3 +637,13 @@ def test_already_sent_says_when_the_report_has_changed_since(
     assert with_invoice.mail == "already_sent"
     assert "this report differs" in with_invoice.mail_detail
     assert "--resend" in with_invoice.mail_detail
+
+
+def test_without_an_invoice_the_totals_say_nothing_was_settled(tmp_path: Path) -> None:
+    w = World()
+    return_with_refund(w, "r_paid", 1001, 29900)
+    warehouse = load_world(tmp_path / "warehouse.duckdb", w)
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        report = _report(warehouse, ledger, Month(2026, 10, UTC_ZONE), None)
+    totals = report.totals()
+    assert (totals["balanced"], totals["settled"]) == (None, None)  # not "balanced: true"
