@@ -498,30 +498,37 @@ def test_resend_sends_a_second_e_mail_with_another_message_id(
     assert after.message_id == resent.message_id
 
 
-def test_a_server_that_is_down_keeps_the_e_mail_for_the_next_run(
-    closed: ClosedMonth, tmp_path: Path
-) -> None:
+@pytest.fixture
+def down_smtp() -> Iterator[tuple[MailStandIn, MailSettings]]:
+    """A local SMTP server that has been started (its settings known) and is down now."""
     smtp = MailStandIn().start()
+    mail = smtp.settings()
+    smtp.stop()
     try:
-        mail = smtp.settings()
-        smtp.stop()
-        with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
-            failed = closed.run(mail, ledger=ledger)
-            assert failed.mail == "failed" and not failed.sent
-            assert f"{smtp.host}:{smtp.port}" in failed.mail_detail
-            assert "connection refused" in failed.mail_detail
-            assert failed.html_path is not None and failed.html_path.is_file()  # saved anyway
-            (kept,) = ledger.mail_records()
-            assert kept.status == "failed" and kept.last_error == failed.mail_detail
-            assert kept.message_id == failed.message_id and kept.recipients == (FINANCE,)
-
-            smtp.start()  # the server is back: the next run sends the kept message
-            retried = closed.run(mail, ledger=ledger)
-            again = closed.run(mail, ledger=ledger)
-            mails = smtp.messages
-            (record,) = ledger.mail_records()
+        yield smtp, mail
     finally:
         smtp.stop()
+
+
+def test_a_server_that_is_down_keeps_the_e_mail_for_the_next_run(
+    closed: ClosedMonth, tmp_path: Path, down_smtp: tuple[MailStandIn, MailSettings]
+) -> None:
+    smtp, mail = down_smtp
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        failed = closed.run(mail, ledger=ledger)
+        assert failed.mail == "failed" and not failed.sent
+        assert f"{smtp.host}:{smtp.port}" in failed.mail_detail
+        assert "connection refused" in failed.mail_detail
+        assert failed.html_path is not None and failed.html_path.is_file()  # saved anyway
+        (kept,) = ledger.mail_records()
+        assert kept.status == "failed" and kept.last_error == failed.mail_detail
+        assert kept.message_id == failed.message_id and kept.recipients == (FINANCE,)
+
+        smtp.start()  # the server is back: the next run sends the kept message
+        retried = closed.run(mail, ledger=ledger)
+        again = closed.run(mail, ledger=ledger)
+        mails = smtp.messages
+        (record,) = ledger.mail_records()
     assert retried.mail == "sent" and retried.message_id == failed.message_id
     assert again.mail == "already_sent"
     assert [m.message_id for m in mails] == [failed.message_id]
@@ -580,29 +587,24 @@ def test_a_report_with_no_recipients_is_saved_not_sent(closed: ClosedMonth, tmp_
 
 
 def test_a_new_recipient_list_supersedes_the_kept_e_mail_to_the_old_one(
-    closed: ClosedMonth, tmp_path: Path
+    closed: ClosedMonth, tmp_path: Path, down_smtp: tuple[MailStandIn, MailSettings]
 ) -> None:
-    smtp = MailStandIn().start()
-    try:
-        mail = smtp.settings()
-        smtp.stop()
-        with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
-            kept = closed.run(mail, ledger=ledger)
-            assert kept.mail == "failed"
-            smtp.start()
-            moved = asyncio.run(
-                run_month_end(
-                    closed.settings(mail, recipients=["controller@example.com"]),
-                    render=render_month_end,
-                    month="2026-10",
-                    ledger=ledger,
-                    clock=lambda: closed.at,
-                )
+    smtp, mail = down_smtp
+    with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
+        kept = closed.run(mail, ledger=ledger)
+        assert kept.mail == "failed"
+        smtp.start()
+        moved = asyncio.run(
+            run_month_end(
+                closed.settings(mail, recipients=["controller@example.com"]),
+                render=render_month_end,
+                month="2026-10",
+                ledger=ledger,
+                clock=lambda: closed.at,
             )
-            records = {r.message_id: r for r in ledger.mail_records()}
-            received = smtp.messages
-    finally:
-        smtp.stop()
+        )
+        records = {r.message_id: r for r in ledger.mail_records()}
+        received = smtp.messages
     assert moved.mail == "sent"
     assert [m.recipients for m in received] == [("controller@example.com",)]
     old = records[kept.message_id]
