@@ -30,8 +30,9 @@ from tasks.observe import month_end_run_name, observed_run
 from tasks.run_settings import run_settings
 
 # Waiting for the night's reconciliation to leave the warehouse is part of the run (up to
-# RETURNBRIDGE_MONTHEND__WAREHOUSE_WAIT); a run stuck past an hour is stopped and retried.
-MONTH_END_TIMEOUT_SECONDS = 3600
+# RETURNBRIDGE_MONTHEND__WAREHOUSE_WAIT, 10 minutes), and so are the e-mail's retries (3 x 15
+# minutes): a run stuck past 90 minutes is stopped.
+MONTH_END_TIMEOUT_SECONDS = 5400
 
 
 class MailNotSent(RuntimeError):
