@@ -14,10 +14,10 @@ from prefect import flow, get_run_logger
 from prefect.states import Failed, State
 
 from reports.month_end import render_month_end
-from returnbridge.monthend.invoice import InvoiceFileError
 from returnbridge.monthend.run import MonthEndResult
 from returnbridge.monthend.runtime import month_of, open_month_end
 from tasks.month_end_steps import (
+    InvoiceRefused,
     MailKept,
     email_report,
     month_figures,
@@ -77,10 +77,10 @@ async def month_end_report(
     async with open_month_end(
         settings, render=render_month_end, month=month, use_invoice_api=invoice_path is None
     ) as month_end:
-        try:
-            invoice, notes = await read_invoice(month_end, invoice_path)
-        except InvoiceFileError as exc:
-            return refused(f"invoice_file {invoice_path}: {exc}")
+        read = await read_invoice(month_end, invoice_path)
+        if isinstance(read, InvoiceRefused):
+            return refused(f"invoice_file {invoice_path}: {read.problem}")
+        invoice, notes = read
         report = month_figures(month_end, invoice, notes)
         result = MonthEndResult(report=report)
         rendered = render_report(month_end, report, result, None)

@@ -7,6 +7,7 @@ settlement exceptions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
@@ -15,18 +16,31 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from returnbridge.connectors.email.settings import MailSettings
 from returnbridge.connectors.email.smtp import SmtpSender
 from returnbridge.ledger.store import Ledger
+from returnbridge.monthend.invoice import InvoiceFileError
 from returnbridge.monthend.mailing import MailDelivery, deliver_unsent
 from returnbridge.monthend.model import MATCH_LABELS, InvoiceDoc, MonthEndReport, money_text
 from returnbridge.monthend.run import MonthEndResult, Rendered
 from returnbridge.monthend.runtime import MonthEnd
 
 
+@dataclass(frozen=True)
+class InvoiceRefused:
+    """The invoice file given cannot be used: the run's answer, not a failure of the task."""
+
+    problem: str
+
+
 @task(name="read-invoice", persist_result=False)
 async def read_invoice(
     month_end: MonthEnd, invoice_file: Path | None
-) -> tuple[InvoiceDoc | None, list[str]]:
-    """Reveni's invoice of the month: a CSV export, or the Reveni client's invoices call."""
-    return await month_end.invoice(invoice_file)
+) -> tuple[InvoiceDoc | None, list[str]] | InvoiceRefused:
+    """Reveni's invoice of the month: a CSV export, or the Reveni client's invoices call. A bad
+    file is returned as `InvoiceRefused` (naming its line and column), so the run fails with one
+    line instead of a failed task's traceback."""
+    try:
+        return await month_end.invoice(invoice_file)
+    except InvoiceFileError as exc:
+        return InvoiceRefused(str(exc))
 
 
 @task(name="month-figures", persist_result=False)

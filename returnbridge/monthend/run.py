@@ -75,6 +75,13 @@ log = logging.getLogger(__name__)
 MAIL_KIND = "month-end"
 
 
+# How to give the invoice file, said for both ways of running the report.
+_INVOICE_FILE_HOW = (
+    "`returnbridge report month-end --invoice FILE`, or the month-end-report deployment's "
+    "invoice_file parameter"
+)
+
+
 class Rendered(Protocol):
     """What a renderer gives (`reports.month_end.RenderedReport`)."""
 
@@ -151,7 +158,7 @@ async def read_invoice(
         return None, [
             f"No invoice for {month.text}: the Reveni invoice API is off "
             "(RETURNBRIDGE_MONTHEND__INVOICE_SOURCE=off); give the dashboard's CSV export "
-            "with --invoice FILE to match the settlement."
+            f"to match the settlement ({_INVOICE_FILE_HOW})."
         ]
     try:
         invoices = await reveni.invoices(month.text)
@@ -159,7 +166,8 @@ async def read_invoice(
         log.warning("month-end: Reveni's invoice of %s could not be read: %s", month.text, exc)
         return None, [
             f"Reveni's invoice of {month.text} could not be read ({type(exc).__name__}: {exc}); "
-            "the settlement is not matched. Run again, or give the CSV export with --invoice."
+            "the settlement is not matched. Run again, or give the dashboard's CSV export "
+            f"({_INVOICE_FILE_HOW})."
         ]
     doc = invoice_from_api(invoices, month.text)
     if doc is None:

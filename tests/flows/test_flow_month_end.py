@@ -156,9 +156,16 @@ async def test_a_bad_parameter_fails_the_run_once_naming_it(
     state = await month_end_report(**parameters, return_state=True)  # type: ignore[call-overload]
     assert state.type == StateType.FAILED
     assert state.message is not None and state.message.startswith(message)
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
     async with get_client() as client:
         run = await client.read_flow_run(state.state_details.flow_run_id)
+        tasks = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
     assert run.run_count == 1  # not retried
+    # refused by the run, not a failed task with a traceback in its log
+    assert [t.state.type for t in tasks if t.state is not None and t.state.is_failed()] == []
     assert smtp.messages == []
     with Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
         assert ledger.exceptions(code="settlement_unmatched") == []
