@@ -328,9 +328,9 @@ def exception_tallies(
     for exc in exceptions:
         first_seen = seen_in(exc, month)
         opened = month.contains(first_seen)
-        closed_at = exc.resolved_at if exc.status in ("resolved", "ignored") else None
+        closed_at = _closed_at(exc)
         resolved = closed_at is not None and month.contains(closed_at)
-        open_at_end = first_seen < end and (closed_at is None or closed_at >= end)
+        open_at_end = _open_at_end(exc, month)
         if not (opened or resolved or open_at_end):
             continue
         tally = tallies.setdefault((exc.owner, exc.code), _Tally())
@@ -365,20 +365,12 @@ def exception_tallies(
 def open_items(exceptions: Sequence[ExceptionRecord], month: Month) -> tuple[OpenItem, ...]:
     """The open Finance exceptions with money at the month's end (what `money_at_risk` sums),
     per currency largest first."""
-    end = month.end
     items: list[OpenItem] = []
     for exc in exceptions:
         if exc.owner != "finance" or exc.amount is None or not exc.currency:
             continue
-        first_seen = seen_in(exc, month)
-        closed_at = exc.resolved_at if exc.status in ("resolved", "ignored") else None
-        if not (first_seen < end and (closed_at is None or closed_at >= end)):
+        if not _open_at_end(exc, month):
             continue
-        centra = exc.facts.get("centra_amount")
-        centra_minor = None
-        if centra and exc.facts.get("centra_currency", exc.currency) == exc.currency:
-            with suppress(ArithmeticError, ValueError):
-                centra_minor = _minor(Decimal(centra), exc.currency)
         items.append(
             OpenItem(
                 exception_id=exc.id,
@@ -388,11 +380,34 @@ def open_items(exceptions: Sequence[ExceptionRecord], month: Month) -> tuple[Ope
                 reveni_return_id=exc.reveni_return_id,
                 currency=exc.currency,
                 minor=_minor(exc.amount, exc.currency),
-                opened=first_seen.astimezone(month.zone).date(),
-                centra_minor=centra_minor,
+                opened=seen_in(exc, month).astimezone(month.zone).date(),
+                centra_minor=_centra_minor(exc),
             )
         )
     return tuple(sorted(items, key=lambda i: (i.currency, -i.minor, i.opened, i.exception_id)))
+
+
+def _closed_at(exc: ExceptionRecord) -> datetime | None:
+    return exc.resolved_at if exc.status in ("resolved", "ignored") else None
+
+
+def _open_at_end(exc: ExceptionRecord, month: Month) -> bool:
+    """Opened before the month's end (`seen_in`) and not closed by then."""
+    closed_at = _closed_at(exc)
+    return seen_in(exc, month) < month.end and (closed_at is None or closed_at >= month.end)
+
+
+def _centra_minor(exc: ExceptionRecord) -> int | None:
+    """Centra's side of a money mismatch (facts `centra_amount`, `centra_currency`) in minor
+    units, when it is in the exception's currency and readable; else None."""
+    centra = exc.facts.get("centra_amount")
+    if not centra or not exc.currency:
+        return None
+    if exc.facts.get("centra_currency", exc.currency) != exc.currency:
+        return None
+    with suppress(ArithmeticError, ValueError):
+        return _minor(Decimal(centra), exc.currency)
+    return None
 
 
 def seen_in(exc: ExceptionRecord, month: Month) -> datetime:
@@ -415,11 +430,9 @@ def problem_money(exc: ExceptionRecord) -> tuple[str, int] | None:
     if exc.amount is None or not exc.currency:
         return None
     money = _minor(exc.amount, exc.currency)
-    centra = exc.facts.get("centra_amount")
-    same_currency = exc.facts.get("centra_currency", exc.currency) == exc.currency
-    if exc.code == "refund_amount_mismatch" and centra and same_currency:
-        with suppress(ArithmeticError, ValueError):  # unreadable: the amount as recorded
-            money = abs(money - _minor(Decimal(centra), exc.currency))
+    centra = _centra_minor(exc)  # unreadable or another currency: the amount as recorded
+    if exc.code == "refund_amount_mismatch" and centra is not None:
+        money = abs(money - centra)
     return exc.currency, money
 
 

@@ -410,7 +410,12 @@ def record_settlement(
         return None
     return ledger.observe_exceptions(
         settlement_exceptions(settlement),
-        scope_return_ids=sorted(settlement_scope(ledger.exceptions(), settlement)),
+        scope_return_ids=sorted(
+            settlement_scope(
+                [exc for code in sorted(MONTH_END_CODES) for exc in ledger.exceptions(code=code)],
+                settlement,
+            )
+        ),
         scope_codes=sorted(MONTH_END_CODES),
         now=now,
     )

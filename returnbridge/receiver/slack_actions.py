@@ -167,7 +167,11 @@ class SlackActions:
         )
         log.info("Slack: %s by %s: %s", action, user.actor, outcome.message)
         task = BackgroundTask(
-            self._update, click.channel, click.ts, click.text, click.blocks, _Done(outcome, line)
+            self._update,
+            click.channel,
+            click.ts,
+            _Done(outcome, line),
+            (click.text, click.blocks),
         )
         return Response(status_code=200, background=task)
 
@@ -222,9 +226,7 @@ class SlackActions:
             return JSONResponse(interactions.note_errors(_LEDGER_DOWN))
         line = interactions.done_line(submission.action, user, note=submission.note)
         log.info("Slack: %s by %s: %s", submission.action, user.actor, outcome.message)
-        task = BackgroundTask(
-            self._fetch_and_update, submission.channel, submission.ts, _Done(outcome, line)
-        )
+        task = BackgroundTask(self._update, submission.channel, submission.ts, _Done(outcome, line))
         return Response(status_code=200, background=task)  # empty: Slack closes the modal
 
     # ------------------------------------------------------------------ after answering
@@ -252,44 +254,29 @@ class SlackActions:
         self,
         channel: str,
         ts: str,
-        text: str,
-        blocks: list[dict[str, Any]],
         done: _Done,
+        content: tuple[str, list[dict[str, Any]]] | None = None,
     ) -> None:
+        """Write `done` into the digest message at `ts`: its `content` (text, blocks) as the
+        click carried it, or, for a modal's submission, as read back from Slack."""
         record = done.outcome.record
         try:
             with self._client() as client:
-                self._write(client, channel, ts, text, blocks, done)
-        except Exception as exc:
-            log.error(
-                "could not update the digest message %s in %s for #%d (%s is recorded): %s",
-                ts,
-                channel,
-                record.id,
-                record.status,
-                exc,
-            )
-
-    def _fetch_and_update(self, channel: str, ts: str, done: _Done) -> None:
-        record = done.outcome.record
-        try:
-            with self._client() as client:
-                message = client.message(channel, ts)
-                if message is None:
-                    log.warning(
-                        "digest message %s in %s is gone; #%d not shown", ts, channel, record.id
+                if content is None:
+                    message = client.message(channel, ts)
+                    if message is None:
+                        log.warning(
+                            "digest message %s in %s is gone; #%d not shown", ts, channel, record.id
+                        )
+                        return
+                    text, blocks = message.get("text"), message.get("blocks")
+                    if not isinstance(blocks, list):
+                        blocks = []
+                    content = (
+                        text if isinstance(text, str) else "",
+                        [b for b in blocks if isinstance(b, dict)],
                     )
-                    return
-                blocks = message.get("blocks")
-                text = message.get("text")
-                self._write(
-                    client,
-                    channel,
-                    ts,
-                    text if isinstance(text, str) else "",
-                    [b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else [],
-                    done,
-                )
+                self._write(client, channel, ts, *content, done)
         except Exception as exc:
             log.error(
                 "could not update the digest message %s in %s for #%d (%s is recorded): %s",
